@@ -1,0 +1,257 @@
+//! Step 1, parse: the attribute list, `key = literal` pairs separated by commas.
+//!
+//! This step knows the keys and the kind of literal each one takes; it reports unknown keys,
+//! duplicate keys and literals of the wrong kind. What a literal *means* (subject grammar,
+//! durations, ranges) is [`crate::validate`]'s job.
+
+use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token};
+
+use crate::validate::Errors;
+
+/// An attribute key. The order here is the order of the docs and of the error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Key {
+    Subject,
+    Name,
+    Stream,
+    MaxDeliver,
+    Backoff,
+    AckWait,
+    Timeout,
+    MinWorkers,
+    MaxWorkers,
+    MaxAckPending,
+    Dlq,
+    BreakerFailures,
+    BreakerCooldown,
+}
+
+/// The kind of literal a key takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string: a subject or a name.
+    Str,
+    /// A string holding a duration.
+    Duration,
+    /// A string holding `initial..max`.
+    Backoff,
+    /// An unsigned integer.
+    Int,
+}
+
+impl Key {
+    pub(crate) const ALL: [Key; 13] = [
+        Key::Subject,
+        Key::Name,
+        Key::Stream,
+        Key::MaxDeliver,
+        Key::Backoff,
+        Key::AckWait,
+        Key::Timeout,
+        Key::MinWorkers,
+        Key::MaxWorkers,
+        Key::MaxAckPending,
+        Key::Dlq,
+        Key::BreakerFailures,
+        Key::BreakerCooldown,
+    ];
+
+    /// The key as written in the attribute; also the field of `jetfn::__private::Attributes`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Key::Subject => "subject",
+            Key::Name => "name",
+            Key::Stream => "stream",
+            Key::MaxDeliver => "max_deliver",
+            Key::Backoff => "backoff",
+            Key::AckWait => "ack_wait",
+            Key::Timeout => "timeout",
+            Key::MinWorkers => "min_workers",
+            Key::MaxWorkers => "max_workers",
+            Key::MaxAckPending => "max_ack_pending",
+            Key::Dlq => "dlq",
+            Key::BreakerFailures => "breaker_failures",
+            Key::BreakerCooldown => "breaker_cooldown",
+        }
+    }
+
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Key::Subject | Key::Name | Key::Stream | Key::Dlq => Kind::Str,
+            Key::AckWait | Key::Timeout | Key::BreakerCooldown => Kind::Duration,
+            Key::Backoff => Kind::Backoff,
+            Key::MaxDeliver
+            | Key::MinWorkers
+            | Key::MaxWorkers
+            | Key::MaxAckPending
+            | Key::BreakerFailures => Kind::Int,
+        }
+    }
+
+    /// A correct use of the key, for error messages.
+    pub(crate) fn example(self) -> &'static str {
+        match self {
+            Key::Subject => "subject = \"orders.created\"",
+            Key::Name => "name = \"reserve-inventory\"",
+            Key::Stream => "stream = \"ORDERS\"",
+            Key::MaxDeliver => "max_deliver = 5",
+            Key::Backoff => "backoff = \"100ms..60s\"",
+            Key::AckWait => "ack_wait = \"30s\"",
+            Key::Timeout => "timeout = \"10s\"",
+            Key::MinWorkers => "min_workers = 1",
+            Key::MaxWorkers => "max_workers = 16",
+            Key::MaxAckPending => "max_ack_pending = 1000",
+            Key::Dlq => "dlq = \"orders.dead\"",
+            Key::BreakerFailures => "breaker_failures = 10",
+            Key::BreakerCooldown => "breaker_cooldown = \"30s\"",
+        }
+    }
+
+    fn from_ident(ident: &Ident) -> Option<Key> {
+        let name = ident.unraw().to_string();
+        Key::ALL.into_iter().find(|key| key.as_str() == name)
+    }
+}
+
+/// The literal given to a key, of the kind the key takes.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Str(LitStr),
+    Int(LitInt),
+}
+
+/// The attribute list, with every well-formed pair and the errors of the others.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// Each key at most once, in the order written. `None`: given, but rejected (reported).
+    pairs: Vec<(Key, Option<Value>)>,
+    /// Unknown keys, duplicates, literals of the wrong kind.
+    pub(crate) errors: Errors,
+}
+
+impl Args {
+    /// Whether `key` was written, even with a rejected value.
+    pub(crate) fn given(&self, key: Key) -> bool {
+        self.pairs.iter().any(|(k, _)| *k == key)
+    }
+
+    /// The string literal given to `key`, when it was given and is a string.
+    pub(crate) fn str(&self, key: Key) -> Option<&LitStr> {
+        self.pairs.iter().find_map(|(k, value)| match value {
+            Some(Value::Str(lit)) if *k == key => Some(lit),
+            _ => None,
+        })
+    }
+
+    /// The integer literal given to `key`, when it was given and is an integer.
+    pub(crate) fn int(&self, key: Key) -> Option<&LitInt> {
+        self.pairs.iter().find_map(|(k, value)| match value {
+            Some(Value::Int(lit)) if *k == key => Some(lit),
+            _ => None,
+        })
+    }
+
+    /// The keys given with an accepted literal, in the order written.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.pairs
+            .iter()
+            .filter(|(_, value)| value.is_some())
+            .map(|(key, _)| *key)
+    }
+}
+
+/// One `key = value` pair as written. The value is any expression so that `max_deliver = -1`
+/// or `timeout = TIMEOUT` get a message about the literal instead of a parse error.
+struct Pair {
+    key: Ident,
+    value: Expr,
+}
+
+impl Parse for Pair {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key = Ident::parse_any(input)?;
+        input.parse::<Token![=]>()?;
+        let value = input.parse()?;
+        Ok(Pair { key, value })
+    }
+}
+
+/// Parses the tokens inside `#[event_handler(...)]`.
+///
+/// `Err` means the list is not `key = value, ...` at all: nothing about the keys can be said.
+pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+    let pairs = Punctuated::<Pair, Token![,]>::parse_terminated.parse2(tokens)?;
+    let mut args = Args::default();
+    for Pair { key: ident, value } in pairs {
+        let Some(key) = Key::from_ident(&ident) else {
+            args.errors.push(syn::Error::new_spanned(
+                &ident,
+                format!(
+                    "unsupported argument `{}`; supported arguments are: {}",
+                    ident.unraw(),
+                    supported()
+                ),
+            ));
+            continue;
+        };
+        if args.given(key) {
+            args.errors.push(syn::Error::new_spanned(
+                &ident,
+                format!("duplicate argument `{}`", key.as_str()),
+            ));
+            continue;
+        }
+        let value = literal(key, value)
+            .map_err(|error| args.errors.push(error))
+            .ok();
+        args.pairs.push((key, value));
+    }
+    Ok(args)
+}
+
+/// The supported keys, comma separated.
+fn supported() -> String {
+    Key::ALL.map(Key::as_str).join(", ")
+}
+
+/// The literal of `value`, when it is of the kind `key` takes.
+fn literal(key: Key, value: Expr) -> syn::Result<Value> {
+    let expected = match key.kind() {
+        Kind::Str => "a string literal",
+        Kind::Duration => "a duration string",
+        Kind::Backoff => "a backoff string",
+        Kind::Int => "an integer literal",
+    };
+    let wrong = |value: &Expr| {
+        syn::Error::new_spanned(
+            value,
+            format!(
+                "`{}` takes {expected}, like `{}`",
+                key.as_str(),
+                key.example()
+            ),
+        )
+    };
+    match (key.kind(), &value) {
+        (
+            Kind::Int,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }),
+        ) => Ok(Value::Int(lit.clone())),
+        (Kind::Int, Expr::Unary(unary)) if matches!(unary.op, syn::UnOp::Neg(_)) => Err(
+            syn::Error::new_spanned(&value, format!("`{}` cannot be negative", key.as_str())),
+        ),
+        (
+            Kind::Str | Kind::Duration | Kind::Backoff,
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }),
+        ) => Ok(Value::Str(lit.clone())),
+        _ => Err(wrong(&value)),
+    }
+}

@@ -1,0 +1,593 @@
+//! Step 2, validate: turn the parsed attribute and the user's signature into a [`Handler`], or
+//! into every error found, each spanned on the offending token.
+//!
+//! The grammar checks (subjects, names, durations, backoff) are pure functions over `&str` with
+//! typed errors, unit-tested below.
+
+use std::fmt;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, LitInt, PathArguments, ReturnType, Type};
+
+use crate::args::{Args, Key, Kind};
+
+/// Errors collected so that one build reports every mistake.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn append(&mut self, other: Errors) {
+        if let Some(error) = other.0 {
+            self.push(error);
+        }
+    }
+
+    fn finish<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(error) => Err(error),
+            None => Ok(value),
+        }
+    }
+}
+
+/// A validated `#[event_handler]`: everything the expansion needs, nothing left to check.
+pub(crate) struct Handler {
+    /// The function's name (the `name` key, else the fn ident).
+    pub(crate) name: String,
+    pub(crate) subject: String,
+    /// The optional keys that were written, in the order written.
+    pub(crate) attrs: Vec<(Key, Attr)>,
+    /// `T` in `event: Event<T>`, as the user wrote it.
+    pub(crate) payload: Type,
+}
+
+/// The value of one optional key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attr {
+    Str(String),
+    U32(u32),
+    /// A duration in whole milliseconds.
+    Millis(u64),
+    /// `backoff`: initial and max, in milliseconds.
+    Backoff(u64, u64),
+}
+
+/// Validates the attribute and the function it is on.
+pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result<Handler> {
+    let mut errors = Errors::default();
+    let (subject, name, attrs) = match args {
+        Ok(mut args) => {
+            errors.append(std::mem::take(&mut args.errors));
+            attributes(&args, &function.sig.ident, &mut errors)
+        }
+        // The attribute list did not parse: saying more about it would only add noise.
+        Err(error) => {
+            errors.push(error);
+            Default::default()
+        }
+    };
+    let payload = signature(function, &mut errors);
+    match (subject, name, payload) {
+        (Some(subject), Some(name), Some(payload)) => errors.finish(Handler {
+            name,
+            subject,
+            attrs,
+            payload,
+        }),
+        _ => Err(errors
+            .0
+            .unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid `#[event_handler]`"))),
+    }
+}
+
+type Attributes = (Option<String>, Option<String>, Vec<(Key, Attr)>);
+
+fn attributes(args: &Args, ident: &Ident, errors: &mut Errors) -> Attributes {
+    let subject = match args.str(Key::Subject) {
+        Some(lit) => report(errors, lit, check_subject(&lit.value(), Wildcards::Allowed))
+            .map(|()| lit.value()),
+        None if !args.given(Key::Subject) => {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`",
+            ));
+            None
+        }
+        None => None,
+    };
+    let name = match args.str(Key::Name) {
+        Some(lit) => report(errors, lit, check_name(&lit.value())).map(|()| lit.value()),
+        None if args.given(Key::Name) => None,
+        None => {
+            let default = ident.unraw().to_string();
+            match check_name(&default) {
+                Ok(()) => Some(default),
+                Err(error) => {
+                    let message = format!("the function name cannot name a consumer: {error}; choose one with `name = \"...\"`");
+                    errors.push(syn::Error::new_spanned(ident, message));
+                    None
+                }
+            }
+        }
+    };
+    let mut attrs = Vec::new();
+    for key in args
+        .keys()
+        .filter(|key| !matches!(key, Key::Subject | Key::Name))
+    {
+        let value = match (key.kind(), args.str(key), args.int(key)) {
+            (Kind::Str, Some(lit), _) => {
+                let checked = match key {
+                    Key::Dlq => {
+                        check_subject(&lit.value(), Wildcards::Forbidden).map_err(|e| e.to_string())
+                    }
+                    _ => check_name(&lit.value()).map_err(|e| e.to_string()),
+                };
+                report(errors, lit, checked).map(|()| Attr::Str(lit.value()))
+            }
+            (Kind::Duration, Some(lit), _) => {
+                report(errors, lit, parse_duration(&lit.value())).map(Attr::Millis)
+            }
+            (Kind::Backoff, Some(lit), _) => report(errors, lit, parse_backoff(&lit.value()))
+                .map(|(initial, max)| Attr::Backoff(initial, max)),
+            (Kind::Int, _, Some(lit)) => report(errors, lit, integer(key, lit)).map(Attr::U32),
+            _ => None,
+        };
+        attrs.extend(value.map(|value| (key, value)));
+    }
+    let workers = |key| attrs.iter().find_map(|(k, v)| (*k == key).then_some(v));
+    if let (Some(Attr::U32(min)), Some(Attr::U32(max))) =
+        (workers(Key::MinWorkers), workers(Key::MaxWorkers))
+    {
+        if max < min {
+            let message = format!("`max_workers` ({max}) must be at least `min_workers` ({min})");
+            errors.push(syn::Error::new_spanned(args.int(Key::MaxWorkers), message));
+        }
+    }
+    (subject, name, attrs)
+}
+
+/// Pushes the error of `checked`, if any, on `token`.
+fn report<T, E: fmt::Display>(
+    errors: &mut Errors,
+    token: &impl quote::ToTokens,
+    checked: Result<T, E>,
+) -> Option<T> {
+    checked
+        .map_err(|error| errors.push(syn::Error::new_spanned(token, error)))
+        .ok()
+}
+
+fn integer(key: Key, lit: &LitInt) -> Result<u32, String> {
+    let value = lit
+        .base10_parse::<u32>()
+        .map_err(|_| format!("`{}` must fit in 32 bits", key.as_str()))?;
+    if value == 0 && key != Key::BreakerFailures {
+        return Err(format!("`{}` must be at least 1", key.as_str()));
+    }
+    Ok(value)
+}
+
+/// The expected signature, for error messages.
+const SIGNATURE: &str =
+    "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`";
+
+/// Checks the signature; returns the payload type `T` of `event: Event<T>`.
+fn signature(function: &ItemFn, errors: &mut Errors) -> Option<Type> {
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.push(syn::Error::new_spanned(
+            sig.fn_token,
+            "`#[event_handler]` functions must be `async`",
+        ));
+    }
+    if let Some(unsafety) = sig.unsafety {
+        errors.push(syn::Error::new_spanned(
+            unsafety,
+            "`#[event_handler]` functions cannot be `unsafe`",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "`#[event_handler]` functions cannot be generic",
+        ));
+    } else if let Some(clause) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            clause,
+            "`#[event_handler]` functions cannot be generic",
+        ));
+    }
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
+                receiver,
+                format!("`#[event_handler]` functions cannot take `self`; write a free function: {SIGNATURE}"),
+            )),
+            FnArg::Typed(param) => params.push(param),
+        }
+    }
+    let arity = "expected 2 parameters: `ctx: Context, event: Event<T>`";
+    if params.len() < 2 {
+        let found = format!("{arity}, found {}", params.len());
+        errors.push(syn::Error::new(sig.paren_token.span.join(), found));
+    } else if params.len() > 2 {
+        let extra = params[2..].iter().map(|param| quote::quote!(#param));
+        let extra: proc_macro2::TokenStream = extra.collect();
+        errors.push(syn::Error::new_spanned(
+            extra,
+            format!("{arity}, found {}", params.len()),
+        ));
+    }
+    if let ReturnType::Default = sig.output {
+        let message = format!(
+            "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
+        );
+        errors.push(syn::Error::new(sig.paren_token.span.close(), message));
+    }
+    for param in &params {
+        if let Type::ImplTrait(ty) = &*param.ty {
+            errors.push(syn::Error::new_spanned(
+                ty,
+                "`#[event_handler]` functions cannot be generic",
+            ));
+        }
+    }
+    let event = params.get(1)?;
+    let payload = event_payload(&event.ty);
+    if payload.is_none() && !matches!(&*event.ty, Type::ImplTrait(_)) {
+        let message = "the second parameter must be `Event<T>`, where `T: serde::de::DeserializeOwned` is the payload type";
+        errors.push(syn::Error::new_spanned(&event.ty, message));
+    }
+    payload
+}
+
+/// `T` when `ty` is a path ending in `Event<T>`.
+fn event_payload(ty: &Type) -> Option<Type> {
+    let path = match ty {
+        Type::Group(group) => return event_payload(&group.elem),
+        Type::Paren(paren) => return event_payload(&paren.elem),
+        Type::Path(path) if path.qself.is_none() => &path.path,
+        _ => return None,
+    };
+    let last = path
+        .segments
+        .last()
+        .filter(|segment| segment.ident == "Event")?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>()[..] {
+        [GenericArgument::Type(payload)] => Some(payload.clone()),
+        _ => None,
+    }
+}
+
+/// Whether a subject may hold the wildcards `*` and `>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wildcards {
+    /// A subject to consume: wildcards select several subjects.
+    Allowed,
+    /// A subject to publish to.
+    Forbidden,
+}
+
+/// Why a string is not a NATS subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubjectError {
+    Empty,
+    Whitespace(String),
+    EmptyToken(String),
+    PartialWildcard(String),
+    GtNotLast(String),
+    Wildcard(String),
+}
+
+impl fmt::Display for SubjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the subject cannot be empty; write one like \"orders.created\""),
+            Self::Whitespace(s) => write!(f, "invalid subject {s:?}: subjects cannot contain whitespace"),
+            Self::EmptyToken(s) => write!(
+                f,
+                "invalid subject {s:?}: empty token; subjects are non-empty tokens separated by single dots (no leading, trailing or double `.`)"
+            ),
+            Self::PartialWildcard(s) => write!(
+                f,
+                "invalid subject {s:?}: the wildcards `*` and `>` must be whole tokens, like \"orders.*\" or \"orders.>\""
+            ),
+            Self::GtNotLast(s) => write!(f, "invalid subject {s:?}: `>` is only allowed as the last token"),
+            Self::Wildcard(s) => write!(
+                f,
+                "invalid subject {s:?}: this subject is published to, so it cannot contain the wildcards `*` or `>`"
+            ),
+        }
+    }
+}
+
+/// Checks the NATS subject grammar: dot-separated non-empty tokens, no whitespace, `*` and `>`
+/// only as whole tokens and `>` only last.
+pub(crate) fn check_subject(subject: &str, wildcards: Wildcards) -> Result<(), SubjectError> {
+    let error = |make: fn(String) -> SubjectError| Err(make(subject.to_owned()));
+    if subject.is_empty() {
+        return Err(SubjectError::Empty);
+    }
+    if subject.chars().any(char::is_whitespace) {
+        return error(SubjectError::Whitespace);
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    if tokens.iter().any(|token| token.is_empty()) {
+        return error(SubjectError::EmptyToken);
+    }
+    if tokens
+        .iter()
+        .any(|token| token.len() > 1 && token.contains(['*', '>']))
+    {
+        return error(SubjectError::PartialWildcard);
+    }
+    if tokens[..tokens.len() - 1].contains(&">") {
+        return error(SubjectError::GtNotLast);
+    }
+    if wildcards == Wildcards::Forbidden && tokens.iter().any(|token| matches!(*token, "*" | ">")) {
+        return error(SubjectError::Wildcard);
+    }
+    Ok(())
+}
+
+/// Why a string cannot be a JetStream stream or consumer name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NameError {
+    Empty,
+    Char(String, char),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the name cannot be empty"),
+            Self::Char(name, c) => write!(
+                f,
+                "invalid name {name:?}: {c:?} is not allowed; names hold only ASCII letters, digits, `_` and `-`"
+            ),
+        }
+    }
+}
+
+/// Checks a stream or consumer name: non-empty, ASCII letters, digits, `_` and `-`.
+pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+    {
+        Some(c) => Err(NameError::Char(name.to_owned(), c)),
+        None => Ok(()),
+    }
+}
+
+/// Why a string is not a duration the runtime takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DurationError {
+    /// Not `humantime` syntax; the reason humantime gives.
+    Malformed(String),
+    Zero,
+    /// Not a whole number of milliseconds, like `1.5ms` or `500us`.
+    SubMillisecond,
+    TooLarge,
+}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(reason) => write!(
+                f,
+                "expected a duration like \"250ms\", \"30s\" or \"5m\" ({reason})"
+            ),
+            Self::Zero => f.write_str("the duration must be greater than zero"),
+            Self::SubMillisecond => f.write_str(
+                "durations are whole milliseconds: \"1.5ms\" or \"500us\" are not accepted",
+            ),
+            Self::TooLarge => f.write_str("the duration is too large"),
+        }
+    }
+}
+
+/// Parses a duration (`humantime` syntax) into whole milliseconds, greater than zero.
+pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
+    let parsed = humantime::parse_duration(text)
+        .map_err(|error| DurationError::Malformed(error.to_string()))?;
+    if parsed.is_zero() {
+        return Err(DurationError::Zero);
+    }
+    if parsed.subsec_nanos() % 1_000_000 != 0 {
+        return Err(DurationError::SubMillisecond);
+    }
+    u64::try_from(parsed.as_millis()).map_err(|_| DurationError::TooLarge)
+}
+
+/// Why a string is not a backoff `initial..max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackoffError {
+    /// No `..` between two durations.
+    Malformed,
+    Initial(DurationError),
+    Max(DurationError),
+    InitialAboveMax,
+}
+
+impl fmt::Display for BackoffError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("expected a backoff like \"100ms..60s\": the initial delay, `..`, the maximum delay"),
+            Self::Initial(error) => write!(f, "invalid initial delay of the backoff: {error}"),
+            Self::Max(error) => write!(f, "invalid maximum delay of the backoff: {error}"),
+            Self::InitialAboveMax => f.write_str("the initial delay of the backoff must not exceed its maximum, as in \"100ms..60s\""),
+        }
+    }
+}
+
+/// Parses `initial..max` into milliseconds, `initial <= max`.
+pub(crate) fn parse_backoff(text: &str) -> Result<(u64, u64), BackoffError> {
+    let (initial, max) = text.split_once("..").ok_or(BackoffError::Malformed)?;
+    if max.contains("..") {
+        return Err(BackoffError::Malformed);
+    }
+    let initial = parse_duration(initial.trim()).map_err(BackoffError::Initial)?;
+    let max = parse_duration(max.trim()).map_err(BackoffError::Max)?;
+    if initial > max {
+        return Err(BackoffError::InitialAboveMax);
+    }
+    Ok((initial, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        use SubjectError as E;
+        let table: &[(&str, Result<(), fn(String) -> E>)] = &[
+            ("orders", Ok(())),
+            ("orders.created", Ok(())),
+            ("orders.*", Ok(())),
+            ("orders.>", Ok(())),
+            ("*.created", Ok(())),
+            (">", Ok(())),
+            ("*", Ok(())),
+            ("$JS.API.x", Ok(())),
+            ("orders-eu.created_v2", Ok(())),
+            ("orders created", Err(E::Whitespace)),
+            ("orders.created ", Err(E::Whitespace)),
+            ("orders\t.x", Err(E::Whitespace)),
+            (".orders", Err(E::EmptyToken)),
+            ("orders.", Err(E::EmptyToken)),
+            ("orders..created", Err(E::EmptyToken)),
+            (".", Err(E::EmptyToken)),
+            ("orders.cre*", Err(E::PartialWildcard)),
+            ("orders.*x", Err(E::PartialWildcard)),
+            ("orders.>>", Err(E::PartialWildcard)),
+            ("orders.a>", Err(E::PartialWildcard)),
+            ("orders.>.created", Err(E::GtNotLast)),
+            (">.orders", Err(E::GtNotLast)),
+        ];
+        for (text, expected) in table {
+            let expected = expected.map_err(|make| make((*text).to_owned()));
+            assert_eq!(
+                check_subject(text, Wildcards::Allowed),
+                expected,
+                "{text:?}"
+            );
+        }
+        assert_eq!(check_subject("", Wildcards::Allowed), Err(E::Empty));
+    }
+
+    #[test]
+    fn published_subjects_have_no_wildcards() {
+        assert_eq!(check_subject("orders.dead", Wildcards::Forbidden), Ok(()));
+        for text in ["orders.*", "orders.>", "*"] {
+            assert_eq!(
+                check_subject(text, Wildcards::Forbidden),
+                Err(SubjectError::Wildcard(text.to_owned()))
+            );
+        }
+        // Grammar errors come first.
+        assert!(matches!(
+            check_subject("a..>", Wildcards::Forbidden),
+            Err(SubjectError::EmptyToken(_))
+        ));
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["reserve_inventory", "ORDERS", "billing-v2", "a", "_x", "9"] {
+            assert_eq!(check_name(ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        for (bad, c) in [
+            ("a.b", '.'),
+            ("a b", ' '),
+            ("a*", '*'),
+            ("a>", '>'),
+            ("a/b", '/'),
+            ("é", 'é'),
+        ] {
+            assert_eq!(
+                check_name(bad),
+                Err(NameError::Char(bad.to_owned(), c)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations() {
+        for (text, millis) in [
+            ("250ms", 250),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h", 3_600_000),
+            ("1m 30s", 90_000),
+            ("1.5s", 1_500),
+            ("1ms", 1),
+            ("2000us", 2),
+        ] {
+            assert_eq!(parse_duration(text), Ok(millis), "{text:?}");
+        }
+        for text in ["", "30", "thirty seconds", "30 parsecs", "-5s", "5s!"] {
+            assert!(
+                matches!(parse_duration(text), Err(DurationError::Malformed(_))),
+                "{text:?}"
+            );
+        }
+        assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
+        assert_eq!(parse_duration("0"), Err(DurationError::Zero));
+        assert_eq!(parse_duration("500us"), Err(DurationError::SubMillisecond));
+        assert_eq!(parse_duration("1.5ms"), Err(DurationError::SubMillisecond));
+        assert_eq!(
+            parse_duration("600000000000000000s"),
+            Err(DurationError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn backoffs() {
+        assert_eq!(parse_backoff("100ms..60s"), Ok((100, 60_000)));
+        assert_eq!(parse_backoff("1s..1s"), Ok((1_000, 1_000)));
+        assert_eq!(parse_backoff("1s .. 5m"), Ok((1_000, 300_000)));
+        for text in ["", "1s", "1s-5s", "1s...5s", "1s..5s..10s"] {
+            assert!(
+                matches!(
+                    parse_backoff(text),
+                    Err(BackoffError::Malformed | BackoffError::Max(_))
+                ),
+                "{text:?}"
+            );
+        }
+        assert_eq!(parse_backoff("1s-5s"), Err(BackoffError::Malformed));
+        assert!(matches!(
+            parse_backoff("..5s"),
+            Err(BackoffError::Initial(DurationError::Malformed(_)))
+        ));
+        assert!(matches!(
+            parse_backoff("1s.."),
+            Err(BackoffError::Max(DurationError::Malformed(_)))
+        ));
+        assert_eq!(
+            parse_backoff("0s..5s"),
+            Err(BackoffError::Initial(DurationError::Zero))
+        );
+        assert_eq!(parse_backoff("1m..1s"), Err(BackoffError::InitialAboveMax));
+    }
+}

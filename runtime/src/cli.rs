@@ -1,0 +1,214 @@
+//! The command line of every binary whose `main` is [`jetfn::main()`](crate::main).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::local_server::{answers, find_nats_server, INSTALL_HINT};
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeHandle};
+use crate::telemetry;
+
+/// Exit code for unusable configuration.
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the selected functions until SIGTERM/SIGINT (the default).
+    Run,
+    /// As `run`, but first start a local nats-server (JetStream, data under .jetfn/) when none
+    /// answers at NATS_URL.
+    Dev,
+    /// The registered functions with subject, stream, consumer and policy.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses the command line and runs it. Bad configuration exits 2 with one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => return config_error(error),
+    };
+    let registry = match Registry::collect() {
+        Ok(registry) => registry,
+        Err(error) => return config_error(error),
+    };
+    let runtime = match Runtime::new(config.clone(), &registry) {
+        Ok(runtime) => runtime,
+        Err(error) => return config_error(error),
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::List { json } => list(&runtime, json),
+        Command::Run => serve(runtime, &config, false),
+        Command::Dev => serve(runtime, &config, true),
+    }
+}
+
+fn config_error(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("jetfn: invalid configuration: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn list(runtime: &Runtime, json: bool) -> ExitCode {
+    if json {
+        match serde_json::to_string_pretty(runtime.functions()) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("jetfn: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<24} {:<32} {:<10} {:<24} {:>5} {:>12} {:>8} {:>7}",
+        "FUNCTION", "SUBJECT", "STREAM", "CONSUMER", "MAX", "BACKOFF", "ACK_WAIT", "WORKERS"
+    );
+    for f in runtime.functions() {
+        let stream = f
+            .stream
+            .clone()
+            .or_else(|| crate::consumer::derived_stream_name(&f.subject))
+            .unwrap_or_else(|| "?".to_owned());
+        println!(
+            "{:<24} {:<32} {:<10} {:<24} {:>5} {:>12} {:>8} {:>7}",
+            f.name,
+            f.subject,
+            stream,
+            f.name,
+            f.max_deliver,
+            format!(
+                "{}..{}",
+                humantime::format_duration(f.backoff.initial),
+                humantime::format_duration(f.backoff.max)
+            ),
+            humantime::format_duration(f.ack_wait).to_string(),
+            format!("{}-{}", f.min_workers, f.max_workers),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
+    telemetry::init_logging(config.log_format);
+    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(tokio) => tokio,
+        Err(error) => {
+            eprintln!("jetfn: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio.block_on(async {
+        let _server = if dev {
+            match dev_server(config).await {
+                Ok(server) => server,
+                Err(message) => {
+                    eprintln!("jetfn dev: {message}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let handle = match runtime.start().await {
+            Ok(handle) => handle,
+            Err(error) => {
+                eprintln!("jetfn: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        run_until_signal(handle).await
+    })
+}
+
+/// Runs until SIGTERM or SIGINT, then drains; a second signal exits at once.
+async fn run_until_signal(handle: RuntimeHandle) -> ExitCode {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("jetfn: cannot listen for signals: {error}");
+            handle.stop().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    signals.next().await;
+    tracing::info!("signal received: draining (a second signal exits at once)");
+    handle.shutdown();
+    tokio::select! {
+        () = handle.wait() => ExitCode::SUCCESS,
+        () = signals.next() => {
+            tracing::warn!("second signal: exiting without draining");
+            ExitCode::from(130)
+        }
+    }
+}
+
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Starts nats-server with JetStream (data under `.jetfn/`) unless one answers at the first
+/// NATS URL; the child is killed when the returned value is dropped.
+async fn dev_server(config: &Config) -> Result<Option<tokio::process::Child>, String> {
+    let url = config.nats.urls.first().ok_or("no NATS URL")?;
+    let (host, port) = (url.host().to_owned(), url.port());
+    if answers(&host, port, Duration::from_millis(500)).await {
+        tracing::info!(%host, port, "a NATS server answers; using it");
+        return Ok(None);
+    }
+    let binary = find_nats_server(None).ok_or(INSTALL_HINT)?;
+    let store = std::path::Path::new(".jetfn");
+    std::fs::create_dir_all(store).map_err(|e| format!("cannot create .jetfn/: {e}"))?;
+    tracing::info!(binary = %binary.display(), %host, port, "starting a local nats-server (data under .jetfn/)");
+    let child = tokio::process::Command::new(&binary)
+        .args(["-js", "-sd"])
+        .arg(store)
+        .args(["-a", &host, "-p", &port.to_string(), "-m", "8222"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !answers(&host, port, Duration::from_millis(200)).await {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("nats-server did not answer on {host}:{port} within 10s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Some(child))
+}

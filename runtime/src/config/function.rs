@@ -1,0 +1,211 @@
+//! The effective configuration of one function.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use super::value::{duration, integer};
+use super::ConfigError;
+use crate::registry::{HandlerFn, HandlerSpec};
+use crate::subject;
+
+/// Retry delays: `min(max, initial * 2^(attempt - 1))`, written `"initial..max"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Serialize for Backoff {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!(
+            "{}..{}",
+            humantime::format_duration(self.initial),
+            humantime::format_duration(self.max)
+        ))
+    }
+}
+
+/// One function's settings: attribute values, overridden by configuration, over defaults.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct FunctionConfig {
+    /// The function's name; also its durable consumer's name.
+    pub name: String,
+    /// The subject it consumes; also its consumer's filter subject.
+    pub subject: String,
+    /// The stream to bind to; `None` = the stream that captures the subject.
+    pub stream: Option<String>,
+    /// Deliveries before a failing message is dead-lettered (default 5).
+    pub max_deliver: u32,
+    /// Retry delays (default `1s..60s`).
+    pub backoff: Backoff,
+    /// How long the server waits for an ack before redelivering (default `30s`).
+    #[serde(serialize_with = "human")]
+    pub ack_wait: Duration,
+    /// The bound on one handler run (default `5m`).
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
+    /// The fewest concurrent handler runs (default 1).
+    pub min_workers: u32,
+    /// The most concurrent handler runs in this process (default 16).
+    pub max_workers: u32,
+    /// The most unacknowledged messages the consumer hands out (default 1000).
+    pub max_ack_pending: u32,
+    /// Where dead letters go (default `jetfn.dlq.<name>`).
+    pub dlq: String,
+    /// Consecutive failures that open the breaker; 0 = off (default 0).
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before a trial (default `30s`).
+    #[serde(serialize_with = "human")]
+    pub breaker_cooldown: Duration,
+    /// The handler.
+    #[serde(skip)]
+    pub handler: HandlerFn,
+}
+
+fn human<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*value))
+}
+
+/// The keys a per-function override may set.
+const KEYS: &[&str] = &[
+    "subject",
+    "stream",
+    "max_deliver",
+    "backoff",
+    "ack_wait",
+    "timeout",
+    "min_workers",
+    "max_workers",
+    "max_ack_pending",
+    "dlq",
+    "breaker_failures",
+    "breaker_cooldown",
+];
+
+impl FunctionConfig {
+    /// The defaults for a function, before attributes and overrides.
+    fn defaults(spec: &HandlerSpec) -> Self {
+        Self {
+            name: spec.name.to_owned(),
+            subject: spec.subject.to_owned(),
+            stream: None,
+            max_deliver: 5,
+            backoff: Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
+            ack_wait: Duration::from_secs(30),
+            timeout: Duration::from_secs(300),
+            min_workers: 1,
+            max_workers: 16,
+            max_ack_pending: 1000,
+            dlq: format!("jetfn.dlq.{}", spec.name),
+            breaker_failures: 0,
+            breaker_cooldown: Duration::from_secs(30),
+            handler: spec.handler,
+        }
+    }
+
+    pub(super) fn resolve(
+        spec: &'static HandlerSpec,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::defaults(spec);
+        config.apply_attributes(spec);
+        for (key, value) in overrides {
+            config.apply_override(key, value)?;
+        }
+        if config.min_workers > config.max_workers {
+            return Err(ConfigError::invalid(
+                &format!("functions.{}.min_workers", spec.name.to_lowercase()),
+                format!(
+                    "min_workers ({}) is above max_workers ({})",
+                    config.min_workers, config.max_workers
+                ),
+            ));
+        }
+        Ok(config)
+    }
+
+    fn apply_attributes(&mut self, spec: &HandlerSpec) {
+        let attrs = &spec.attrs;
+        if let Some(stream) = attrs.stream {
+            self.stream = Some(stream.to_owned());
+        }
+        if let Some((initial, max)) = attrs.backoff {
+            self.backoff = Backoff { initial, max };
+        }
+        if let Some(dlq) = attrs.dlq {
+            self.dlq = dlq.to_owned();
+        }
+        let set = |target: &mut u32, value: Option<u32>| *target = value.unwrap_or(*target);
+        set(&mut self.max_deliver, attrs.max_deliver);
+        set(&mut self.min_workers, attrs.min_workers);
+        set(&mut self.max_workers, attrs.max_workers);
+        set(&mut self.max_ack_pending, attrs.max_ack_pending);
+        set(&mut self.breaker_failures, attrs.breaker_failures);
+        let set = |target: &mut Duration, value: Option<Duration>| *target = value.unwrap_or(*target);
+        set(&mut self.ack_wait, attrs.ack_wait);
+        set(&mut self.timeout, attrs.timeout);
+        set(&mut self.breaker_cooldown, attrs.breaker_cooldown);
+    }
+
+    fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let path = format!("functions.{}.{key}", self.name.to_lowercase());
+        let path = path.as_str();
+        match key {
+            "subject" => {
+                subject::validate(value, true)
+                    .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
+                self.subject = value.to_owned();
+            }
+            "dlq" => {
+                subject::validate(value, false)
+                    .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
+                self.dlq = value.to_owned();
+            }
+            "stream" => {
+                subject::validate_name(value)
+                    .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
+                self.stream = Some(value.to_owned());
+            }
+            "max_deliver" => self.max_deliver = integer(path, value, 1)?,
+            "min_workers" => self.min_workers = integer(path, value, 1)?,
+            "max_workers" => self.max_workers = integer(path, value, 1)?,
+            "max_ack_pending" => self.max_ack_pending = integer(path, value, 1)?,
+            "breaker_failures" => self.breaker_failures = integer(path, value, 0)?,
+            "ack_wait" => self.ack_wait = duration(path, value)?,
+            "timeout" => self.timeout = duration(path, value)?,
+            "breaker_cooldown" => self.breaker_cooldown = duration(path, value)?,
+            "backoff" => self.backoff = backoff(path, value)?,
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("unknown key `{key}`; known keys: {}", KEYS.join(", ")),
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn backoff(key: &str, text: &str) -> Result<Backoff, ConfigError> {
+    let malformed = || {
+        ConfigError::invalid(
+            key,
+            format!("expected \"INITIAL..MAX\" like \"100ms..60s\" with INITIAL <= MAX, got {text:?}"),
+        )
+    };
+    let (initial, max) = text.split_once("..").ok_or_else(malformed)?;
+    let initial = duration(key, initial).map_err(|_| malformed())?;
+    let max = duration(key, max).map_err(|_| malformed())?;
+    if initial > max {
+        return Err(malformed());
+    }
+    Ok(Backoff { initial, max })
+}

@@ -1,0 +1,177 @@
+use super::*;
+use crate::registry::{Attributes, HandlerFuture, HandlerSpec, Location, Registry};
+use crate::{Context, Incoming};
+
+fn noop(_: Context, _: Incoming) -> HandlerFuture {
+    Box::pin(async { Ok(()) })
+}
+
+const fn spec(name: &'static str, attrs: Attributes) -> HandlerSpec {
+    HandlerSpec {
+        name,
+        subject: "shop.orders.created",
+        attrs,
+        handler: noop,
+        location: Location {
+            module_path: "tests",
+            file: "tests.rs",
+            line: 1,
+        },
+    }
+}
+
+static RESERVE: HandlerSpec = spec("reserve_inventory", Attributes::NONE);
+static CHARGE: HandlerSpec = spec(
+    "charge_payment",
+    Attributes {
+        max_deliver: Some(8),
+        backoff: Some((Duration::from_millis(100), Duration::from_secs(5))),
+        ..Attributes::NONE
+    },
+);
+
+fn registry() -> Registry {
+    Registry::from_specs([&RESERVE, &CHARGE]).expect("unique")
+}
+
+fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_vars(vars.iter().copied())
+}
+
+#[test]
+fn defaults() {
+    let config = load(&[]).expect("valid");
+    assert_eq!(config.http_addr.to_string(), "0.0.0.0:8080");
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(25));
+    assert_eq!(config.nats.urls.len(), 1);
+    assert!(config.select.is_none());
+    assert!(config.auto_create_streams);
+    let functions = config.functions(&registry()).expect("valid");
+    let reserve = &functions[1];
+    assert_eq!(reserve.name, "reserve_inventory");
+    assert_eq!(reserve.max_deliver, 5);
+    assert_eq!(reserve.ack_wait, Duration::from_secs(30));
+    assert_eq!(reserve.dlq, "jetfn.dlq.reserve_inventory");
+}
+
+#[test]
+fn attributes_then_overrides() {
+    let config = load(&[
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "12"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__ACK_WAIT", "90s"),
+    ])
+    .expect("valid");
+    let functions = config.functions(&registry()).expect("valid");
+    let charge = &functions[0];
+    assert_eq!(charge.max_deliver, 12, "override beats attribute");
+    assert_eq!(charge.ack_wait, Duration::from_secs(90));
+    assert_eq!(charge.backoff.initial, Duration::from_millis(100), "attribute kept");
+}
+
+#[test]
+fn selection() {
+    let config = load(&[("JETFN_FUNCTIONS", " charge_payment ,")]).expect("valid");
+    let names: Vec<_> = config
+        .functions(&registry())
+        .expect("valid")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["charge_payment"]);
+    let all = load(&[("JETFN_FUNCTIONS", "*")]).expect("valid");
+    assert_eq!(all.functions(&registry()).expect("valid").len(), 2);
+}
+
+#[test]
+fn unknown_function_lists_the_known_ones() {
+    let config = load(&[("JETFN_FUNCTIONS", "charge_payment,refund")]).expect("valid");
+    let error = config.functions(&registry()).expect_err("unknown");
+    assert!(matches!(&error, ConfigError::UnknownFunction { name, .. } if name == "refund"));
+    assert_eq!(
+        error.to_string(),
+        "JETFN_FUNCTIONS (select): unknown function `refund`; known functions: charge_payment, reserve_inventory"
+    );
+    let config = load(&[("JETFN__FUNCTIONS__REFUND__MAX_DELIVER", "3")]).expect("valid");
+    assert!(matches!(
+        config.functions(&registry()),
+        Err(ConfigError::UnknownFunction { .. })
+    ));
+}
+
+#[test]
+fn bad_values_name_their_variable() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("JETFN_SHUTDOWN_TIMEOUT", "soon", "JETFN_SHUTDOWN_TIMEOUT"),
+        ("JETFN_HTTP_ADDR", "localhost", "JETFN_HTTP_ADDR"),
+        ("JETFN_LOG_FORMAT", "xml", "JETFN_LOG_FORMAT"),
+        ("JETFN_AUTO_CREATE_STREAMS", "maybe", "JETFN_AUTO_CREATE_STREAMS"),
+        ("NATS_URL", "nats://exa mple:x", "NATS_URL"),
+        ("NATS_CA", "/no/such/ca.pem", "NATS_CA"),
+        ("NATS_USER", "alice", "NATS_PASSWORD"),
+    ];
+    for (var, value, named) in cases {
+        let error = load(&[(var, value)]).expect_err(var);
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{var}: {error:?}");
+        assert!(error.to_string().starts_with(named), "{var}: {error}");
+    }
+}
+
+#[test]
+fn bad_overrides_name_their_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "zero"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "0"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "5s..1s"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__TIMEOUT", "0s"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__SUBJECT", "shop..x"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__RETRIES", "3"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MIN_WORKERS", "50"),
+    ];
+    for (var, value) in cases {
+        let error = load(&[(var, value)])
+            .and_then(|config| config.functions(&registry()))
+            .expect_err(var);
+        let text = error.to_string();
+        assert!(text.starts_with("JETFN__FUNCTIONS__CHARGE_PAYMENT__"), "{var}: {text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+}
+
+#[test]
+fn file_then_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jetfn.toml");
+    std::fs::write(
+        &path,
+        "http_addr = \"127.0.0.1:9000\"\nselect = [\"reserve_inventory\"]\n\
+         [functions.reserve_inventory]\nmax_deliver = 7\ntimeout = \"10s\"\n",
+    )
+    .expect("write");
+    let path = path.to_str().expect("utf-8");
+    let config = load(&[
+        ("JETFN_CONFIG", path),
+        ("JETFN__FUNCTIONS__RESERVE_INVENTORY__TIMEOUT", "20s"),
+    ])
+    .expect("valid");
+    assert_eq!(config.http_addr.to_string(), "127.0.0.1:9000");
+    let functions = config.functions(&registry()).expect("valid");
+    assert_eq!(functions.len(), 1);
+    assert_eq!(functions[0].max_deliver, 7);
+    assert_eq!(functions[0].timeout, Duration::from_secs(20), "env beats file");
+
+    let missing = load(&[("JETFN_CONFIG", "/no/such/jetfn.toml")]).expect_err("missing");
+    assert!(missing.to_string().starts_with("JETFN_CONFIG"), "{missing}");
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let config = load(&[
+        ("NATS_USER", "alice"),
+        ("NATS_PASSWORD", "hunter2"),
+        ("NATS_TOKEN", "s3cret-token"),
+    ])
+    .expect("valid");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2") && !debug.contains("s3cret-token"), "{debug}");
+    assert!(debug.contains("alice"));
+}

@@ -1,0 +1,175 @@
+//! Binding a function to its stream and durable pull consumer.
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use crate::config::FunctionConfig;
+
+/// Why a function could not be bound (yet).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BindError {
+    #[error("no stream captures `{subject}` and auto_create_streams is off")]
+    NoStream { subject: String },
+    #[error("cannot derive a stream name from `{subject}`; set the function's `stream`")]
+    NoStreamName { subject: String },
+    #[error("looking up the stream for `{subject}` failed: {source}")]
+    Lookup {
+        subject: String,
+        source: jetstream::context::GetStreamByNameError,
+    },
+    #[error("creating stream `{stream}` failed: {source}")]
+    CreateStream {
+        stream: String,
+        source: jetstream::context::CreateStreamError,
+    },
+    #[error("getting stream `{stream}` failed: {source}")]
+    GetStream {
+        stream: String,
+        source: jetstream::context::GetStreamError,
+    },
+    #[error("creating or updating consumer `{consumer}` on `{stream}` failed: {source}")]
+    Consumer {
+        stream: String,
+        consumer: String,
+        source: jetstream::stream::ConsumerError,
+    },
+}
+
+/// A bound function: the stream it reads and its durable consumer.
+pub(crate) struct Bound {
+    pub(crate) stream: String,
+    pub(crate) consumer: consumer::PullConsumer,
+}
+
+/// Finds (or creates) the stream, then creates or updates the durable consumer.
+pub(crate) async fn bind(
+    js: &jetstream::Context,
+    function: &FunctionConfig,
+    auto_create_streams: bool,
+) -> Result<Bound, BindError> {
+    let stream_name = find_or_create_stream(js, function, auto_create_streams).await?;
+    let stream = js
+        .get_stream(&stream_name)
+        .await
+        .map_err(|source| BindError::GetStream {
+            stream: stream_name.clone(),
+            source,
+        })?;
+    let consumer = stream
+        .create_consumer(consumer_config(function))
+        .await
+        .map_err(|source| BindError::Consumer {
+            stream: stream_name.clone(),
+            consumer: function.name.clone(),
+            source,
+        })?;
+    Ok(Bound {
+        stream: stream_name,
+        consumer,
+    })
+}
+
+/// The durable consumer of a function. No `inactive_threshold`: the durable outlives every pod,
+/// so KEDA can read its lag while the Deployment is scaled to zero.
+pub(crate) fn consumer_config(function: &FunctionConfig) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(function.name.clone()),
+        description: Some(format!("jetfn function {}", function.name)),
+        filter_subject: function.subject.clone(),
+        ack_policy: consumer::AckPolicy::Explicit,
+        deliver_policy: consumer::DeliverPolicy::All,
+        ack_wait: function.ack_wait,
+        max_deliver: i64::from(function.max_deliver),
+        max_ack_pending: i64::from(function.max_ack_pending),
+        ..Default::default()
+    }
+}
+
+async fn find_or_create_stream(
+    js: &jetstream::Context,
+    function: &FunctionConfig,
+    auto_create_streams: bool,
+) -> Result<String, BindError> {
+    let subject = &function.subject;
+    if let Some(stream) = &function.stream {
+        return match js.get_stream(stream).await {
+            Ok(_) => Ok(stream.clone()),
+            Err(error) if is_stream_not_found(&error) => {
+                create_stream(js, stream, subject, auto_create_streams).await
+            }
+            Err(source) => Err(BindError::GetStream {
+                stream: stream.clone(),
+                source,
+            }),
+        };
+    }
+    match js.stream_by_subject(subject.clone()).await {
+        Ok(name) => Ok(name),
+        Err(error) if error.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
+            let name = derived_stream_name(subject).ok_or_else(|| BindError::NoStreamName {
+                subject: subject.clone(),
+            })?;
+            create_stream(js, &name, subject, auto_create_streams).await
+        }
+        Err(source) => Err(BindError::Lookup {
+            subject: subject.clone(),
+            source,
+        }),
+    }
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(inner)
+            if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+async fn create_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subject: &str,
+    auto_create_streams: bool,
+) -> Result<String, BindError> {
+    if !auto_create_streams {
+        return Err(BindError::NoStream {
+            subject: subject.to_owned(),
+        });
+    }
+    let first = subject.split('.').next().unwrap_or(subject);
+    let config = stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{first}.>")],
+        storage: stream::StorageType::File,
+        description: Some("created by jetfn".to_owned()),
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|source| BindError::CreateStream {
+            stream: name.to_owned(),
+            source,
+        })?;
+    tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
+    Ok(name.to_owned())
+}
+
+/// `orders.created` -> `ORDERS`; `None` when the first token is a wildcard.
+pub(crate) fn derived_stream_name(subject: &str) -> Option<String> {
+    let first = subject.split('.').next()?;
+    (!first.is_empty() && first != "*" && first != ">")
+        .then(|| first.to_uppercase().replace('-', "_"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_from_subjects() {
+        assert_eq!(derived_stream_name("orders.created").as_deref(), Some("ORDERS"));
+        assert_eq!(derived_stream_name("shop.>").as_deref(), Some("SHOP"));
+        assert_eq!(derived_stream_name("*.created"), None);
+        assert_eq!(derived_stream_name(">"), None);
+    }
+}

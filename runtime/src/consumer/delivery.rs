@@ -1,0 +1,255 @@
+//! One delivery: run the handler (bounded, panic-proof, kept alive with in-progress acks),
+//! decide its fate, settle it with the server.
+//!
+//! The layers around the user's handler, outermost first:
+//!
+//! ```text
+//! settle (ack / NAK with delay / dead-letter then ack)   <- the one place acks are sent
+//!  └ decide (policy::decide: failure kind x attempt -> verdict)
+//!    └ timeout (function `timeout`) + in-progress acks every ack_wait / 2
+//!      └ catch_unwind (a panic is a retryable failure)
+//!        └ decode (JSON / CloudEvents -> Event<T>; failure = Decode)
+//!          └ the user's async fn
+//! ```
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::{self, AckKind};
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use crate::codec::Incoming;
+use crate::config::FunctionConfig;
+use crate::dlq::{self, Provenance};
+use crate::handler::{Context, EventMeta};
+use crate::policy::{self, Failure, RetrySchedule, Verdict};
+use crate::state::FunctionState;
+
+/// How a delivery was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The handler succeeded.
+    Acked,
+    /// The handler failed and will be retried after `delay`.
+    Retried { delay: Duration },
+    /// The message is stored in the dead-letter stream.
+    DeadLettered,
+    /// Fetched but never started (the process is draining): hand it back at once.
+    Released,
+}
+
+/// The one place that maps an outcome to what the server is told.
+pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
+    match outcome {
+        Outcome::Acked | Outcome::DeadLettered => AckKind::Ack,
+        Outcome::Retried { delay } => AckKind::Nak(Some(delay)),
+        Outcome::Released => AckKind::Nak(None),
+    }
+}
+
+/// What every delivery of one function shares.
+pub(crate) struct Deliverer {
+    pub(crate) state: Arc<FunctionState>,
+    pub(crate) name: Arc<str>,
+    pub(crate) js: jetstream::Context,
+    pub(crate) schedule: RetrySchedule,
+}
+
+impl Deliverer {
+    pub(crate) fn new(state: Arc<FunctionState>, js: jetstream::Context) -> Self {
+        let config = &state.config;
+        let schedule = RetrySchedule::new(
+            config.backoff.initial,
+            config.backoff.max,
+            RetrySchedule::DEFAULT_JITTER,
+        )
+        // The config layer only builds valid backoffs; fall back to the defaults regardless.
+        .unwrap_or_else(|_| {
+            RetrySchedule::new(Duration::from_secs(1), Duration::from_secs(60), 0.1)
+                .unwrap_or_else(|_| unreachable!("the default schedule is valid"))
+        });
+        Self {
+            name: Arc::from(config.name.as_str()),
+            state,
+            js,
+            schedule,
+        }
+    }
+
+    fn config(&self) -> &FunctionConfig {
+        &self.state.config
+    }
+
+    /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered.
+    pub(crate) async fn deliver(&self, message: jetstream::Message) {
+        let meta = match meta(&message) {
+            Ok(meta) => meta,
+            Err(error) => {
+                tracing::warn!(function = %self.name, %error, "not a JetStream delivery; releasing it");
+                self.settle(&message, Outcome::Released).await;
+                return;
+            }
+        };
+        let attempt = meta.attempt;
+        let ctx = Context::new(self.name.clone(), self.js.clone(), &meta.stream, meta.stream_sequence);
+        let incoming = Incoming {
+            payload: message.payload.clone(),
+            meta,
+        };
+        let metrics = &self.state.metrics;
+        metrics.in_flight.inc();
+        let started = Instant::now();
+        let result = self.run(ctx, incoming, &message).await;
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+        metrics.in_flight.dec();
+        if let Err(failure) = &result {
+            tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
+        }
+        let verdict = policy::decide(
+            result,
+            attempt,
+            self.config().max_deliver,
+            &self.schedule,
+            &mut rand::rng(),
+        );
+        let outcome = match verdict {
+            Verdict::Ack => Outcome::Acked,
+            Verdict::Retry { delay } => Outcome::Retried { delay },
+            Verdict::DeadLetter { kind, error } => {
+                let Ok(info) = message.info() else {
+                    unreachable!("meta() parsed the same reply subject")
+                };
+                let from = Provenance {
+                    function: &self.name,
+                    subject: &message.subject,
+                    stream: info.stream,
+                    stream_sequence: info.stream_sequence,
+                    deliveries: u64::try_from(info.delivered).unwrap_or(0),
+                };
+                let headers = dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, &error);
+                match dlq::publish(&self.js, &self.config().dlq, message.payload.clone(), headers).await {
+                    Ok(()) => {
+                        tracing::warn!(function = %self.name, kind = kind.as_str(), %error, "dead-lettered");
+                        Outcome::DeadLettered
+                    }
+                    Err(dlq_error) => {
+                        tracing::error!(function = %self.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
+                        Outcome::Retried {
+                            delay: self.schedule.delay(attempt, &mut rand::rng()),
+                        }
+                    }
+                }
+            }
+        };
+        self.settle(&message, outcome).await;
+    }
+
+    /// Runs the handler with its timeout, panic guard and in-progress acks.
+    async fn run(
+        &self,
+        ctx: Context,
+        incoming: Incoming,
+        message: &jetstream::Message,
+    ) -> Result<(), Failure> {
+        let handler = self.config().handler;
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx, incoming))) {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind(),
+            Err(panic) => return Err(Failure::Panic(panic_message(panic.as_ref()))),
+        };
+        let timeout = self.config().timeout;
+        let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
+        let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(future, deadline);
+        loop {
+            tokio::select! {
+                result = &mut future => {
+                    return match result {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(error)) => Err(Failure::Handler(error)),
+                        Err(panic) => Err(Failure::Panic(panic_message(panic.as_ref()))),
+                    };
+                }
+                () = &mut deadline => return Err(Failure::Timeout(timeout)),
+                _ = progress.tick() => {
+                    if let Err(error) = message.ack_with(AckKind::Progress).await {
+                        tracing::debug!(function = %self.name, %error, "in-progress ack failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the server the outcome and counts it.
+    pub(crate) async fn settle(&self, message: &jetstream::Message, outcome: Outcome) {
+        if let Err(error) = message.ack_with(ack_kind(outcome)).await {
+            // The server redelivers an unacknowledged message after ack_wait: nothing is lost.
+            tracing::warn!(function = %self.name, %error, ?outcome, "ack not sent; the server will redeliver");
+            return;
+        }
+        let metrics = &self.state.metrics;
+        match outcome {
+            Outcome::Acked => metrics.acked.inc(),
+            Outcome::Retried { .. } => metrics.retried.inc(),
+            Outcome::DeadLettered => metrics.dead_lettered.inc(),
+            Outcome::Released => 0,
+        };
+    }
+}
+
+/// Everything about a delivery but its payload.
+fn meta(message: &jetstream::Message) -> Result<EventMeta, async_nats::Error> {
+    let info = message.info()?;
+    let headers = message.headers.clone().unwrap_or_default();
+    let id = headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|id| id.as_str().to_owned());
+    let published = SystemTime::UNIX_EPOCH
+        + Duration::from_nanos(u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0));
+    Ok(EventMeta {
+        subject: message.subject.clone(),
+        id,
+        headers,
+        stream: info.stream.to_owned(),
+        stream_sequence: info.stream_sequence,
+        attempt: u32::try_from(info.delivered).unwrap_or(u32::MAX),
+        published,
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_maps_to_one_ack() {
+        let delay = Duration::from_secs(4);
+        let table = [
+            (Outcome::Acked, "+ACK"),
+            (Outcome::DeadLettered, "+ACK"),
+            (Outcome::Retried { delay }, "-NAK {\"delay\":4000000000}"),
+            (Outcome::Released, "-NAK"),
+        ];
+        for (outcome, wire) in table {
+            let bytes: bytes::Bytes = ack_kind(outcome).into();
+            assert_eq!(std::str::from_utf8(&bytes).ok(), Some(wire), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn panic_messages() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+        assert_eq!(panic_message(&42), "a panic with a non-string payload");
+    }
+}

@@ -1,0 +1,169 @@
+//! The pull loop of one function: bind, pull as many messages as there are free workers, run
+//! each delivery, and on shutdown hand back what was fetched but not started.
+
+mod bind;
+mod delivery;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use bind::{bind, derived_stream_name, Bound};
+pub(crate) use delivery::Outcome;
+use delivery::Deliverer;
+
+use crate::dlq;
+use crate::state::FunctionState;
+
+/// The longest pause between two attempts to bind a function.
+const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs one function until `cancel` fires, then drains it within `shutdown_timeout`.
+pub(crate) async fn run(
+    state: Arc<FunctionState>,
+    js: jetstream::Context,
+    auto_create_streams: bool,
+    cancel: CancellationToken,
+    shutdown_timeout: Duration,
+) {
+    let deliverer = Arc::new(Deliverer::new(state.clone(), js.clone()));
+    let workers = state.config.max_workers as usize;
+    let permits = Arc::new(Semaphore::new(workers));
+    state.metrics.workers.set(i64::from(state.config.max_workers));
+    let mut tasks = JoinSet::new();
+
+    'bind: while !cancel.is_cancelled() {
+        let Some(bound) = bind_until_bound(&state, &js, auto_create_streams, &cancel).await else {
+            break;
+        };
+        let pull = bound
+            .consumer
+            .stream()
+            .max_messages_per_batch(workers)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await;
+        let mut messages = match pull {
+            Ok(messages) => messages,
+            Err(error) => {
+                state.set_unbound(format!("pull failed: {error}"));
+                backoff_pause(&cancel, Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        state.set_bound(&bound.stream);
+        tracing::info!(function = %state.config.name, stream = %bound.stream, subject = %state.config.subject, "consumer bound");
+
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    let deliverer = deliverer.clone();
+                    tasks.spawn(async move {
+                        deliverer.deliver(message).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(error)) => {
+                    use jetstream::consumer::pull::MessagesErrorKind as Kind;
+                    tracing::warn!(function = %state.config.name, %error, "pull error");
+                    if matches!(error.kind(), Kind::ConsumerDeleted | Kind::PushBasedConsumer) {
+                        state.set_unbound(error);
+                        continue 'bind;
+                    }
+                }
+                None => {
+                    state.set_unbound("pull stream ended");
+                    continue 'bind;
+                }
+            }
+        }
+
+        // Draining: whatever was fetched but not started goes back at once.
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            deliverer.settle(&message, Outcome::Released).await;
+        }
+        break;
+    }
+
+    drain(&state, tasks, shutdown_timeout).await;
+}
+
+/// Waits for in-flight deliveries, at most `timeout`.
+async fn drain(state: &FunctionState, mut tasks: JoinSet<()>, timeout: Duration) {
+    let in_flight = tasks.len();
+    let finished = tokio::time::timeout(timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    match finished {
+        Ok(()) => tracing::info!(function = %state.config.name, in_flight, "drained"),
+        Err(_) => tracing::warn!(
+            function = %state.config.name,
+            left = tasks.len(),
+            "shutdown timeout: unfinished deliveries are abandoned; the server redelivers them after ack_wait"
+        ),
+    }
+}
+
+/// Binds the function, retrying with backoff until it works or `cancel` fires.
+async fn bind_until_bound(
+    state: &FunctionState,
+    js: &jetstream::Context,
+    auto_create_streams: bool,
+    cancel: &CancellationToken,
+) -> Option<Bound> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            dlq::ensure_stream(js, &state.config.dlq)
+                .await
+                .map_err(|e| e.to_string())?;
+            bind(js, &state.config, auto_create_streams)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let result = tokio::select! {
+            () = cancel.cancelled() => return None,
+            result = attempt => result,
+        };
+        match result {
+            Ok(bound) => return Some(bound),
+            Err(error) => {
+                tracing::warn!(function = %state.config.name, %error, "cannot bind yet; retrying");
+                state.set_unbound(error);
+            }
+        }
+        if !backoff_pause(cancel, pause).await {
+            return None;
+        }
+        pause = (pause * 2).min(MAX_BIND_BACKOFF);
+    }
+}
+
+/// Sleeps `pause` unless cancelled; returns whether to go on.
+async fn backoff_pause(cancel: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
+    }
+}

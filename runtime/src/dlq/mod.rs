@@ -1,0 +1,200 @@
+//! Dead letters: the original payload and headers, plus provenance, on `jetfn.dlq.<function>`
+//! in the stream `JETFN_DLQ`.
+//!
+//! A dead letter carries `Nats-Msg-Id: dlq:<stream>:<seq>`, so publishing it twice (a crash
+//! between the DLQ publish and the ack of the original) stores it once.
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+
+use crate::policy::DeadLetterKind;
+
+/// The stream that holds dead letters.
+pub const DLQ_STREAM: &str = "JETFN_DLQ";
+/// The subjects it captures.
+pub const DLQ_SUBJECTS: &str = "jetfn.dlq.>";
+
+/// The provenance headers a dead letter adds.
+pub mod headers {
+    /// The function that gave up on the message.
+    pub const FUNCTION: &str = "Jetfn-Function";
+    /// The subject the message was published to.
+    pub const SUBJECT: &str = "Jetfn-Subject";
+    /// The stream that stored it.
+    pub const STREAM: &str = "Jetfn-Stream";
+    /// Its sequence in that stream.
+    pub const STREAM_SEQ: &str = "Jetfn-Stream-Seq";
+    /// How many times it was delivered.
+    pub const DELIVERIES: &str = "Jetfn-Deliveries";
+    /// The last error.
+    pub const ERROR: &str = "Jetfn-Error";
+    /// `permanent`, `decode`, `exhausted` or `crashed`.
+    pub const ERROR_KIND: &str = "Jetfn-Error-Kind";
+    /// When it was dead-lettered, RFC 3339.
+    pub const FAILED_AT: &str = "Jetfn-Failed-At";
+    /// The original `Nats-Msg-Id`, when it had one (the dead letter's own id replaces it).
+    pub const ORIGINAL_MSG_ID: &str = "Jetfn-Original-Msg-Id";
+}
+
+/// The longest `Jetfn-Error` value kept.
+const MAX_ERROR_LEN: usize = 1024;
+
+/// A dead letter could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DlqError {
+    #[error("dead-letter publish to `{subject}` was not acknowledged: {source}")]
+    Publish {
+        subject: String,
+        source: jetstream::context::PublishError,
+    },
+    #[error("no stream captures the dead-letter subject `{subject}`: {source}")]
+    NoStream {
+        subject: String,
+        source: jetstream::context::GetStreamByNameError,
+    },
+    #[error("creating stream {DLQ_STREAM} failed: {source}")]
+    CreateStream {
+        source: jetstream::context::CreateStreamError,
+    },
+}
+
+/// Where a dead-lettered message came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Provenance<'a> {
+    pub(crate) function: &'a str,
+    pub(crate) subject: &'a str,
+    pub(crate) stream: &'a str,
+    pub(crate) stream_sequence: u64,
+    pub(crate) deliveries: u64,
+}
+
+/// Makes sure a stream captures `subject`: `JETFN_DLQ` is created for `jetfn.dlq.>` subjects.
+pub(crate) async fn ensure_stream(js: &jetstream::Context, subject: &str) -> Result<(), DlqError> {
+    match js.stream_by_subject(subject.to_owned()).await {
+        Ok(_) => Ok(()),
+        Err(error)
+            if error.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound
+                && subject.starts_with("jetfn.dlq.") =>
+        {
+            js.get_or_create_stream(stream::Config {
+                name: DLQ_STREAM.to_owned(),
+                subjects: vec![DLQ_SUBJECTS.to_owned()],
+                storage: stream::StorageType::File,
+                description: Some("jetfn dead letters".to_owned()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|source| DlqError::CreateStream { source })?;
+            Ok(())
+        }
+        Err(source) => Err(DlqError::NoStream {
+            subject: subject.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The headers of a dead letter: the original ones, plus provenance.
+pub(crate) fn dead_letter_headers(
+    original: Option<&HeaderMap>,
+    from: &Provenance<'_>,
+    kind: DeadLetterKind,
+    error: &str,
+) -> HeaderMap {
+    let mut headers = original.cloned().unwrap_or_default();
+    if let Some(id) = original.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)) {
+        headers.insert(headers::ORIGINAL_MSG_ID, id.as_str());
+    }
+    let failed_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        format!("dlq:{}:{}", from.stream, from.stream_sequence),
+    );
+    headers.insert(headers::FUNCTION, from.function);
+    headers.insert(headers::SUBJECT, from.subject);
+    headers.insert(headers::STREAM, from.stream);
+    headers.insert(headers::STREAM_SEQ, from.stream_sequence.to_string());
+    headers.insert(headers::DELIVERIES, from.deliveries.to_string());
+    headers.insert(headers::ERROR, header_safe(error));
+    headers.insert(headers::ERROR_KIND, kind.as_str());
+    headers.insert(headers::FAILED_AT, failed_at);
+    headers
+}
+
+/// Publishes a dead letter and waits for the stream's ack.
+pub(crate) async fn publish(
+    js: &jetstream::Context,
+    dlq_subject: &str,
+    payload: bytes::Bytes,
+    headers: HeaderMap,
+) -> Result<(), DlqError> {
+    let error = |source| DlqError::Publish {
+        subject: dlq_subject.to_owned(),
+        source,
+    };
+    js.publish_with_headers(dlq_subject.to_owned(), headers, payload)
+        .await
+        .map_err(error)?
+        .await
+        .map_err(error)?;
+    Ok(())
+}
+
+/// A header value cannot hold line breaks; long errors are cut.
+fn header_safe(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_the_original_and_add_provenance() {
+        let mut original = HeaderMap::new();
+        original.insert("traceparent", "00-abc-def-01");
+        original.insert(async_nats::header::NATS_MESSAGE_ID, "order-1");
+        let from = Provenance {
+            function: "charge_payment",
+            subject: "shop.inventory.reserved",
+            stream: "SHOP",
+            stream_sequence: 42,
+            deliveries: 5,
+        };
+        let h = dead_letter_headers(Some(&original), &from, DeadLetterKind::Exhausted, "gateway\r\ndown");
+        let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(get("traceparent").as_deref(), Some("00-abc-def-01"));
+        assert_eq!(get("Nats-Msg-Id").as_deref(), Some("dlq:SHOP:42"));
+        assert_eq!(get(headers::ORIGINAL_MSG_ID).as_deref(), Some("order-1"));
+        assert_eq!(get(headers::FUNCTION).as_deref(), Some("charge_payment"));
+        assert_eq!(get(headers::SUBJECT).as_deref(), Some("shop.inventory.reserved"));
+        assert_eq!(get(headers::STREAM).as_deref(), Some("SHOP"));
+        assert_eq!(get(headers::STREAM_SEQ).as_deref(), Some("42"));
+        assert_eq!(get(headers::DELIVERIES).as_deref(), Some("5"));
+        assert_eq!(get(headers::ERROR).as_deref(), Some("gateway  down"));
+        assert_eq!(get(headers::ERROR_KIND).as_deref(), Some("exhausted"));
+        let failed_at = get(headers::FAILED_AT).expect("set");
+        assert!(time::OffsetDateTime::parse(&failed_at, &time::format_description::well_known::Rfc3339).is_ok());
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_char_boundary() {
+        let text = "é".repeat(MAX_ERROR_LEN);
+        let safe = header_safe(&text);
+        assert!(safe.len() <= MAX_ERROR_LEN);
+        assert!(safe.chars().all(|c| c == 'é'));
+    }
+}

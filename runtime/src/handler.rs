@@ -1,0 +1,298 @@
+//! What a handler sees: [`Event`], [`Context`] and [`HandlerError`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use serde::Serialize;
+
+/// The boxed error a handler failure carries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One delivery of a message, decoded into the handler's payload type `T`.
+///
+/// `data` is the JSON payload; when the payload is a CloudEvents 1.0 structured envelope
+/// (a JSON object with `specversion`), `data` is the envelope's `data`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Event<T> {
+    /// The decoded payload.
+    pub data: T,
+    meta: EventMeta,
+}
+
+/// Everything about a delivery except its payload.
+#[derive(Debug, Clone)]
+pub(crate) struct EventMeta {
+    pub(crate) subject: async_nats::Subject,
+    pub(crate) id: Option<String>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) stream: String,
+    pub(crate) stream_sequence: u64,
+    pub(crate) attempt: u32,
+    pub(crate) published: SystemTime,
+}
+
+impl<T> Event<T> {
+    pub(crate) fn new(data: T, meta: EventMeta) -> Self {
+        Self { data, meta }
+    }
+
+    /// The subject the message was published to.
+    pub fn subject(&self) -> &str {
+        &self.meta.subject
+    }
+
+    /// The message id: the `Nats-Msg-Id` header, else the CloudEvents `id`, when there is one.
+    pub fn id(&self) -> Option<&str> {
+        self.meta.id.as_deref()
+    }
+
+    /// The message headers (empty when the message had none).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.meta.headers
+    }
+
+    /// The name of the stream that stored the message.
+    pub fn stream(&self) -> &str {
+        &self.meta.stream
+    }
+
+    /// The message's sequence number in its stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.meta.stream_sequence
+    }
+
+    /// Which delivery this is: 1 on the first, 2 on the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.meta.attempt
+    }
+
+    /// When the server stored the message.
+    pub fn published(&self) -> SystemTime {
+        self.meta.published
+    }
+}
+
+/// What a handler gets besides its event: its name, a deduplicating publisher and JetStream.
+///
+/// Outputs published through [`Context::publish`] carry a `Nats-Msg-Id` derived from the input
+/// message and the output's index, so a handler that publishes and then fails publishes each
+/// output once however often it is retried (within the stream's duplicate window).
+#[derive(Debug)]
+pub struct Context {
+    function: Arc<str>,
+    jetstream: jetstream::Context,
+    input: InputRef,
+    next_output: AtomicU32,
+}
+
+#[derive(Debug, Clone)]
+struct InputRef {
+    stream: String,
+    sequence: u64,
+}
+
+/// A [`Context::publish`] that did not reach a stream.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload could not be encoded as JSON.
+    #[error("cannot encode the payload for `{subject}` as JSON: {source}")]
+    Encode {
+        /// The subject of the publish.
+        subject: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The server did not acknowledge the publish.
+    #[error("publish to `{subject}` was not acknowledged: {source}")]
+    Publish {
+        /// The subject of the publish.
+        subject: String,
+        /// The JetStream error.
+        source: jetstream::context::PublishError,
+    },
+}
+
+impl Context {
+    pub(crate) fn new(
+        function: Arc<str>,
+        jetstream: jetstream::Context,
+        stream: &str,
+        sequence: u64,
+    ) -> Self {
+        Self {
+            function,
+            jetstream,
+            input: InputRef {
+                stream: stream.to_owned(),
+                sequence,
+            },
+            next_output: AtomicU32::new(0),
+        }
+    }
+
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.function
+    }
+
+    /// Publishes `payload` as JSON to `subject` through JetStream and waits for the stream's ack.
+    ///
+    /// The message gets a `Nats-Msg-Id` of `jetfn:<function>:<stream>:<seq>:<index>` (the input
+    /// message and this output's index within the delivery).
+    pub async fn publish(
+        &self,
+        subject: &str,
+        payload: &(impl Serialize + ?Sized),
+    ) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(payload).map_err(|source| PublishError::Encode {
+            subject: subject.to_owned(),
+            source,
+        })?;
+        let index = self.next_output.fetch_add(1, Ordering::Relaxed);
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
+        let publish = |source| PublishError::Publish {
+            subject: subject.to_owned(),
+            source,
+        };
+        self.jetstream
+            .publish_with_headers(subject.to_owned(), headers, Bytes::from(body))
+            .await
+            .map_err(publish)?
+            .await
+            .map_err(publish)?;
+        Ok(())
+    }
+
+    /// The JetStream context, for anything [`Context::publish`] does not cover.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
+    fn output_id(&self, index: u32) -> String {
+        format!(
+            "jetfn:{}:{}:{}:{index}",
+            self.function, self.input.stream, self.input.sequence
+        )
+    }
+}
+
+/// How a failure is to be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Try again later, with backoff (the default).
+    Retryable,
+    /// Do not retry: dead-letter at once.
+    Permanent,
+    /// The payload could not be decoded into the handler's type: dead-letter at once.
+    Decode,
+}
+
+/// A handler's failure: retryable unless made with [`HandlerError::permanent`].
+///
+/// `?` converts any `std::error::Error + Send + Sync + 'static` into a retryable `HandlerError`.
+/// Like `anyhow::Error`, `HandlerError` does not itself implement `std::error::Error`, which is
+/// what makes that blanket conversion possible.
+pub struct HandlerError {
+    kind: ErrorKind,
+    source: BoxError,
+}
+
+impl HandlerError {
+    /// A failure worth retrying with backoff.
+    pub fn retryable(error: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Retryable, error)
+    }
+
+    /// A failure that retrying cannot fix: the message is dead-lettered at once.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Permanent, error)
+    }
+
+    pub(crate) fn decode(error: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Decode, error)
+    }
+
+    fn new(kind: ErrorKind, error: impl Into<BoxError>) -> Self {
+        Self {
+            kind,
+            source: error.into(),
+        }
+    }
+
+    /// How the runtime treats this failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The underlying error.
+    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.source
+    }
+}
+
+impl<E> From<E> for HandlerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(error: E) -> Self {
+        Self::retryable(error)
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("gateway down")]
+    struct GatewayDown;
+
+    fn fails() -> Result<(), HandlerError> {
+        Err(GatewayDown)?;
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_gives_a_retryable_error() {
+        let error = fails().expect_err("must fail");
+        assert_eq!(error.kind(), ErrorKind::Retryable);
+        assert!(error.source().downcast_ref::<GatewayDown>().is_some());
+    }
+
+    #[test]
+    fn constructors_take_strings_and_errors() {
+        assert_eq!(
+            HandlerError::permanent("bad order").kind(),
+            ErrorKind::Permanent
+        );
+        assert_eq!(
+            HandlerError::retryable(GatewayDown).kind(),
+            ErrorKind::Retryable
+        );
+        assert_eq!(HandlerError::permanent("x").to_string(), "x");
+    }
+}

@@ -1,0 +1,110 @@
+//! `/health`, `/ready`, `/metrics`, `/functions` (axum).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FunctionConfig;
+use crate::state::{FunctionReport, RuntimeState};
+
+type AppState = Arc<RuntimeState>;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/functions", get(functions))
+        .with_state(state)
+}
+
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) {
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "HTTP server failed");
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    connected: bool,
+    draining: bool,
+    functions: Vec<FunctionReport>,
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let body = Readiness {
+        ready: state.ready(),
+        connected: state.connected(),
+        draining: state.draining(),
+        functions: state.functions.iter().map(|f| f.report()).collect(),
+    };
+    let status = if body.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .nats_connected
+        .set(i64::from(state.connected()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+#[derive(Serialize)]
+struct FunctionView<'a> {
+    #[serde(flatten)]
+    config: &'a FunctionConfig,
+    status: FunctionReport,
+    in_flight: i64,
+    workers: i64,
+    consumer_pending: i64,
+    acked: u64,
+    retried: u64,
+    dead_lettered: u64,
+}
+
+async fn functions(State(state): State<AppState>) -> impl IntoResponse {
+    let views: Vec<_> = state
+        .functions
+        .iter()
+        .map(|f| FunctionView {
+            config: &f.config,
+            status: f.report(),
+            in_flight: f.metrics.in_flight.get(),
+            workers: f.metrics.workers.get(),
+            consumer_pending: f.metrics.pending.get(),
+            acked: f.metrics.acked.get(),
+            retried: f.metrics.retried.get(),
+            dead_lettered: f.metrics.dead_lettered.get(),
+        })
+        .collect();
+    Json(serde_json::to_value(views).unwrap_or_default())
+}

@@ -1,0 +1,103 @@
+//! # jetfn
+//!
+//! A serverless-style function runtime on NATS JetStream. Write plain `async fn`s, mark each
+//! with [`#[event_handler]`](event_handler), link them into one binary whose `main` is
+//! [`jetfn::main()`](main), and the runtime binds a durable JetStream pull consumer to each,
+//! runs them with retries and backoff, and serves `/health`, `/ready` and `/metrics`.
+//!
+//! ```no_run
+//! use jetfn::{event_handler, Context, Event, HandlerError};
+//!
+//! #[derive(serde::Deserialize, serde::Serialize)]
+//! struct OrderCreated { order_id: String, amount: f64 }
+//!
+//! #[event_handler(subject = "orders.created")]
+//! async fn reserve_inventory(ctx: Context, event: Event<OrderCreated>) -> Result<(), HandlerError> {
+//!     let order = &event.data;
+//!     ctx.publish("inventory.reserved", &order.order_id).await?;
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     jetfn::main()
+//! }
+//! ```
+//!
+//! The binary then takes the commands `run` (the default), `dev` and `list`; see the README for
+//! configuration (`NATS_URL`, `JETFN_FUNCTIONS`, `JETFN__FUNCTIONS__<NAME>__<KEY>`, ...).
+//!
+//! A handler that is not `async`, names no `subject`, or misspells an attribute does not
+//! compile:
+//!
+//! ```compile_fail
+//! use jetfn::{event_handler, Context, Event, HandlerError};
+//!
+//! #[event_handler(subject = "orders.created", retries = 3)]
+//! async fn reserve(ctx: Context, event: Event<String>) -> Result<(), HandlerError> { Ok(()) }
+//! ```
+
+// The macro's generated code names `::jetfn`; inside this crate's own tests that is us.
+#[allow(unused_extern_crates)]
+extern crate self as jetfn;
+
+mod cli;
+mod codec;
+pub mod config;
+mod consumer;
+mod handler;
+mod http;
+mod metrics;
+mod local_server;
+mod nats;
+pub mod policy;
+pub mod registry;
+mod runtime;
+mod state;
+mod subject;
+pub mod dlq;
+mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use async_nats;
+pub use cli::main;
+pub use codec::{DecodeError, Incoming};
+pub use config::{Config, ConfigError};
+pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
+pub use jetfn_macros::event_handler;
+pub use registry::{Registry, RegistryError};
+pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
+
+/// Not public API: what `#[event_handler]` expands to refers to these paths.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{Attributes, HandlerFuture, HandlerSpec, Location, HANDLERS};
+    pub use linkme;
+
+    use crate::{Context, Event, HandlerError, Incoming};
+    use serde::de::DeserializeOwned;
+    use std::future::Future;
+
+    /// Decodes the payload into `Event<T>` and calls the user's function with it.
+    pub fn invoke<T, F, Fut>(ctx: Context, incoming: Incoming, handler: F) -> HandlerFuture
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: FnOnce(Context, Event<T>) -> Fut,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        match incoming.decode::<T>() {
+            Ok(event) => Box::pin(handler(ctx, event)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
+
+    /// A compile-time check that a payload type can be decoded; never called.
+    pub fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
+
+    /// A compile-time check that a handler's future can move between threads; never called.
+    pub fn assert_handler<T, Fut>(_: fn(Context, Event<T>) -> Fut)
+    where
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+    }
+}

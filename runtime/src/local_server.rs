@@ -1,0 +1,44 @@
+//! Finding and starting a local nats-server, for `dev` and for the test harness.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the project's install script puts the pinned nats-server, relative to the workspace.
+const INSTALL_DIR: &str = ".tools/bin";
+
+/// What to tell a user who has no nats-server.
+pub(crate) const INSTALL_HINT: &str = "nats-server not found: set NATS_SERVER_BIN, put nats-server on PATH, \
+     or run ./scripts/install-nats-server.sh (installs the pinned nats-server 2.15.1 into .tools/bin)";
+
+/// nats-server, found through `NATS_SERVER_BIN`, then `PATH`, then `.tools/bin` in the working
+/// directory or any parent of it or of `start`.
+pub(crate) fn find_nats_server(start: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let cwd = std::env::current_dir().ok();
+    let found = [cwd.as_deref(), start]
+        .into_iter()
+        .flatten()
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join(INSTALL_DIR).join("nats-server"))
+        .find(|candidate| candidate.is_file());
+    found
+}
+
+/// Whether something accepts TCP connections at `host:port` within `timeout`.
+pub(crate) async fn answers(host: &str, port: u16, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
+}

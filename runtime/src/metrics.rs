@@ -1,0 +1,140 @@
+//! Prometheus metrics, one registry per runtime.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `jetfn_messages_total` | counter | `function`, `outcome` (`ack`, `retry`, `dlq`) |
+//! | `jetfn_handler_duration_seconds` | histogram | `function` |
+//! | `jetfn_in_flight` | gauge: handler runs now | `function` |
+//! | `jetfn_workers` | gauge: concurrent runs allowed now | `function` |
+//! | `jetfn_consumer_pending` | gauge: the consumer's `num_pending` | `function` |
+//! | `jetfn_breaker_state` | gauge: 0 closed, 1 half-open, 2 open | `function` |
+//! | `jetfn_nats_connected` | gauge: 1 when connected | — |
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    function: String,
+    outcome: &'static str,
+}
+
+/// The runtime's metric families.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    messages: Family<OutcomeLabels, Counter>,
+    duration: Family<FunctionLabel, Histogram>,
+    in_flight: Family<FunctionLabel, Gauge>,
+    workers: Family<FunctionLabel, Gauge>,
+    pending: Family<FunctionLabel, Gauge>,
+    breaker: Family<FunctionLabel, Gauge>,
+    pub(crate) nats_connected: Gauge,
+}
+
+/// One function's metric handles, looked up once so the per-message path does no label lookup.
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionMetrics {
+    pub(crate) acked: Counter,
+    pub(crate) retried: Counter,
+    pub(crate) dead_lettered: Counter,
+    pub(crate) duration: Histogram,
+    pub(crate) in_flight: Gauge,
+    pub(crate) workers: Gauge,
+    pub(crate) pending: Gauge,
+    pub(crate) breaker: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::default();
+        let messages = Family::<OutcomeLabels, Counter>::default();
+        let duration = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
+            // 100µs .. ~105s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+        });
+        let in_flight = Family::<FunctionLabel, Gauge>::default();
+        let workers = Family::<FunctionLabel, Gauge>::default();
+        let pending = Family::<FunctionLabel, Gauge>::default();
+        let breaker = Family::<FunctionLabel, Gauge>::default();
+        let nats_connected = Gauge::default();
+        registry.register(
+            "jetfn_messages",
+            "Messages settled, by outcome: ack, retry, dlq",
+            messages.clone(),
+        );
+        registry.register(
+            "jetfn_handler_duration_seconds",
+            "Handler run time in seconds",
+            duration.clone(),
+        );
+        registry.register("jetfn_in_flight", "Handler runs in progress", in_flight.clone());
+        registry.register("jetfn_workers", "Concurrent handler runs allowed", workers.clone());
+        registry.register(
+            "jetfn_consumer_pending",
+            "Messages in the stream not yet delivered to the consumer (num_pending)",
+            pending.clone(),
+        );
+        registry.register(
+            "jetfn_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            breaker.clone(),
+        );
+        registry.register(
+            "jetfn_nats_connected",
+            "1 while connected to NATS",
+            nats_connected.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            duration,
+            in_flight,
+            workers,
+            pending,
+            breaker,
+            nats_connected,
+        }
+    }
+
+    pub(crate) fn function(&self, name: &str) -> FunctionMetrics {
+        let label = FunctionLabel {
+            function: name.to_owned(),
+        };
+        let outcome = |outcome| {
+            self.messages
+                .get_or_create(&OutcomeLabels {
+                    function: name.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        FunctionMetrics {
+            acked: outcome("ack"),
+            retried: outcome("retry"),
+            dead_lettered: outcome("dlq"),
+            duration: self.duration.get_or_create(&label).clone(),
+            in_flight: self.in_flight.get_or_create(&label).clone(),
+            workers: self.workers.get_or_create(&label).clone(),
+            pending: self.pending.get_or_create(&label).clone(),
+            breaker: self.breaker.get_or_create(&label).clone(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,71 @@
+//! Connecting to NATS from [`NatsConfig`]: retried on the initial connect and on every
+//! disconnect, so an unreachable server is never fatal.
+
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, Event};
+
+use crate::config::NatsConfig;
+use crate::metrics::Metrics;
+
+/// The NATS client could not be set up (credentials file unreadable, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the NATS connection: {0}")]
+pub(crate) struct ConnectError(#[source] pub(crate) std::io::Error);
+
+/// Starts connecting in the background and returns the client at once.
+pub(crate) async fn connect(
+    config: &NatsConfig,
+    name: &str,
+    metrics: &Metrics,
+) -> Result<async_nats::Client, ConnectError> {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
+        });
+    if let Some(path) = &config.creds {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(ConnectError)?;
+    }
+    if let Some((user, password)) = &config.user {
+        options = options.user_and_password(user.clone(), password.expose().to_owned());
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(ca) = &config.ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    let connected = metrics.nats_connected.clone();
+    options = options.event_callback(move |event| {
+        let connected = connected.clone();
+        async move {
+            match event {
+                Event::Connected => {
+                    connected.set(1);
+                    tracing::info!("connected to NATS");
+                }
+                Event::Disconnected => {
+                    connected.set(0);
+                    tracing::warn!("disconnected from NATS; reconnecting");
+                }
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        }
+    });
+    options
+        .connect(config.urls.clone())
+        .await
+        .map_err(|e| ConnectError(std::io::Error::other(e)))
+}

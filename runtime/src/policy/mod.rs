@@ -1,0 +1,188 @@
+//! Delivery policy: what to do with a handler's result.
+//!
+//! [`retry`] holds the backoff schedule. [`decide`] turns a handler run into a [`Verdict`]:
+//! ack, retry after a delay, or dead-letter, from the failure's kind and the delivery count.
+
+pub mod retry;
+
+use std::time::Duration;
+
+pub use retry::{RetryError, RetrySchedule};
+
+use crate::handler::{ErrorKind, HandlerError};
+
+/// Why a handler run did not succeed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The handler returned `Err` (or the payload did not decode).
+    Handler(HandlerError),
+    /// The handler panicked.
+    Panic(String),
+    /// The handler ran past its `timeout`.
+    Timeout(Duration),
+}
+
+impl Failure {
+    /// Whether retrying may help.
+    fn is_retryable(&self) -> bool {
+        match self {
+            Failure::Handler(error) => error.kind() == ErrorKind::Retryable,
+            Failure::Panic(_) | Failure::Timeout(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Handler(error) => write!(f, "{error}"),
+            Failure::Panic(message) => write!(f, "handler panicked: {message}"),
+            Failure::Timeout(limit) => write!(
+                f,
+                "handler timed out after {}",
+                humantime::format_duration(*limit)
+            ),
+        }
+    }
+}
+
+/// Why a message is dead-lettered; the `Jetfn-Error-Kind` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterKind {
+    /// The handler returned `HandlerError::permanent`.
+    Permanent,
+    /// The payload did not decode into the handler's type.
+    Decode,
+    /// The last allowed delivery failed.
+    Exhausted,
+    /// Every delivery ended without the handler returning (the process died).
+    Crashed,
+}
+
+impl DeadLetterKind {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Permanent => "permanent",
+            DeadLetterKind::Decode => "decode",
+            DeadLetterKind::Exhausted => "exhausted",
+            DeadLetterKind::Crashed => "crashed",
+        }
+    }
+}
+
+/// What to do with a delivery once its handler has run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It succeeded: ack.
+    Ack,
+    /// Try again after `delay`.
+    Retry {
+        /// The NAK delay.
+        delay: Duration,
+    },
+    /// Publish to the dead-letter subject, then ack.
+    DeadLetter {
+        /// Why.
+        kind: DeadLetterKind,
+        /// The failure, for the `Jetfn-Error` header.
+        error: String,
+    },
+}
+
+/// Decides a delivery's fate from the handler's result and the delivery count (`attempt`,
+/// 1-based) against `max_deliver`.
+pub(crate) fn decide(
+    result: Result<(), Failure>,
+    attempt: u32,
+    max_deliver: u32,
+    schedule: &RetrySchedule,
+    rng: &mut impl rand::Rng,
+) -> Verdict {
+    let failure = match result {
+        Ok(()) => return Verdict::Ack,
+        Err(failure) => failure,
+    };
+    let kind = match &failure {
+        Failure::Handler(error) if error.kind() == ErrorKind::Decode => Some(DeadLetterKind::Decode),
+        _ if !failure.is_retryable() => Some(DeadLetterKind::Permanent),
+        _ if attempt >= max_deliver => Some(DeadLetterKind::Exhausted),
+        _ => None,
+    };
+    match kind {
+        Some(kind) => Verdict::DeadLetter {
+            kind,
+            error: failure.to_string(),
+        },
+        None => Verdict::Retry {
+            delay: schedule.delay(attempt, rng),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn schedule() -> RetrySchedule {
+        RetrySchedule::new(Duration::from_secs(1), Duration::from_secs(60), 0.0).expect("valid")
+    }
+
+    #[test]
+    fn verdict_table() {
+        use DeadLetterKind::*;
+        let retry = || Err(Failure::Handler(HandlerError::retryable("flaky")));
+        let permanent = || Err(Failure::Handler(HandlerError::permanent("bad order")));
+        let decode = || Err(Failure::Handler(HandlerError::decode("not json")));
+        let panic = || Err(Failure::Panic("boom".into()));
+        let timeout = || Err(Failure::Timeout(Duration::from_secs(5)));
+        type Case = (&'static str, fn() -> Result<(), Failure>, u32, Option<DeadLetterKind>, Option<u64>);
+        let table: &[Case] = &[
+            // name, result, attempt (of max 5), dead-letter kind, retry delay in seconds
+            ("ok first", || Ok(()), 1, None, None),
+            ("ok last", || Ok(()), 5, None, None),
+            ("retryable first", retry, 1, None, Some(1)),
+            ("retryable third", retry, 3, None, Some(4)),
+            ("retryable last", retry, 5, Some(Exhausted), None),
+            ("retryable past last", retry, 9, Some(Exhausted), None),
+            ("permanent first", permanent, 1, Some(Permanent), None),
+            ("decode first", decode, 1, Some(Decode), None),
+            ("panic first", panic, 1, None, Some(1)),
+            ("panic last", panic, 5, Some(Exhausted), None),
+            ("timeout second", timeout, 2, None, Some(2)),
+        ];
+        let mut rng = StdRng::seed_from_u64(7);
+        for (name, result, attempt, kind, delay) in table {
+            let verdict = decide(result(), *attempt, 5, &schedule(), &mut rng);
+            let expected = match (kind, delay) {
+                (None, None) => Verdict::Ack,
+                (None, Some(secs)) => Verdict::Retry {
+                    delay: Duration::from_secs(*secs),
+                },
+                (Some(kind), _) => {
+                    let Verdict::DeadLetter { kind: got, .. } = &verdict else {
+                        panic!("{name}: expected a dead letter, got {verdict:?}");
+                    };
+                    assert_eq!(got, kind, "{name}");
+                    continue;
+                }
+            };
+            assert_eq!(verdict, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn dead_letter_error_text_says_what_happened() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let verdict = decide(Err(Failure::Panic("index out of bounds".into())), 5, 5, &schedule(), &mut rng);
+        assert_eq!(
+            verdict,
+            Verdict::DeadLetter {
+                kind: DeadLetterKind::Exhausted,
+                error: "handler panicked: index out of bounds".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The functions linked into this binary.
+//!
+//! Each `#[event_handler]` emits one `static` [`HandlerSpec`] into the distributed slice
+//! [`HANDLERS`]; [`Registry::collect`] reads the slice at start-up, sorts it by name and rejects
+//! duplicate names.
+//!
+//! We use `linkme` rather than `inventory`: the slice is built by the linker, so there is no code
+//! running before `main`, no allocation, and the descriptors are plain `static` data that the
+//! compiler checks like any other constant.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::codec::Incoming;
+use crate::handler::{Context, HandlerError};
+
+/// The future a registered handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>>;
+
+/// The type-erased entry point of a registered handler: decodes the payload, then calls the
+/// user's function.
+pub type HandlerFn = fn(Context, Incoming) -> HandlerFuture;
+
+/// Every `#[event_handler]` in the binary.
+#[linkme::distributed_slice]
+pub static HANDLERS: [HandlerSpec];
+
+/// The static description of one registered function, written by `#[event_handler]`.
+#[derive(Debug)]
+pub struct HandlerSpec {
+    /// The function's name: the `name` attribute, else the Rust fn's name.
+    pub name: &'static str,
+    /// The subject the function consumes.
+    pub subject: &'static str,
+    /// The optional attributes, as written on the function.
+    pub attrs: Attributes,
+    /// The type-erased entry point.
+    pub handler: HandlerFn,
+    /// Where the function is defined, for error messages.
+    pub location: Location,
+}
+
+/// The optional attributes of `#[event_handler]`, validated at compile time.
+///
+/// `None` means "not written on the function": the configured or built-in default applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    /// `stream`: the stream to bind to.
+    pub stream: Option<&'static str>,
+    /// `max_deliver`: deliveries before dead-lettering.
+    pub max_deliver: Option<u32>,
+    /// `backoff = "initial..max"`: the retry delays.
+    pub backoff: Option<(Duration, Duration)>,
+    /// `ack_wait`: how long the server waits for an ack before redelivering.
+    pub ack_wait: Option<Duration>,
+    /// `timeout`: the bound on one handler run.
+    pub timeout: Option<Duration>,
+    /// `min_workers`: the fewest concurrent handler runs kept ready.
+    pub min_workers: Option<u32>,
+    /// `max_workers`: the most concurrent handler runs.
+    pub max_workers: Option<u32>,
+    /// `max_ack_pending`: the most unacknowledged messages the consumer hands out.
+    pub max_ack_pending: Option<u32>,
+    /// `dlq`: the dead-letter subject.
+    pub dlq: Option<&'static str>,
+    /// `breaker_failures`: consecutive failures that open the breaker (0 = off).
+    pub breaker_failures: Option<u32>,
+    /// `breaker_cooldown`: how long the breaker stays open.
+    pub breaker_cooldown: Option<Duration>,
+}
+
+impl Attributes {
+    /// No attribute written: every value comes from configuration or defaults.
+    pub const NONE: Self = Self {
+        stream: None,
+        max_deliver: None,
+        backoff: None,
+        ack_wait: None,
+        timeout: None,
+        min_workers: None,
+        max_workers: None,
+        max_ack_pending: None,
+        dlq: None,
+        breaker_failures: None,
+        breaker_cooldown: None,
+    };
+}
+
+/// Where a function is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// `module_path!()` at the function.
+    pub module_path: &'static str,
+    /// `file!()` at the function.
+    pub file: &'static str,
+    /// `line!()` at the function.
+    pub line: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// The registry could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two functions share a name.
+    #[error("two functions are named `{name}`: one at {first}, one at {second}; give one of them another `name = \"...\"`")]
+    DuplicateName {
+        /// The shared name.
+        name: &'static str,
+        /// Where the first is defined.
+        first: Location,
+        /// Where the second is defined.
+        second: Location,
+    },
+}
+
+/// The registered functions, sorted by name, names unique.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    specs: Vec<&'static HandlerSpec>,
+}
+
+impl Registry {
+    /// Every function registered in this binary with `#[event_handler]`.
+    pub fn collect() -> Result<Self, RegistryError> {
+        Self::from_specs(HANDLERS.iter())
+    }
+
+    /// A registry of the given descriptors (the seam tests use).
+    pub fn from_specs(
+        specs: impl IntoIterator<Item = &'static HandlerSpec>,
+    ) -> Result<Self, RegistryError> {
+        let mut by_name: BTreeMap<&'static str, &'static HandlerSpec> = BTreeMap::new();
+        for spec in specs {
+            if let Some(first) = by_name.insert(spec.name, spec) {
+                let (first, second) = ordered(first.location, spec.location);
+                return Err(RegistryError::DuplicateName {
+                    name: spec.name,
+                    first,
+                    second,
+                });
+            }
+        }
+        Ok(Self {
+            specs: by_name.into_values().collect(),
+        })
+    }
+
+    /// The functions, sorted by name.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'static HandlerSpec> + '_ {
+        self.specs.iter().copied()
+    }
+
+    /// The function named `name`.
+    pub fn get(&self, name: &str) -> Option<&'static HandlerSpec> {
+        self.specs
+            .binary_search_by(|spec| spec.name.cmp(name))
+            .ok()
+            .map(|index| self.specs[index])
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.specs.iter().map(|spec| spec.name)
+    }
+
+    /// How many functions are registered.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// Whether no function is registered.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+fn ordered(a: Location, b: Location) -> (Location, Location) {
+    if (a.file, a.line) <= (b.file, b.line) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: Context, _: Incoming) -> HandlerFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    const fn spec(name: &'static str, line: u32) -> HandlerSpec {
+        HandlerSpec {
+            name,
+            subject: "orders.created",
+            attrs: Attributes::NONE,
+            handler: noop,
+            location: Location {
+                module_path: "tests",
+                file: "src/orders.rs",
+                line,
+            },
+        }
+    }
+
+    static A: HandlerSpec = spec("a", 10);
+    static B: HandlerSpec = spec("b", 20);
+    static A_AGAIN: HandlerSpec = spec("a", 30);
+
+    #[test]
+    fn sorts_by_name() {
+        let registry = Registry::from_specs([&B, &A]).expect("unique names");
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(registry.get("b").map(|s| s.location.line), Some(20));
+        assert!(registry.get("c").is_none());
+    }
+
+    #[test]
+    fn duplicate_names_name_both_places() {
+        let error = Registry::from_specs([&A_AGAIN, &B, &A]).expect_err("duplicate");
+        assert_eq!(
+            error,
+            RegistryError::DuplicateName {
+                name: "a",
+                first: A.location,
+                second: A_AGAIN.location,
+            }
+        );
+        let text = error.to_string();
+        assert!(text.contains("src/orders.rs:10") && text.contains("src/orders.rs:30"));
+    }
+}

@@ -1,0 +1,187 @@
+//! Wiring: connect, serve HTTP, run one consumer loop per selected function, drain on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, FunctionConfig};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::state::{FunctionState, RuntimeState};
+use crate::{consumer, http, nats};
+
+/// The runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr} (JETFN_HTTP_ADDR): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The NATS client could not be set up.
+    #[error("{0}")]
+    Connect(String),
+}
+
+/// The selected functions with their effective configuration, ready to start.
+#[derive(Debug)]
+pub struct Runtime {
+    config: Config,
+    functions: Vec<FunctionConfig>,
+}
+
+/// A started runtime: its HTTP address, its readiness, and the way to stop it.
+#[derive(Debug)]
+pub struct RuntimeHandle {
+    http_addr: SocketAddr,
+    state: Arc<RuntimeState>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Resolves the selected functions of `registry` under `config`.
+    pub fn new(config: Config, registry: &Registry) -> Result<Self, ConfigError> {
+        let functions = config.functions(registry)?;
+        Ok(Self { config, functions })
+    }
+
+    /// The selected functions' effective configuration.
+    pub fn functions(&self) -> &[FunctionConfig] {
+        &self.functions
+    }
+
+    /// Binds the HTTP listener, starts connecting to NATS (in the background: an unreachable
+    /// server is retried, not an error) and starts every function.
+    pub async fn start(self) -> Result<RuntimeHandle, RuntimeError> {
+        let Runtime { config, functions } = self;
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| RuntimeError::Listen {
+                addr: config.http_addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| RuntimeError::Listen {
+            addr: config.http_addr,
+            source,
+        })?;
+        let metrics = Metrics::new();
+        let client = nats::connect(&config.nats, "jetfn", &metrics)
+            .await
+            .map_err(|e| RuntimeError::Connect(e.to_string()))?;
+        let functions = functions
+            .into_iter()
+            .map(|f| Arc::new(FunctionState::new(f, &metrics)))
+            .collect();
+        let state = Arc::new(RuntimeState {
+            client,
+            draining: false.into(),
+            metrics,
+            functions,
+        });
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(state.clone(), config, listener, stop.clone()));
+        tracing::info!(%http_addr, functions = state.functions.len(), "jetfn started");
+        Ok(RuntimeHandle {
+            http_addr,
+            state,
+            stop,
+            task,
+        })
+    }
+}
+
+impl RuntimeHandle {
+    /// Where `/health`, `/ready`, `/metrics` and `/functions` are served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Connected, every consumer bound, not draining.
+    pub fn is_ready(&self) -> bool {
+        self.state.ready()
+    }
+
+    /// Waits until ready, at most `timeout`; returns whether it got ready.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Starts the graceful shutdown (what SIGTERM does) without waiting for it.
+    pub fn shutdown(&self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    /// Waits until the runtime has stopped.
+    pub async fn wait(self) {
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "runtime task failed");
+        }
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(self) {
+        self.shutdown();
+        self.wait().await;
+    }
+}
+
+async fn supervise(
+    state: Arc<RuntimeState>,
+    config: Config,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+) {
+    let js = async_nats::jetstream::new(state.client.clone());
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, state.clone(), http_stop.clone()));
+    let runners: Vec<_> = state
+        .functions
+        .iter()
+        .map(|function| {
+            tokio::spawn(consumer::run(
+                function.clone(),
+                js.clone(),
+                config.auto_create_streams,
+                stop.clone(),
+                config.shutdown_timeout,
+            ))
+        })
+        .collect();
+    stop.cancelled().await;
+    state.draining.store(true, Ordering::SeqCst);
+    tracing::info!("draining");
+    for runner in runners {
+        if let Err(error) = runner.await {
+            tracing::error!(%error, "function task failed");
+        }
+    }
+    // Acks and NAKs are plain publishes: flush them before the connection goes.
+    let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;
+    if !matches!(flushed, Ok(Ok(()))) {
+        tracing::warn!("could not flush the NATS connection before closing");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), state.client.drain()).await;
+    http_stop.cancel();
+    let _ = server.await;
+    tracing::info!("stopped");
+}

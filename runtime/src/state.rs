@@ -1,0 +1,105 @@
+//! Live state shared between the consumers and the HTTP endpoints.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::FunctionConfig;
+use crate::metrics::{FunctionMetrics, Metrics};
+
+/// The whole process: connection, draining flag, functions.
+#[derive(Debug)]
+pub(crate) struct RuntimeState {
+    pub(crate) client: async_nats::Client,
+    pub(crate) draining: AtomicBool,
+    pub(crate) metrics: Metrics,
+    pub(crate) functions: Vec<Arc<FunctionState>>,
+}
+
+/// One function: its effective config, whether its consumer is bound, its metric handles.
+#[derive(Debug)]
+pub(crate) struct FunctionState {
+    pub(crate) config: Arc<FunctionConfig>,
+    pub(crate) metrics: FunctionMetrics,
+    bound: AtomicBool,
+    detail: Mutex<Detail>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct Detail {
+    stream: Option<String>,
+    last_error: Option<String>,
+}
+
+/// What `/ready` and `/functions` report of a function.
+#[derive(Debug, Serialize)]
+pub(crate) struct FunctionReport {
+    name: String,
+    subject: String,
+    bound: bool,
+    stream: Option<String>,
+    last_error: Option<String>,
+}
+
+impl RuntimeState {
+    pub(crate) fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Connected, every consumer bound, not draining.
+    pub(crate) fn ready(&self) -> bool {
+        !self.draining() && self.connected() && self.functions.iter().all(|f| f.bound())
+    }
+}
+
+impl FunctionState {
+    pub(crate) fn new(config: FunctionConfig, metrics: &Metrics) -> Self {
+        let metrics = metrics.function(&config.name);
+        metrics.breaker.set(0); // closed
+        Self {
+            metrics,
+            config: Arc::new(config),
+            bound: AtomicBool::new(false),
+            detail: Mutex::new(Detail::default()),
+        }
+    }
+
+    pub(crate) fn bound(&self) -> bool {
+        self.bound.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_bound(&self, stream: &str) {
+        self.update(|detail| {
+            detail.stream = Some(stream.to_owned());
+            detail.last_error = None;
+        });
+        self.bound.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_unbound(&self, error: impl std::fmt::Display) {
+        self.bound.store(false, Ordering::SeqCst);
+        self.update(|detail| detail.last_error = Some(error.to_string()));
+    }
+
+    pub(crate) fn report(&self) -> FunctionReport {
+        let detail = self.detail.lock().map(|d| d.clone()).unwrap_or_default();
+        FunctionReport {
+            name: self.config.name.clone(),
+            subject: self.config.subject.clone(),
+            bound: self.bound(),
+            stream: detail.stream,
+            last_error: detail.last_error,
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Detail)) {
+        if let Ok(mut detail) = self.detail.lock() {
+            change(&mut detail);
+        }
+    }
+}

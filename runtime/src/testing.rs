@@ -1,0 +1,176 @@
+//! A real nats-server for tests (feature `testing`).
+//!
+//! [`NatsServer::start`] runs `nats-server` with JetStream on random loopback ports and a
+//! temporary store, reads the ports it chose from its ports file (no log scraping, no fixed
+//! sleeps: polling with a deadline), and kills it on drop. [`NatsServer::restart`] brings it back
+//! on the same ports and store. The binary is found through `NATS_SERVER_BIN`, then `PATH`, then
+//! the project's `.tools/bin`; without one, `start` panics with an install hint.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let server = jetfn::testing::NatsServer::start();
+//! let client = async_nats::connect(server.url()).await.unwrap();
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::local_server::{find_nats_server, INSTALL_HINT};
+
+/// How long a server may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running nats-server with JetStream, killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    store: tempfile::TempDir,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    port: u16,
+    monitor_port: u16,
+}
+
+/// Options for [`NatsServer`]: authentication.
+#[derive(Debug, Default, Clone)]
+pub struct NatsServerBuilder {
+    args: Vec<String>,
+}
+
+impl NatsServerBuilder {
+    /// Require this user and password.
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.args
+            .extend(["--user".into(), user.into(), "--pass".into(), password.into()]);
+        self
+    }
+
+    /// Require this token.
+    pub fn token(mut self, token: &str) -> Self {
+        self.args.extend(["--auth".into(), token.into()]);
+        self
+    }
+
+    /// Starts the server; panics with an install hint when there is no nats-server.
+    pub fn start(self) -> NatsServer {
+        let binary = find_nats_server(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
+            .unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+        let store = tempfile::Builder::new()
+            .prefix("jetfn-nats-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary store: {e}"));
+        let mut server = NatsServer {
+            binary,
+            store,
+            extra_args: self.args,
+            child: None,
+            port: 0,
+            monitor_port: 0,
+        };
+        server.spawn();
+        server
+    }
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on random ports.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// A server with options.
+    pub fn builder() -> NatsServerBuilder {
+        NatsServerBuilder::default()
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<monitoring port>` (`/jsz`, `/varz`, ...).
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
+    }
+
+    /// Connects a plain client (no authentication).
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test server {}: {e}", self.url()))
+    }
+
+    /// Kills the server (its store is kept) until [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts the server on the same ports with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let ports_dir = self.store.path().join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", ports_dir.display()));
+        let port = |p: u16| if p == 0 { "-1".to_owned() } else { p.to_string() };
+        let child = Command::new(&self.binary)
+            .args(["-a", "127.0.0.1", "-js"])
+            .args(["-p", &port(self.port), "-m", &port(self.monitor_port)])
+            .arg("-sd")
+            .arg(self.store.path().join("data"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
+        let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ports = loop {
+            if let Some(ports) = read_ports(&ports_file) {
+                break ports;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("nats-server exited at start ({status}); args: {:?}", self.extra_args);
+            }
+            assert!(Instant::now() < deadline, "nats-server wrote no ports file within {START_TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        (self.port, self.monitor_port) = ports;
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct PortsFile {
+    nats: Vec<String>,
+    monitoring: Vec<String>,
+}
+
+fn read_ports(path: &Path) -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ports: PortsFile = serde_json::from_str(&text).ok()?;
+    let port_of = |urls: &[String]| -> Option<u16> { urls.first()?.rsplit(':').next()?.parse().ok() };
+    Some((port_of(&ports.nats)?, port_of(&ports.monitoring)?))
+}
