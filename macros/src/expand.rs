@@ -5,7 +5,6 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 use syn::ItemFn;
 
 use crate::validate::{Attr, Handler};

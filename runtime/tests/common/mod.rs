@@ -1,0 +1,89 @@
+//! Shared helpers of the integration tests: a runtime on a real nats-server.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use jetfn::testing::NatsServer;
+use jetfn::{Config, Registry, Runtime, RuntimeHandle};
+
+/// How long a test waits for something that should take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The runtime's configuration for `functions` against `server`, plus `extra` variables.
+pub fn config(url: &str, functions: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars = vec![
+        ("NATS_URL".to_owned(), url.to_owned()),
+        ("JETFN_FUNCTIONS".to_owned(), functions.to_owned()),
+        ("JETFN_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("JETFN_SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    Config::from_vars(vars).expect("valid test configuration")
+}
+
+/// Starts the runtime with `functions` and waits until it is ready.
+pub async fn start(server: &NatsServer, functions: &str, extra: &[(&str, &str)]) -> RuntimeHandle {
+    let handle = start_unready(&server.url(), functions, extra).await;
+    assert!(handle.wait_ready(PATIENCE).await, "runtime not ready within {PATIENCE:?}");
+    handle
+}
+
+/// Starts the runtime without waiting for readiness.
+pub async fn start_unready(url: &str, functions: &str, extra: &[(&str, &str)]) -> RuntimeHandle {
+    init_logs();
+    let registry = Registry::collect().expect("registry");
+    let runtime = Runtime::new(config(url, functions, extra), &registry).expect("functions");
+    runtime.start().await.expect("runtime starts")
+}
+
+/// Publishes JSON through JetStream and waits for each ack.
+pub async fn publish_all(js: &jetstream::Context, subject: &str, payloads: impl IntoIterator<Item = String>) {
+    for payload in payloads {
+        js.publish(subject.to_owned(), payload.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+}
+
+/// The consumer's pending and ack-pending counts.
+pub async fn consumer_counts(js: &jetstream::Context, stream: &str, consumer: &str) -> (u64, usize) {
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(stream)
+        .await
+        .expect("stream")
+        .get_consumer(consumer)
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("consumer info");
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// How many messages `stream` holds on `subject`.
+pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64 {
+    let stream = js.get_stream(stream).await.expect("stream");
+    let info = stream
+        .info_with_subjects(subject)
+        .await
+        .expect("stream info");
+    use futures::StreamExt;
+    let subjects: Vec<_> = info.collect().await;
+    subjects
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|(s, _)| s == subject)
+        .map(|(_, count)| count as u64)
+        .sum()
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,158 @@
+//! End to end against a real nats-server: events in, handlers run, acks out, nothing lost.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{consumer_counts, publish_all, start, stored, PATIENCE};
+use jetfn::testing::{eventually, NatsServer};
+use jetfn::{event_handler, Context, Event, HandlerError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize, Serialize)]
+struct Order {
+    order_id: String,
+    amount: f64,
+}
+
+fn orders(n: usize) -> impl Iterator<Item = String> {
+    (0..n).map(|i| format!(r#"{{"order_id":"o-{i}","amount":{i}.5}}"#))
+}
+
+// --- N events in -> N handled -------------------------------------------------------------
+
+static COUNTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[event_handler(subject = "count.orders.created")]
+async fn count_orders(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    COUNTED.lock().expect("lock").push(event.data.order_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_event_is_handled_once_and_acked() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "count_orders", &[]).await;
+    let js = async_nats::jetstream::new(server.client().await);
+    const N: usize = 500;
+    publish_all(&js, "count.orders.created", orders(N)).await;
+
+    assert!(
+        eventually(PATIENCE, || async { COUNTED.lock().expect("lock").len() >= N }).await,
+        "handled {} of {N}",
+        COUNTED.lock().expect("lock").len()
+    );
+    assert!(
+        eventually(PATIENCE, || async { consumer_counts(&js, "COUNT", "count_orders").await == (0, 0) }).await,
+        "every message acked: {:?}",
+        consumer_counts(&js, "COUNT", "count_orders").await
+    );
+    let handled = COUNTED.lock().expect("lock").clone();
+    let unique: HashSet<_> = handled.iter().collect();
+    assert_eq!(handled.len(), N, "no message handled twice");
+    assert_eq!(unique.len(), N);
+    runtime.stop().await;
+}
+
+// --- CloudEvents ----------------------------------------------------------------------------
+
+static CLOUD: Mutex<Vec<(String, Option<String>, String)>> = Mutex::new(Vec::new());
+
+#[event_handler(subject = "cloud.orders.created")]
+async fn cloud_orders(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    let id = event.id().map(str::to_owned);
+    let subject = event.subject().to_owned();
+    CLOUD.lock().expect("lock").push((event.data.order_id, id, subject));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cloud_events_are_unwrapped() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "cloud_orders", &[]).await;
+    let js = async_nats::jetstream::new(server.client().await);
+    let envelope = r#"{"specversion":"1.0","id":"evt-1","type":"shop.order.created",
+        "source":"/shop","datacontenttype":"application/json",
+        "data":{"order_id":"o-ce","amount":12.0}}"#;
+    publish_all(&js, "cloud.orders.created", [envelope.to_owned(), orders(1).collect()]).await;
+
+    assert!(eventually(PATIENCE, || async { CLOUD.lock().expect("lock").len() == 2 }).await);
+    let mut seen = CLOUD.lock().expect("lock").clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("o-0".to_owned(), None, "cloud.orders.created".to_owned()),
+            ("o-ce".to_owned(), Some("evt-1".to_owned()), "cloud.orders.created".to_owned()),
+        ]
+    );
+    runtime.stop().await;
+}
+
+// --- outputs of a retried handler are stored once ---------------------------------------------
+
+static PUBLISH_ATTEMPTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[event_handler(subject = "pub.orders.created", backoff = "100ms..1s")]
+async fn publish_then_fail_once(ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    ctx.publish("pub.inventory.reserved", &event.data).await?;
+    ctx.publish("pub.audit.logged", &event.data.order_id).await?;
+    PUBLISH_ATTEMPTS.lock().expect("lock").push(event.attempt());
+    if event.attempt() == 1 {
+        return Err(HandlerError::retryable("gateway timeout"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_handler_stores_its_outputs_once() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "publish_then_fail_once", &[]).await;
+    let js = async_nats::jetstream::new(server.client().await);
+    publish_all(&js, "pub.orders.created", orders(1)).await;
+
+    assert!(eventually(PATIENCE, || async { PUBLISH_ATTEMPTS.lock().expect("lock").len() == 2 }).await);
+    assert!(
+        eventually(PATIENCE, || async {
+            consumer_counts(&js, "PUB", "publish_then_fail_once").await == (0, 0)
+        })
+        .await
+    );
+    assert_eq!(*PUBLISH_ATTEMPTS.lock().expect("lock"), [1, 2]);
+    assert_eq!(stored(&js, "PUB", "pub.inventory.reserved").await, 1);
+    assert_eq!(stored(&js, "PUB", "pub.audit.logged").await, 1);
+    runtime.stop().await;
+}
+
+// --- failures are retried with backoff, never in a hot loop, never lost ----------------------
+
+static FAILURES: Mutex<BTreeMap<u32, Instant>> = Mutex::new(BTreeMap::new());
+
+#[event_handler(subject = "flaky.orders.created", backoff = "300ms..2s", max_deliver = 3)]
+async fn always_fails(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    FAILURES.lock().expect("lock").insert(event.attempt(), Instant::now());
+    Err(HandlerError::retryable("payment gateway down"))
+}
+
+#[tokio::test]
+async fn failures_back_off_and_end_in_the_dead_letter_stream() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "always_fails", &[]).await;
+    let js = async_nats::jetstream::new(server.client().await);
+    publish_all(&js, "flaky.orders.created", orders(1)).await;
+
+    assert!(
+        eventually(PATIENCE, || async { stored(&js, "JETFN_DLQ", "jetfn.dlq.always_fails").await == 1 }).await,
+        "dead letter stored"
+    );
+    let attempts = FAILURES.lock().expect("lock").clone();
+    assert_eq!(attempts.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    let gap = |a: u32, b: u32| attempts[&b].duration_since(attempts[&a]);
+    // 300ms then 600ms, each +-10% jitter.
+    assert!(gap(1, 2) >= Duration::from_millis(270), "{:?}", gap(1, 2));
+    assert!(gap(2, 3) >= Duration::from_millis(540), "{:?}", gap(2, 3));
+    assert_eq!(consumer_counts(&js, "FLAKY", "always_fails").await, (0, 0));
+    runtime.stop().await;
+}

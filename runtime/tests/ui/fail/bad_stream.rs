@@ -1,0 +1,9 @@
+// `stream` is a JetStream stream name: only ASCII letters, digits, `_` and `-`.
+use jetfn::{event_handler, Context, Event, HandlerError};
+
+#[event_handler(subject = "orders.created", stream = "ORDERS STREAM")]
+async fn reserve(_ctx: Context, _event: Event<String>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+// An empty `subject` is rejected on the literal.
+use jetfn::{event_handler, Context, Event, HandlerError};
+
+#[event_handler(subject = "")]
+async fn reserve(_ctx: Context, _event: Event<String>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}

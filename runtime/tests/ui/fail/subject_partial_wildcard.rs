@@ -1,0 +1,9 @@
+// Wildcards must be whole tokens: `orders.cre*` is rejected on the literal.
+use jetfn::{event_handler, Context, Event, HandlerError};
+
+#[event_handler(subject = "orders.cre*")]
+async fn reserve(_ctx: Context, _event: Event<String>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}
