@@ -1,1 +1,10 @@
-fn main() {}
+//! The image's binary: every example function, run by `jetfn::main()`.
+
+mod audit;
+mod inventory;
+mod notifications;
+mod payments;
+
+fn main() -> std::process::ExitCode {
+    jetfn::main()
+}

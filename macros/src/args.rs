@@ -10,8 +10,6 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token};
 
-use crate::validate::Errors;
-
 /// An attribute key. The order here is the order of the docs and of the error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
@@ -124,43 +122,27 @@ pub(crate) enum Value {
     Int(LitInt),
 }
 
-/// The attribute list, with every well-formed pair and the errors of the others.
-#[derive(Default)]
+/// One entry of the attribute list.
+pub(crate) enum Arg {
+    /// A known key, at its first occurrence, with a literal of the kind it takes.
+    Given(Key, Value),
+    /// A mistake, already described; with the key it concerns when that key now counts as
+    /// given (a literal of the wrong kind), so that it is not also reported missing.
+    Rejected(Option<Key>, syn::Error),
+}
+
+/// The attribute list, in the order written.
 pub(crate) struct Args {
-    /// Each key at most once, in the order written. `None`: given, but rejected (reported).
-    pairs: Vec<(Key, Option<Value>)>,
-    /// Unknown keys, duplicates, literals of the wrong kind.
-    pub(crate) errors: Errors,
+    pub(crate) list: Vec<Arg>,
 }
 
 impl Args {
-    /// Whether `key` was written, even with a rejected value.
+    /// Whether `key` was written, even with a rejected literal.
     pub(crate) fn given(&self, key: Key) -> bool {
-        self.pairs.iter().any(|(k, _)| *k == key)
-    }
-
-    /// The string literal given to `key`, when it was given and is a string.
-    pub(crate) fn str(&self, key: Key) -> Option<&LitStr> {
-        self.pairs.iter().find_map(|(k, value)| match value {
-            Some(Value::Str(lit)) if *k == key => Some(lit),
-            _ => None,
+        self.list.iter().any(|arg| match arg {
+            Arg::Given(k, _) | Arg::Rejected(Some(k), _) => *k == key,
+            Arg::Rejected(None, _) => false,
         })
-    }
-
-    /// The integer literal given to `key`, when it was given and is an integer.
-    pub(crate) fn int(&self, key: Key) -> Option<&LitInt> {
-        self.pairs.iter().find_map(|(k, value)| match value {
-            Some(Value::Int(lit)) if *k == key => Some(lit),
-            _ => None,
-        })
-    }
-
-    /// The keys given with an accepted literal, in the order written.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.pairs
-            .iter()
-            .filter(|(_, value)| value.is_some())
-            .map(|(key, _)| *key)
     }
 }
 
@@ -185,30 +167,27 @@ impl Parse for Pair {
 /// `Err` means the list is not `key = value, ...` at all: nothing about the keys can be said.
 pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
     let pairs = Punctuated::<Pair, Token![,]>::parse_terminated.parse2(tokens)?;
-    let mut args = Args::default();
+    let mut args = Args { list: Vec::new() };
     for Pair { key: ident, value } in pairs {
-        let Some(key) = Key::from_ident(&ident) else {
-            args.errors.push(syn::Error::new_spanned(
-                &ident,
-                format!(
+        let arg = match Key::from_ident(&ident) {
+            None => {
+                let message = format!(
                     "unsupported argument `{}`; supported arguments are: {}",
                     ident.unraw(),
                     supported()
-                ),
-            ));
-            continue;
+                );
+                Arg::Rejected(None, syn::Error::new_spanned(&ident, message))
+            }
+            Some(key) if args.given(key) => {
+                let message = format!("duplicate argument `{}`", key.as_str());
+                Arg::Rejected(None, syn::Error::new_spanned(&ident, message))
+            }
+            Some(key) => match literal(key, value) {
+                Ok(value) => Arg::Given(key, value),
+                Err(error) => Arg::Rejected(Some(key), error),
+            },
         };
-        if args.given(key) {
-            args.errors.push(syn::Error::new_spanned(
-                &ident,
-                format!("duplicate argument `{}`", key.as_str()),
-            ));
-            continue;
-        }
-        let value = literal(key, value)
-            .map_err(|error| args.errors.push(error))
-            .ok();
-        args.pairs.push((key, value));
+        args.list.push(arg);
     }
     Ok(args)
 }

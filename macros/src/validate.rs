@@ -10,30 +10,17 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, LitInt, PathArguments, ReturnType, Type};
 
-use crate::args::{Args, Key, Kind};
+use crate::args::{Arg, Args, Key, Kind, Value};
 
 /// Errors collected so that one build reports every mistake.
 #[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
+struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub(crate) fn push(&mut self, error: syn::Error) {
+    fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(errors) => errors.combine(error),
             None => self.0 = Some(error),
-        }
-    }
-
-    fn append(&mut self, other: Errors) {
-        if let Some(error) = other.0 {
-            self.push(error);
-        }
-    }
-
-    fn finish<T>(self, value: T) -> syn::Result<T> {
-        match self.0 {
-            Some(error) => Err(error),
-            None => Ok(value),
         }
     }
 }
@@ -63,115 +50,145 @@ pub(crate) enum Attr {
 /// Validates the attribute and the function it is on.
 pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result<Handler> {
     let mut errors = Errors::default();
-    let (subject, name, attrs) = match args {
-        Ok(mut args) => {
-            errors.append(std::mem::take(&mut args.errors));
-            attributes(&args, &function.sig.ident, &mut errors)
-        }
+    let checked = match args {
+        Ok(args) => attributes(&args, &mut errors),
         // The attribute list did not parse: saying more about it would only add noise.
         Err(error) => {
             errors.push(error);
-            Default::default()
+            None
         }
     };
+    let name = checked.as_ref().and_then(|checked| match &checked.name {
+        Some(name) => Some(name.clone()),
+        None => default_name(&function.sig.ident, &mut errors),
+    });
     let payload = signature(function, &mut errors);
-    match (subject, name, payload) {
-        (Some(subject), Some(name), Some(payload)) => errors.finish(Handler {
+    match (checked, name, payload, errors.0) {
+        (Some(checked), Some(name), Some(payload), None) => Ok(Handler {
             name,
-            subject,
-            attrs,
+            subject: checked.subject,
+            attrs: checked.attrs,
             payload,
         }),
-        _ => Err(errors
-            .0
-            .unwrap_or_else(|| syn::Error::new(Span::call_site(), "invalid `#[event_handler]`"))),
+        (.., Some(error)) => Err(error),
+        // Every `None` above comes with an error; this is only a safety net.
+        _ => Err(syn::Error::new(
+            Span::call_site(),
+            "invalid `#[event_handler]`",
+        )),
     }
 }
 
-type Attributes = (Option<String>, Option<String>, Vec<(Key, Attr)>);
+/// The attribute, checked.
+struct Checked {
+    subject: String,
+    name: Option<String>,
+    /// The optional keys, in the order written.
+    attrs: Vec<(Key, Attr)>,
+}
 
-fn attributes(args: &Args, ident: &Ident, errors: &mut Errors) -> Attributes {
-    let subject = match args.str(Key::Subject) {
-        Some(lit) => report(errors, lit, check_subject(&lit.value(), Wildcards::Allowed))
-            .map(|()| lit.value()),
-        None if !args.given(Key::Subject) => {
-            errors.push(syn::Error::new(
-                Span::call_site(),
-                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`",
-            ));
-            None
-        }
-        None => None,
-    };
-    let name = match args.str(Key::Name) {
-        Some(lit) => report(errors, lit, check_name(&lit.value())).map(|()| lit.value()),
-        None if args.given(Key::Name) => None,
-        None => {
-            let default = ident.unraw().to_string();
-            match check_name(&default) {
-                Ok(()) => Some(default),
-                Err(error) => {
-                    let message = format!("the function name cannot name a consumer: {error}; choose one with `name = \"...\"`");
-                    errors.push(syn::Error::new_spanned(ident, message));
-                    None
-                }
-            }
-        }
-    };
-    let mut attrs = Vec::new();
-    for key in args
-        .keys()
-        .filter(|key| !matches!(key, Key::Subject | Key::Name))
-    {
-        let value = match (key.kind(), args.str(key), args.int(key)) {
-            (Kind::Str, Some(lit), _) => {
-                let checked = match key {
-                    Key::Dlq => {
-                        check_subject(&lit.value(), Wildcards::Forbidden).map_err(|e| e.to_string())
-                    }
-                    _ => check_name(&lit.value()).map_err(|e| e.to_string()),
-                };
-                report(errors, lit, checked).map(|()| Attr::Str(lit.value()))
-            }
-            (Kind::Duration, Some(lit), _) => {
-                report(errors, lit, parse_duration(&lit.value())).map(Attr::Millis)
-            }
-            (Kind::Backoff, Some(lit), _) => report(errors, lit, parse_backoff(&lit.value()))
-                .map(|(initial, max)| Attr::Backoff(initial, max)),
-            (Kind::Int, _, Some(lit)) => report(errors, lit, integer(key, lit)).map(Attr::U32),
-            _ => None,
-        };
-        attrs.extend(value.map(|value| (key, value)));
+/// Checks every entry of the attribute, reporting errors in the order of its tokens; `None`
+/// after an error.
+fn attributes(args: &Args, errors: &mut Errors) -> Option<Checked> {
+    let before = errors.0.is_some();
+    if !args.given(Key::Subject) {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`",
+        ));
     }
-    let workers = |key| attrs.iter().find_map(|(k, v)| (*k == key).then_some(v));
+    let (mut subject, mut name, mut attrs) = (None, None, Vec::new());
+    for arg in &args.list {
+        match arg {
+            Arg::Rejected(_, error) => errors.push(error.clone()),
+            Arg::Given(key, value) => match (key, check(*key, value)) {
+                (Key::Subject, Ok(Attr::Str(text))) => subject = Some(text),
+                (Key::Name, Ok(Attr::Str(text))) => name = Some(text),
+                (_, Ok(attr)) => attrs.push((*key, attr)),
+                (_, Err(error)) => errors.push(error),
+            },
+        }
+    }
+    let find = |key| attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
     if let (Some(Attr::U32(min)), Some(Attr::U32(max))) =
-        (workers(Key::MinWorkers), workers(Key::MaxWorkers))
+        (find(Key::MinWorkers), find(Key::MaxWorkers))
     {
         if max < min {
             let message = format!("`max_workers` ({max}) must be at least `min_workers` ({min})");
-            errors.push(syn::Error::new_spanned(args.int(Key::MaxWorkers), message));
+            let span = args.list.iter().find_map(|arg| match arg {
+                Arg::Given(Key::MaxWorkers, Value::Int(lit)) => Some(lit.span()),
+                _ => None,
+            });
+            errors.push(syn::Error::new(
+                span.unwrap_or_else(Span::call_site),
+                message,
+            ));
         }
     }
-    (subject, name, attrs)
+    if errors.0.is_some() != before {
+        return None;
+    }
+    Some(Checked {
+        subject: subject?,
+        name,
+        attrs,
+    })
 }
 
-/// Pushes the error of `checked`, if any, on `token`.
-fn report<T, E: fmt::Display>(
-    errors: &mut Errors,
-    token: &impl quote::ToTokens,
-    checked: Result<T, E>,
-) -> Option<T> {
-    checked
-        .map_err(|error| errors.push(syn::Error::new_spanned(token, error)))
-        .ok()
+/// Checks the literal of one key.
+fn check(key: Key, value: &Value) -> syn::Result<Attr> {
+    let lit = match value {
+        Value::Int(lit) => return integer(key, lit).map(Attr::U32),
+        Value::Str(lit) => lit,
+    };
+    let text = lit.value();
+    let checked = match (key, key.kind()) {
+        (_, Kind::Duration) => {
+            let millis = parse_duration(&text);
+            return millis
+                .map(Attr::Millis)
+                .map_err(|e| syn::Error::new_spanned(lit, e));
+        }
+        (_, Kind::Backoff) => {
+            let backoff = parse_backoff(&text).map(|(initial, max)| Attr::Backoff(initial, max));
+            return backoff.map_err(|e| syn::Error::new_spanned(lit, e));
+        }
+        (Key::Subject, _) => check_subject(&text, Wildcards::Allowed).map_err(|e| e.to_string()),
+        (Key::Dlq, _) => {
+            check_subject(&text, Wildcards::Forbidden).map_err(|e| format!("invalid `dlq`: {e}"))
+        }
+        (_, Kind::Str | Kind::Int) => {
+            check_name(&text).map_err(|e| format!("invalid `{}`: {e}", key.as_str()))
+        }
+    };
+    match checked {
+        Ok(()) => Ok(Attr::Str(text)),
+        Err(message) => Err(syn::Error::new_spanned(lit, message)),
+    }
 }
 
-fn integer(key: Key, lit: &LitInt) -> Result<u32, String> {
-    let value = lit
-        .base10_parse::<u32>()
-        .map_err(|_| format!("`{}` must fit in 32 bits", key.as_str()))?;
+/// The fn's name, when it is a valid consumer name.
+fn default_name(ident: &Ident, errors: &mut Errors) -> Option<String> {
+    let name = ident.unraw().to_string();
+    match check_name(&name) {
+        Ok(()) => Some(name),
+        Err(error) => {
+            let message = format!(
+                "the function's name cannot name a consumer: {error}; choose one with `name = \"...\"`"
+            );
+            errors.push(syn::Error::new_spanned(ident, message));
+            None
+        }
+    }
+}
+
+fn integer(key: Key, lit: &LitInt) -> syn::Result<u32> {
+    let value = lit.base10_parse::<u32>().map_err(|_| {
+        syn::Error::new_spanned(lit, format!("`{}` must fit in 32 bits", key.as_str()))
+    })?;
     if value == 0 && key != Key::BreakerFailures {
-        return Err(format!("`{}` must be at least 1", key.as_str()));
+        let message = format!("`{}` must be at least 1", key.as_str());
+        return Err(syn::Error::new_spanned(lit, message));
     }
     Ok(value)
 }
@@ -458,7 +475,8 @@ mod tests {
     #[test]
     fn subjects() {
         use SubjectError as E;
-        let table: &[(&str, Result<(), fn(String) -> E>)] = &[
+        type Expected = Result<(), fn(String) -> E>;
+        let table: &[(&str, Expected)] = &[
             ("orders", Ok(())),
             ("orders.created", Ok(())),
             ("orders.*", Ok(())),

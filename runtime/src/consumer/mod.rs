@@ -110,6 +110,7 @@ pub(crate) async fn run(
 
 /// Waits for in-flight deliveries, at most `timeout`.
 async fn drain(state: &FunctionState, mut tasks: JoinSet<()>, timeout: Duration) {
+    while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     let finished = tokio::time::timeout(timeout, async {
         while tasks.join_next().await.is_some() {}
