@@ -234,3 +234,102 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
         _ => Err(wrong(&value)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn messages(args: &Args) -> Vec<String> {
+        let rejected = args.list.iter().filter_map(|arg| match arg {
+            Arg::Rejected(_, error) => Some(error.to_string()),
+            Arg::Given(..) => None,
+        });
+        rejected.collect()
+    }
+
+    #[test]
+    fn keeps_pairs_in_order_with_their_literals() {
+        let args =
+            parse(quote!(subject = "a.b", max_deliver = 3, timeout = "5s",)).expect("parses");
+        let given: Vec<_> = args
+            .list
+            .iter()
+            .map(|arg| match arg {
+                Arg::Given(key, Value::Str(lit)) => (*key, lit.value()),
+                Arg::Given(key, Value::Int(lit)) => (*key, lit.to_string()),
+                Arg::Rejected(_, error) => panic!("unexpected error: {error}"),
+            })
+            .collect();
+        assert_eq!(
+            given,
+            [
+                (Key::Subject, "a.b".to_owned()),
+                (Key::MaxDeliver, "3".to_owned()),
+                (Key::Timeout, "5s".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_unknown_duplicate_and_mistyped_keys() {
+        let args = parse(quote!(
+            retries = 3,
+            subject = "a",
+            subject = "b",
+            max_deliver = "5",
+            stream = ORDERS,
+            breaker_failures = -1,
+            r#type = 1
+        ))
+        .expect("parses");
+        let messages = messages(&args);
+        assert_eq!(messages.len(), 6, "{messages:#?}");
+        assert_eq!(
+            messages[0],
+            "unsupported argument `retries`; supported arguments are: subject, name, stream, \
+             max_deliver, backoff, ack_wait, timeout, min_workers, max_workers, max_ack_pending, \
+             dlq, breaker_failures, breaker_cooldown"
+        );
+        assert_eq!(messages[1], "duplicate argument `subject`");
+        assert_eq!(
+            messages[2],
+            "`max_deliver` takes an integer literal, like `max_deliver = 5`"
+        );
+        assert_eq!(
+            messages[3],
+            "`stream` takes a string literal, like `stream = \"ORDERS\"`"
+        );
+        assert_eq!(messages[4], "`breaker_failures` cannot be negative");
+        assert!(messages[5].starts_with("unsupported argument `type`"));
+        // A mistyped key still counts as given: it is not also reported missing.
+        assert!(args.given(Key::MaxDeliver) && args.given(Key::Subject));
+        assert!(!args.given(Key::Name));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_list_of_pairs() {
+        for tokens in [
+            quote!(subject),
+            quote!(subject: "a"),
+            quote!(subject = "a" name = "b"),
+        ] {
+            assert!(parse(tokens.clone()).is_err(), "{tokens}");
+        }
+        assert!(parse(quote!()).is_ok_and(|args| args.list.is_empty()));
+    }
+
+    #[test]
+    fn every_key_has_a_well_typed_example() {
+        for key in Key::ALL {
+            let example: TokenStream = key.example().parse().expect("tokens");
+            let args = parse(example).expect("parses");
+            assert!(
+                matches!(&args.list[..], [Arg::Given(k, _)] if *k == key),
+                "{}",
+                key.example()
+            );
+        }
+    }
+}

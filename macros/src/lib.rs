@@ -1,8 +1,8 @@
 //! The `#[event_handler]` attribute of [jetfn](https://docs.rs/jetfn). Use it through
 //! `jetfn::event_handler`: the code it generates names `::jetfn`.
 //!
-//! The macro works in three steps: [`args`] parses the attribute list, [`validate`] checks it
-//! and the function's signature (collecting every error, each on its token), and [`expand`]
+//! The macro works in three steps: `args` parses the attribute list, `validate` checks it
+//! and the function's signature (collecting every error, each on its token), and `expand`
 //! writes the registration. On any error the function is emitted unchanged next to the errors,
 //! so one mistake gives one error.
 
@@ -40,19 +40,21 @@ mod validate;
 ///
 /// | key | type | default | example | meaning |
 /// |---|---|---|---|---|
-/// | `subject` | string: a NATS subject, `*` / `>` wildcards allowed | required | `subject = "orders.created"` | what the function consumes (the consumer's filter subject) |
+/// | `subject` | string: a NATS subject; `*` and `>` wildcards allowed | required | `subject = "orders.created"` | what the function consumes (its consumer's filter subject) |
 /// | `name` | string: ASCII letters, digits, `_`, `-` | the fn's name | `name = "reserve-inventory"` | the function's name: durable consumer name, `JETFN_FUNCTIONS` entry, metrics label |
-/// | `stream` | string: ASCII letters, digits, `_`, `-` | the stream capturing `subject`, else one created and named after its first token | `stream = "ORDERS"` | the stream to bind to |
-/// | `max_deliver` | integer >= 1 | 5 | `max_deliver = 10` | deliveries before the message is dead-lettered |
-/// | `backoff` | string `"INITIAL..MAX"`, two durations, initial <= max | `"1s..60s"` | `backoff = "100ms..30s"` | retry delay `min(max, initial * 2^(attempt-1))`, with jitter |
+/// | `stream` | string: ASCII letters, digits, `_`, `-` | the stream capturing `subject` (created if none) | `stream = "ORDERS"` | the stream to bind to |
+/// | `max_deliver` | integer >= 1 | `5` | `max_deliver = 10` | deliveries before a failing message is dead-lettered |
+/// | `backoff` | string `"INITIAL..MAX"`: two durations, initial <= max | `"1s..60s"` | `backoff = "100ms..30s"` | retry delay `min(max, initial * 2^(attempt-1))`, with jitter |
 /// | `ack_wait` | duration string | `"30s"` | `ack_wait = "1m"` | how long the server waits for an ack before redelivering |
-/// | `timeout` | duration string | none | `timeout = "10s"` | the bound on one run of the handler (a timeout is a retryable failure) |
-/// | `min_workers` | integer >= 1 | runtime default | `min_workers = 2` | the fewest concurrent runs kept ready |
-/// | `max_workers` | integer >= 1, >= `min_workers` | runtime default | `max_workers = 32` | the most concurrent runs in one process |
-/// | `max_ack_pending` | integer >= 1 | runtime default | `max_ack_pending = 1000` | the most unacknowledged messages the consumer hands out |
+/// | `timeout` | duration string | `"5m"` | `timeout = "10s"` | the bound on one run of the handler |
+/// | `min_workers` | integer >= 1 | `1` | `min_workers = 2` | the fewest concurrent runs |
+/// | `max_workers` | integer >= 1, and >= `min_workers` when both are written | `16` | `max_workers = 32` | the most concurrent runs in one process |
+/// | `max_ack_pending` | integer >= 1 | `1000` | `max_ack_pending = 500` | the most unacknowledged messages the consumer hands out |
 /// | `dlq` | string: a subject without wildcards | `"jetfn.dlq.<name>"` | `dlq = "orders.dead"` | where dead letters are published |
-/// | `breaker_failures` | integer >= 0; 0 = off | runtime default | `breaker_failures = 10` | consecutive failures that open the circuit breaker |
-/// | `breaker_cooldown` | duration string | runtime default | `breaker_cooldown = "30s"` | how long the breaker stays open before a trial message |
+/// | `breaker_failures` | integer >= 0; `0` = no breaker | `0` | `breaker_failures = 10` | consecutive failures that open the circuit breaker |
+/// | `breaker_cooldown` | duration string | `"30s"` | `breaker_cooldown = "1m"` | how long an open breaker waits before a trial message |
+///
+/// The defaults are the runtime's (`jetfn::config`), listed here for convenience.
 ///
 /// Durations are [humantime](https://docs.rs/humantime) strings such as `"250ms"`, `"30s"`,
 /// `"5m"`, `"1h"` or `"1m 30s"`; they must be greater than zero and a whole number of
@@ -62,13 +64,20 @@ mod validate;
 /// # Errors
 ///
 /// Each mistake is a compile error on the offending token, and all of them are reported at
-/// once: a function that is not `async`, `unsafe` or generic, or takes `self`; a wrong number of
-/// parameters, a second parameter that is not `Event<T>`, a missing return type; a missing or
-/// invalid `subject` (empty, an empty token as in `"orders..created"`, whitespace, a partial
-/// wildcard as in `"orders.cre*"`, `>` before the last token); an invalid `name`, `stream` or
-/// `dlq`; an unknown or duplicate key; a literal of the wrong type; a malformed duration or
-/// backoff; `max_workers < min_workers`. A payload type that is not `DeserializeOwned` is
-/// reported on that type, and a future that is not `Send` on the function's signature:
+/// once, in source order:
+///
+/// - on the attribute: a missing `subject`; an unknown key (the message lists the supported
+///   ones); a key given twice (on the second); a literal of the wrong type; an invalid subject
+///   (empty, an empty token as in `"orders..created"`, whitespace, a partial wildcard as in
+///   `"orders.cre*"`, `>` before the last token); a `dlq` with a wildcard; an invalid `name` or
+///   `stream`; a malformed duration or backoff; an integer out of range; `max_workers` below
+///   `min_workers`;
+/// - on the function: not `async` (on `fn`), `unsafe`, generic, taking `self`, a number of
+///   parameters other than two, a second parameter that is not `Event<T>`, no return type, or
+///   (without `name`) a fn name that cannot be a consumer name;
+/// - from the type checker, on the user's tokens: a payload that is not `DeserializeOwned` on
+///   `T`; a future that is not `Send`, a first parameter that is not `Context` or another error
+///   type on the fn's name.
 ///
 /// ```text
 /// error: unsupported argument `retries`; supported arguments are: subject, name, stream, ...
@@ -78,13 +87,20 @@ mod validate;
 ///   |                                             ^^^^^^^
 /// ```
 ///
+/// When there is an error, the function is emitted unchanged and nothing else, so no error
+/// follows from another.
+///
 /// # What it generates
 ///
-/// The function, unchanged, and a private `static` descriptor collected at link time:
+/// The function, unchanged, and next to it a private `static` descriptor that the linker
+/// collects into the registry (so the attribute belongs on a module-level fn). Every path is
+/// absolute, so user items named `Result`, `Option`, `Context`, `core`... cannot interfere:
 ///
 /// ```ignore
 /// #[::jetfn::__private::linkme::distributed_slice(::jetfn::__private::HANDLERS)]
 /// #[linkme(crate = ::jetfn::__private::linkme)]
+/// #[doc(hidden)]
+/// #[allow(non_upper_case_globals)]
 /// static __JETFN_HANDLER_reserve_inventory: ::jetfn::__private::HandlerSpec =
 ///     ::jetfn::__private::HandlerSpec {
 ///         name: "reserve_inventory",
@@ -97,8 +113,15 @@ mod validate;
 ///             )),
 ///             ..::jetfn::__private::Attributes::NONE
 ///         },
-///         handler: |ctx, incoming| ::jetfn::__private::invoke(ctx, incoming, reserve_inventory),
-///         location: ::jetfn::__private::Location { module_path: module_path!(), file: file!(), line: line!() },
+///         // Spanned on the fn's name; `OrderCreated` keeps its own span.
+///         handler: |ctx, incoming| {
+///             ::jetfn::__private::invoke::<OrderCreated, _, _>(ctx, incoming, reserve_inventory)
+///         },
+///         location: ::jetfn::__private::Location {
+///             module_path: ::core::module_path!(),
+///             file: ::core::file!(),
+///             line: ::core::line!(),
+///         },
 ///     };
 /// ```
 #[proc_macro_attribute]

@@ -6,9 +6,12 @@
 
 use std::fmt;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::ext::IdentExt;
-use syn::{FnArg, GenericArgument, Ident, ItemFn, LitInt, PathArguments, ReturnType, Type};
+use syn::{
+    FnArg, GenericArgument, Ident, ItemFn, LitInt, PathArguments, ReturnType, Signature, Type,
+};
 
 use crate::args::{Arg, Args, Key, Kind, Value};
 
@@ -141,29 +144,26 @@ fn check(key: Key, value: &Value) -> syn::Result<Attr> {
         Value::Int(lit) => return integer(key, lit).map(Attr::U32),
         Value::Str(lit) => lit,
     };
-    let text = lit.value();
-    let checked = match (key, key.kind()) {
-        (_, Kind::Duration) => {
-            let millis = parse_duration(&text);
-            return millis
-                .map(Attr::Millis)
-                .map_err(|e| syn::Error::new_spanned(lit, e));
-        }
-        (_, Kind::Backoff) => {
-            let backoff = parse_backoff(&text).map(|(initial, max)| Attr::Backoff(initial, max));
-            return backoff.map_err(|e| syn::Error::new_spanned(lit, e));
-        }
-        (Key::Subject, _) => check_subject(&text, Wildcards::Allowed).map_err(|e| e.to_string()),
-        (Key::Dlq, _) => {
-            check_subject(&text, Wildcards::Forbidden).map_err(|e| format!("invalid `dlq`: {e}"))
-        }
-        (_, Kind::Str | Kind::Int) => {
-            check_name(&text).map_err(|e| format!("invalid `{}`: {e}", key.as_str()))
-        }
+    let invalid = |reason: &dyn fmt::Display| {
+        syn::Error::new_spanned(lit, format!("invalid `{}`: {reason}", key.as_str()))
     };
-    match checked {
-        Ok(()) => Ok(Attr::Str(text)),
-        Err(message) => Err(syn::Error::new_spanned(lit, message)),
+    let text = lit.value();
+    match (key, key.kind()) {
+        (_, Kind::Duration) => parse_duration(&text)
+            .map(Attr::Millis)
+            .map_err(|e| invalid(&e)),
+        (_, Kind::Backoff) => parse_backoff(&text)
+            .map(|(initial, max)| Attr::Backoff(initial, max))
+            .map_err(|e| invalid(&e)),
+        (Key::Subject, _) => check_subject(&text, Wildcards::Allowed)
+            .map_err(|e| invalid(&e))
+            .map(|()| Attr::Str(text)),
+        (Key::Dlq, _) => check_subject(&text, Wildcards::Forbidden)
+            .map_err(|e| invalid(&e))
+            .map(|()| Attr::Str(text)),
+        (_, Kind::Str | Kind::Int) => check_name(&text)
+            .map_err(|e| invalid(&e))
+            .map(|()| Attr::Str(text)),
     }
 }
 
@@ -174,7 +174,8 @@ fn default_name(ident: &Ident, errors: &mut Errors) -> Option<String> {
         Ok(()) => Some(name),
         Err(error) => {
             let message = format!(
-                "the function's name cannot name a consumer: {error}; choose one with `name = \"...\"`"
+                "the function's name cannot be a consumer name: {error}; \
+                 choose one with `name = \"...\"`"
             );
             errors.push(syn::Error::new_spanned(ident, message));
             None
@@ -201,69 +202,71 @@ const SIGNATURE: &str =
 fn signature(function: &ItemFn, errors: &mut Errors) -> Option<Type> {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
-        errors.push(syn::Error::new_spanned(
-            sig.fn_token,
-            "`#[event_handler]` functions must be `async`",
-        ));
+        let message = "`#[event_handler]` functions must be `async`";
+        errors.push(syn::Error::new_spanned(sig.fn_token, message));
     }
     if let Some(unsafety) = sig.unsafety {
-        errors.push(syn::Error::new_spanned(
-            unsafety,
-            "`#[event_handler]` functions cannot be `unsafe`",
-        ));
+        let message = "`#[event_handler]` functions cannot be `unsafe`";
+        errors.push(syn::Error::new_spanned(unsafety, message));
     }
+    let generic = "`#[event_handler]` functions cannot be generic";
     if !sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            "`#[event_handler]` functions cannot be generic",
-        ));
+        errors.push(syn::Error::new_spanned(&sig.generics, generic));
     } else if let Some(clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(
-            clause,
-            "`#[event_handler]` functions cannot be generic",
-        ));
+        errors.push(syn::Error::new_spanned(clause, generic));
     }
-    let mut params = Vec::new();
-    for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
-                receiver,
-                format!("`#[event_handler]` functions cannot take `self`; write a free function: {SIGNATURE}"),
-            )),
-            FnArg::Typed(param) => params.push(param),
-        }
-    }
-    let arity = "expected 2 parameters: `ctx: Context, event: Event<T>`";
-    if params.len() < 2 {
-        let found = format!("{arity}, found {}", params.len());
-        errors.push(syn::Error::new(sig.paren_token.span.join(), found));
-    } else if params.len() > 2 {
-        let extra = params[2..].iter().map(|param| quote::quote!(#param));
-        let extra: proc_macro2::TokenStream = extra.collect();
-        errors.push(syn::Error::new_spanned(
-            extra,
-            format!("{arity}, found {}", params.len()),
-        ));
-    }
+    let payload = parameters(sig, errors);
     if let ReturnType::Default = sig.output {
         let message = format!(
             "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
         );
         errors.push(syn::Error::new(sig.paren_token.span.close(), message));
     }
-    for param in &params {
-        if let Type::ImplTrait(ty) = &*param.ty {
-            errors.push(syn::Error::new_spanned(
-                ty,
-                "`#[event_handler]` functions cannot be generic",
-            ));
+    payload
+}
+
+/// Checks the parameters: no `self`, `ctx` and `event: Event<T>`; returns `T`.
+fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                let message = format!(
+                    "`#[event_handler]` functions cannot take `self`; \
+                     write a free function: {SIGNATURE}"
+                );
+                errors.push(syn::Error::new_spanned(receiver, message));
+            }
+            FnArg::Typed(param) => params.push(&*param.ty),
         }
     }
-    let event = params.get(1)?;
-    let payload = event_payload(&event.ty);
-    if payload.is_none() && !matches!(&*event.ty, Type::ImplTrait(_)) {
-        let message = "the second parameter must be `Event<T>`, where `T: serde::de::DeserializeOwned` is the payload type";
-        errors.push(syn::Error::new_spanned(&event.ty, message));
+    let arity = "expected 2 parameters: `ctx: Context, event: Event<T>`";
+    if params.len() < 2 {
+        let message = format!("{arity}, found {}", params.len());
+        errors.push(syn::Error::new(sig.paren_token.span.join(), message));
+    } else if params.len() > 2 {
+        let extra: TokenStream = sig
+            .inputs
+            .iter()
+            .skip(2)
+            .map(ToTokens::into_token_stream)
+            .collect();
+        let message = format!("{arity}, found {}", params.len());
+        errors.push(syn::Error::new_spanned(extra, message));
+    }
+    for ty in &params {
+        if let Type::ImplTrait(ty) = ty {
+            let message = "`#[event_handler]` functions cannot be generic";
+            errors.push(syn::Error::new_spanned(ty, message));
+        }
+    }
+    let event = *params.get(1)?;
+    let payload = event_payload(event);
+    if payload.is_none() && !matches!(event, Type::ImplTrait(_)) {
+        let message =
+            "the second parameter must be `Event<T>`, where `T: serde::de::DeserializeOwned` \
+                       is the payload type";
+        errors.push(syn::Error::new_spanned(event, message));
     }
     payload
 }
@@ -312,20 +315,25 @@ pub(crate) enum SubjectError {
 impl fmt::Display for SubjectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Empty => f.write_str("the subject cannot be empty; write one like \"orders.created\""),
-            Self::Whitespace(s) => write!(f, "invalid subject {s:?}: subjects cannot contain whitespace"),
+            Self::Empty => f.write_str("it is empty; write a subject like \"orders.created\""),
+            Self::Whitespace(s) => write!(f, "{s:?} contains whitespace"),
             Self::EmptyToken(s) => write!(
                 f,
-                "invalid subject {s:?}: empty token; subjects are non-empty tokens separated by single dots (no leading, trailing or double `.`)"
+                "{s:?} has an empty token; subjects are non-empty tokens separated by single dots \
+                 (no leading, trailing or double `.`)"
             ),
             Self::PartialWildcard(s) => write!(
                 f,
-                "invalid subject {s:?}: the wildcards `*` and `>` must be whole tokens, like \"orders.*\" or \"orders.>\""
+                "{s:?} has a partial wildcard; `*` and `>` must be whole tokens, \
+                 like \"orders.*\" or \"orders.>\""
             ),
-            Self::GtNotLast(s) => write!(f, "invalid subject {s:?}: `>` is only allowed as the last token"),
+            Self::GtNotLast(s) => write!(
+                f,
+                "{s:?} has `>` before its last token; `>` is only allowed as the last token"
+            ),
             Self::Wildcard(s) => write!(
                 f,
-                "invalid subject {s:?}: this subject is published to, so it cannot contain the wildcards `*` or `>`"
+                "{s:?} is published to, so it cannot contain the wildcards `*` or `>`"
             ),
         }
     }
@@ -370,10 +378,10 @@ pub(crate) enum NameError {
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Empty => f.write_str("the name cannot be empty"),
+            Self::Empty => f.write_str("it is empty"),
             Self::Char(name, c) => write!(
                 f,
-                "invalid name {name:?}: {c:?} is not allowed; names hold only ASCII letters, digits, `_` and `-`"
+                "{name:?} contains {c:?}; names hold only ASCII letters, digits, `_` and `-`"
             ),
         }
     }
@@ -396,8 +404,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
 /// Why a string is not a duration the runtime takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum DurationError {
-    /// Not `humantime` syntax; the reason humantime gives.
-    Malformed(String),
+    /// Not `humantime` syntax; humantime's reason when it names the units it knows.
+    Malformed(Option<String>),
     Zero,
     /// Not a whole number of milliseconds, like `1.5ms` or `500us`.
     SubMillisecond,
@@ -407,7 +415,10 @@ pub(crate) enum DurationError {
 impl fmt::Display for DurationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Malformed(reason) => write!(
+            Self::Malformed(None) => {
+                f.write_str("expected a duration like \"250ms\", \"30s\" or \"5m\"")
+            }
+            Self::Malformed(Some(reason)) => write!(
                 f,
                 "expected a duration like \"250ms\", \"30s\" or \"5m\" ({reason})"
             ),
@@ -422,8 +433,14 @@ impl fmt::Display for DurationError {
 
 /// Parses a duration (`humantime` syntax) into whole milliseconds, greater than zero.
 pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
-    let parsed = humantime::parse_duration(text)
-        .map_err(|error| DurationError::Malformed(error.to_string()))?;
+    let parsed = humantime::parse_duration(text).map_err(|error| match error {
+        // "unknown time unit "x", supported units: ..." or "time unit needed, for example ...".
+        humantime::DurationError::UnknownUnit { .. } => {
+            DurationError::Malformed(Some(error.to_string()))
+        }
+        // Reasons as byte offsets: "expected number at 0".
+        _ => DurationError::Malformed(None),
+    })?;
     if parsed.is_zero() {
         return Err(DurationError::Zero);
     }
@@ -446,10 +463,14 @@ pub(crate) enum BackoffError {
 impl fmt::Display for BackoffError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Malformed => f.write_str("expected a backoff like \"100ms..60s\": the initial delay, `..`, the maximum delay"),
-            Self::Initial(error) => write!(f, "invalid initial delay of the backoff: {error}"),
-            Self::Max(error) => write!(f, "invalid maximum delay of the backoff: {error}"),
-            Self::InitialAboveMax => f.write_str("the initial delay of the backoff must not exceed its maximum, as in \"100ms..60s\""),
+            Self::Malformed => f.write_str(
+                "expected \"INITIAL..MAX\", two durations like \"100ms..60s\"",
+            ),
+            Self::Initial(error) => write!(f, "the initial delay: {error}"),
+            Self::Max(error) => write!(f, "the maximum delay: {error}"),
+            Self::InitialAboveMax => f.write_str(
+                "the initial delay exceeds the maximum; write \"INITIAL..MAX\", like \"100ms..60s\"",
+            ),
         }
     }
 }
@@ -470,7 +491,129 @@ pub(crate) fn parse_backoff(text: &str) -> Result<(u64, u64), BackoffError> {
 
 #[cfg(test)]
 mod tests {
+    use quote::quote;
+    use syn::parse_quote;
+
     use super::*;
+    use crate::args;
+
+    fn validate(attr: TokenStream, function: ItemFn) -> syn::Result<Handler> {
+        handler(args::parse(attr), &function)
+    }
+
+    #[test]
+    fn a_valid_handler() {
+        let handler = validate(
+            quote!(
+                subject = "orders.*",
+                timeout = "1m",
+                backoff = "1s..1m",
+                max_deliver = 2
+            ),
+            parse_quote! {
+                pub async fn r#reserve(c: Context, e: jetfn::Event<Vec<Order>>) -> Result<(), E> {
+                    Ok(())
+                }
+            },
+        )
+        .map_err(|error| error.to_string())
+        .expect("valid");
+        assert_eq!((&*handler.name, &*handler.subject), ("reserve", "orders.*"));
+        assert_eq!(
+            handler.attrs,
+            [
+                (Key::Timeout, Attr::Millis(60_000)),
+                (Key::Backoff, Attr::Backoff(1_000, 60_000)),
+                (Key::MaxDeliver, Attr::U32(2)),
+            ]
+        );
+        let payload = &handler.payload;
+        assert_eq!(quote!(#payload).to_string(), quote!(Vec<Order>).to_string());
+    }
+
+    #[test]
+    fn every_mistake_at_once_in_source_order() {
+        let errors = validate(
+            quote!(max_deliver = 0, nme = "x", timeout = "soon"),
+            parse_quote! {
+                unsafe fn reserve<T>(&self, e: Event<T>) {}
+            },
+        )
+        .err()
+        .expect("invalid");
+        let messages: Vec<String> = errors.into_iter().map(|e| e.to_string()).collect();
+        let starts = [
+            "missing `subject`",
+            "`max_deliver` must be at least 1",
+            "unsupported argument `nme`",
+            "invalid `timeout`: expected a duration",
+            "`#[event_handler]` functions must be `async`",
+            "`#[event_handler]` functions cannot be `unsafe`",
+            "`#[event_handler]` functions cannot be generic",
+            "`#[event_handler]` functions cannot take `self`",
+            "expected 2 parameters: `ctx: Context, event: Event<T>`, found 1",
+            "`#[event_handler]` functions must return",
+        ];
+        assert_eq!(messages.len(), starts.len(), "{messages:#?}");
+        for (message, start) in messages.iter().zip(starts) {
+            assert!(
+                message.starts_with(start),
+                "{message:?} should start with {start:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn workers_bounds_and_the_default_name() {
+        let valid = |attr| {
+            let function = parse_quote! {
+                async fn réserver(c: Context, e: Event<()>) -> Result<(), HandlerError> { Ok(()) }
+            };
+            validate(attr, function)
+                .map(|h| h.name)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            valid(quote!(subject = "a", min_workers = 4, max_workers = 2)),
+            Err("`max_workers` (2) must be at least `min_workers` (4)".to_owned())
+        );
+        assert!(
+            valid(quote!(subject = "a")).is_err_and(|e| e.contains("cannot be a consumer name"))
+        );
+        assert_eq!(
+            valid(quote!(
+                subject = "a",
+                name = "reserver",
+                min_workers = 2,
+                max_workers = 2
+            )),
+            Ok("reserver".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_second_parameter_is_an_event() {
+        for ty in [
+            quote!(String),
+            quote!(Event),
+            quote!(Event<A, B>),
+            quote!(<X as Y>::Event<A>),
+            quote!(&Event<A>),
+        ] {
+            let function = parse_quote! {
+                async fn f(c: Context, e: #ty) -> Result<(), HandlerError> { Ok(()) }
+            };
+            let error = validate(quote!(subject = "a"), function)
+                .err()
+                .expect("invalid");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("the second parameter must be `Event<T>`"),
+                "{ty}"
+            );
+        }
+    }
 
     #[test]
     fn subjects() {
@@ -569,6 +712,14 @@ mod tests {
                 "{text:?}"
             );
         }
+        // humantime's reason is kept when it helps, dropped when it is a byte offset.
+        let reason = |text| match parse_duration(text) {
+            Err(DurationError::Malformed(reason)) => reason,
+            other => panic!("{text:?}: {other:?}"),
+        };
+        assert!(reason("30").is_some_and(|r| r.contains("time unit needed")));
+        assert!(reason("30 parsecs").is_some_and(|r| r.contains("supported units")));
+        assert_eq!(reason("soon"), None);
         assert_eq!(parse_duration("0s"), Err(DurationError::Zero));
         assert_eq!(parse_duration("0"), Err(DurationError::Zero));
         assert_eq!(parse_duration("500us"), Err(DurationError::SubMillisecond));

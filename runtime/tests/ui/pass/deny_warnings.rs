@@ -1,5 +1,7 @@
 // The expansion is warning-free under `#![deny(warnings)]` and the workspace's lints, with
-// public and private handlers, one written with a trailing comma.
+// public and private handlers, one written with a trailing comma, in a crate that forbids
+// `unsafe_code` like this workspace does (linkme's link sections must not trip it).
+#![forbid(unsafe_code)]
 #![deny(warnings, missing_docs, unreachable_pub, rust_2018_idioms, unused_qualifications)]
 //! A crate with handlers.
 

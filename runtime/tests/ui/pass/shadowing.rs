@@ -40,7 +40,7 @@ async fn reserve(
 }
 
 fn main() {
-    let registry = jetfn::Registry::collect().ok().expect("unique names");
+    let registry = jetfn::Registry::collect().expect("unique names");
     let spec = registry.get("reserve").expect("registered");
     assert_eq!(spec.location.file, std::file!());
     assert_eq!(spec.attrs.max_deliver, std::option::Option::Some(2));

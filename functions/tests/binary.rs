@@ -1,0 +1,140 @@
+//! The image's binary, run as a user runs it, against a real nats-server.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use functions::{sample_order, subjects};
+use futures::StreamExt;
+use jetfn::testing::{eventually, http_get, NatsServer};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_functions");
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_remove("JETFN_FUNCTIONS")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the functions binary")
+}
+
+#[test]
+fn the_registry_holds_every_example_function() {
+    let output = run(&["list", "--json"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["audit_log", "charge_payment", "reserve_inventory", "send_notification"]);
+    let charge = &list[1];
+    assert_eq!(charge["subject"], "shop.inventory.reserved");
+    assert_eq!(charge["max_deliver"], 6);
+    assert_eq!(charge["backoff"], "200ms..5s");
+}
+
+#[test]
+fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
+    let output = run(&["run"], &[("JETFN_FUNCTIONS", "reserve_inventory,refund_order")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("JETFN_FUNCTIONS"), "{stderr}");
+    assert!(stderr.contains("`refund_order`"), "{stderr}");
+    assert!(stderr.contains("audit_log, charge_payment, reserve_inventory, send_notification"), "{stderr}");
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_variable() {
+    for (var, value) in [
+        ("JETFN_SHUTDOWN_TIMEOUT", "soon"),
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "many"),
+        ("JETFN_HTTP_ADDR", "everywhere"),
+    ] {
+        let output = run(&["run"], &[(var, value)]);
+        assert_eq!(output.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+#[tokio::test]
+async fn orders_flow_through_every_function_and_sigterm_drains() {
+    let server = NatsServer::start();
+    let addr = free_addr();
+    let mut child = tokio::process::Command::new(BINARY)
+        .arg("run")
+        .env("NATS_URL", server.url())
+        .env("JETFN_HTTP_ADDR", addr.to_string())
+        .env_remove("JETFN_FUNCTIONS")
+        // The simulated gateway fails one time in five; leave it room to recover every time.
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..200ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    assert!(
+        eventually(PATIENCE, || async { matches!(http_get(addr, "/ready").await, Ok((200, _))) }).await,
+        "the binary got ready"
+    );
+
+    let js = async_nats::jetstream::new(server.client().await);
+    const ORDERS: u64 = 20;
+    for n in 0..ORDERS {
+        let order = serde_json::to_vec(&sample_order(n)).expect("JSON");
+        js.publish(subjects::ORDER_CREATED, order.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let count = |subject: &'static str| {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream("SHOP").await.expect("stream");
+            let counts: Vec<_> = stream
+                .info_with_subjects(subject)
+                .await
+                .expect("stream info")
+                .collect()
+                .await;
+            counts
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|(_, n)| n as u64)
+                .sum::<u64>()
+        }
+    };
+    assert!(
+        eventually(PATIENCE, || async { count(subjects::NOTIFICATION_SENT).await == ORDERS }).await,
+        "every order notified: {}",
+        count(subjects::NOTIFICATION_SENT).await
+    );
+    assert_eq!(count(subjects::INVENTORY_RESERVED).await, ORDERS, "each output stored once");
+    assert_eq!(count(subjects::PAYMENT_COMPLETED).await, ORDERS, "each output stored once");
+    let audited = js.get_key_value("shop_audit").await.expect("audit bucket");
+    let keys: Vec<_> = audited.keys().await.expect("keys").collect().await;
+    assert_eq!(keys.len() as u64, ORDERS * 4, "audit_log recorded every shop event");
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits within the drain budget")
+        .expect("status");
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+}
