@@ -10,7 +10,9 @@ async fn reserve_inventory(
 ) -> Result<(), HandlerError> {
     let order = &event.data;
     if order.data.quantity == 0 {
-        return Err(HandlerError::permanent("an order of zero items cannot be reserved"));
+        return Err(HandlerError::permanent(
+            "an order of zero items cannot be reserved",
+        ));
     }
     let reserved = order.follow(
         "shop.inventory.reserved",

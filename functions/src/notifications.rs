@@ -15,7 +15,9 @@ async fn send_notification(
         customer: payment.customer.clone(),
         message,
     };
-    let sent = event.data.follow("shop.notification.sent", "send_notification", sent);
+    let sent = event
+        .data
+        .follow("shop.notification.sent", "send_notification", sent);
     ctx.publish(subjects::NOTIFICATION_SENT, &sent).await?;
     tracing::info!(order = %payment.order_id, customer = %payment.customer, "notification sent");
     Ok(())

@@ -31,7 +31,15 @@ fn the_registry_holds_every_example_function() {
         .iter()
         .map(|f| f["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["audit_log", "charge_payment", "reserve_inventory", "send_notification"]);
+    assert_eq!(
+        names,
+        [
+            "audit_log",
+            "charge_payment",
+            "reserve_inventory",
+            "send_notification"
+        ]
+    );
     let charge = &list[1];
     assert_eq!(charge["subject"], "shop.inventory.reserved");
     assert_eq!(charge["max_deliver"], 6);
@@ -40,13 +48,19 @@ fn the_registry_holds_every_example_function() {
 
 #[test]
 fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
-    let output = run(&["run"], &[("JETFN_FUNCTIONS", "reserve_inventory,refund_order")]);
+    let output = run(
+        &["run"],
+        &[("JETFN_FUNCTIONS", "reserve_inventory,refund_order")],
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("JETFN_FUNCTIONS"), "{stderr}");
     assert!(stderr.contains("`refund_order`"), "{stderr}");
-    assert!(stderr.contains("audit_log, charge_payment, reserve_inventory, send_notification"), "{stderr}");
+    assert!(
+        stderr.contains("audit_log, charge_payment, reserve_inventory, send_notification"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -87,7 +101,10 @@ async fn orders_flow_through_every_function_and_sigterm_drains() {
         .spawn()
         .expect("spawn");
     assert!(
-        eventually(PATIENCE, || async { matches!(http_get(addr, "/ready").await, Ok((200, _))) }).await,
+        eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/ready").await, Ok((200, _)))
+        })
+        .await,
         "the binary got ready"
     );
 
@@ -119,18 +136,36 @@ async fn orders_flow_through_every_function_and_sigterm_drains() {
         }
     };
     assert!(
-        eventually(PATIENCE, || async { count(subjects::NOTIFICATION_SENT).await == ORDERS }).await,
+        eventually(PATIENCE, || async {
+            count(subjects::NOTIFICATION_SENT).await == ORDERS
+        })
+        .await,
         "every order notified: {}",
         count(subjects::NOTIFICATION_SENT).await
     );
-    assert_eq!(count(subjects::INVENTORY_RESERVED).await, ORDERS, "each output stored once");
-    assert_eq!(count(subjects::PAYMENT_COMPLETED).await, ORDERS, "each output stored once");
+    assert_eq!(
+        count(subjects::INVENTORY_RESERVED).await,
+        ORDERS,
+        "each output stored once"
+    );
+    assert_eq!(
+        count(subjects::PAYMENT_COMPLETED).await,
+        ORDERS,
+        "each output stored once"
+    );
     let audited = js.get_key_value("shop_audit").await.expect("audit bucket");
     let keys: Vec<_> = audited.keys().await.expect("keys").collect().await;
-    assert_eq!(keys.len() as u64, ORDERS * 4, "audit_log recorded every shop event");
+    assert_eq!(
+        keys.len() as u64,
+        ORDERS * 4,
+        "audit_log recorded every shop event"
+    );
 
     let pid = child.id().expect("pid").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let status = tokio::time::timeout(PATIENCE, child.wait())
         .await

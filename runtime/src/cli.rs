@@ -15,7 +15,10 @@ use crate::telemetry;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream")]
+#[command(
+    version,
+    about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -105,7 +108,10 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
 
 fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
     telemetry::init_logging(config.log_format);
-    let tokio = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(tokio) => tokio,
         Err(error) => {
             eprintln!("jetfn: cannot start the async runtime: {error}");
@@ -206,7 +212,9 @@ async fn dev_server(config: &Config) -> Result<Option<tokio::process::Child>, St
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !answers(&host, port, Duration::from_millis(200)).await {
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("nats-server did not answer on {host}:{port} within 10s"));
+            return Err(format!(
+                "nats-server did not answer on {host}:{port} within 10s"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

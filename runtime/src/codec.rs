@@ -55,7 +55,10 @@ impl Incoming {
                 if meta.id.is_none() {
                     meta.id = envelope.id;
                 }
-                let data = envelope.data.ok_or(DecodeError::MissingData).map_err(HandlerError::decode)?;
+                let data = envelope
+                    .data
+                    .ok_or(DecodeError::MissingData)
+                    .map_err(HandlerError::decode)?;
                 serde_json::from_str::<T>(data.get())
                     .map_err(json_error)
                     .map_err(HandlerError::decode)?
@@ -140,13 +143,19 @@ mod tests {
             inner: serde_json::Value,
         }
         let payload = r#"{"inner":{"specversion":"1.0"}}"#;
-        let event = incoming(payload, None).decode::<Wrapper>().expect("decodes");
+        let event = incoming(payload, None)
+            .decode::<Wrapper>()
+            .expect("decodes");
         assert_eq!(event.data.inner["specversion"], "1.0");
     }
 
     #[test]
     fn bad_payloads_are_decode_errors() {
-        for payload in ["not json", r#"{"order":1}"#, r#"{"specversion":"1.0","id":"x"}"#] {
+        for payload in [
+            "not json",
+            r#"{"order":1}"#,
+            r#"{"specversion":"1.0","id":"x"}"#,
+        ] {
             let error = incoming(payload, None)
                 .decode::<Order>()
                 .expect_err(payload);

@@ -87,6 +87,7 @@ impl<T> Event<T> {
 pub struct Context {
     function: Arc<str>,
     jetstream: jetstream::Context,
+    auto_create_streams: bool,
     input: InputRef,
     next_output: AtomicU32,
 }
@@ -109,6 +110,14 @@ pub enum PublishError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// No stream captures the subject, and creating one failed (or `auto_create_streams` is off).
+    #[error("no stream captures `{subject}` and none could be created: {reason}")]
+    NoStream {
+        /// The subject of the publish.
+        subject: String,
+        /// Why no stream could be created.
+        reason: String,
+    },
     /// The server did not acknowledge the publish.
     #[error("publish to `{subject}` was not acknowledged: {source}")]
     Publish {
@@ -123,12 +132,14 @@ impl Context {
     pub(crate) fn new(
         function: Arc<str>,
         jetstream: jetstream::Context,
+        auto_create_streams: bool,
         stream: &str,
         sequence: u64,
     ) -> Self {
         Self {
             function,
             jetstream,
+            auto_create_streams,
             input: InputRef {
                 stream: stream.to_owned(),
                 sequence,
@@ -145,7 +156,9 @@ impl Context {
     /// Publishes `payload` as JSON to `subject` through JetStream and waits for the stream's ack.
     ///
     /// The message gets a `Nats-Msg-Id` of `jetfn:<function>:<stream>:<seq>:<index>` (the input
-    /// message and this output's index within the delivery).
+    /// message and this output's index within the delivery). When no stream captures `subject`
+    /// and `auto_create_streams` is on, the stream is created by the same rule as for a
+    /// function's subject (`<TOKEN>` capturing `<token>.>`).
     pub async fn publish(
         &self,
         subject: &str,
@@ -158,12 +171,39 @@ impl Context {
         let index = self.next_output.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
+        let body = Bytes::from(body);
+        match self.send(subject, headers.clone(), body.clone()).await {
+            Err(PublishError::Publish { source, .. })
+                if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
+            {
+                let no_stream = |reason: String| PublishError::NoStream {
+                    subject: subject.to_owned(),
+                    reason,
+                };
+                if !self.auto_create_streams {
+                    return Err(no_stream("auto_create_streams is off".to_owned()));
+                }
+                crate::consumer::create_stream_for(&self.jetstream, subject)
+                    .await
+                    .map_err(|e| no_stream(e.to_string()))?;
+                self.send(subject, headers, body).await
+            }
+            result => result,
+        }
+    }
+
+    async fn send(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(), PublishError> {
         let publish = |source| PublishError::Publish {
             subject: subject.to_owned(),
             source,
         };
         self.jetstream
-            .publish_with_headers(subject.to_owned(), headers, Bytes::from(body))
+            .publish_with_headers(subject.to_owned(), headers, body)
             .await
             .map_err(publish)?
             .await

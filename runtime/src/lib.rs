@@ -44,17 +44,17 @@ mod cli;
 mod codec;
 pub mod config;
 mod consumer;
+pub mod dlq;
 mod handler;
 mod http;
-mod metrics;
 mod local_server;
+mod metrics;
 mod nats;
 pub mod policy;
 pub mod registry;
 mod runtime;
 mod state;
 mod subject;
-pub mod dlq;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -89,15 +89,5 @@ pub mod __private {
             Ok(event) => Box::pin(handler(ctx, event)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
         }
-    }
-
-    /// A compile-time check that a payload type can be decoded; never called.
-    pub fn assert_payload<T: DeserializeOwned + Send + 'static>() {}
-
-    /// A compile-time check that a handler's future can move between threads; never called.
-    pub fn assert_handler<T, Fut>(_: fn(Context, Event<T>) -> Fut)
-    where
-        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-    {
     }
 }

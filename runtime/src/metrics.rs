@@ -77,8 +77,16 @@ impl Metrics {
             "Handler run time in seconds",
             duration.clone(),
         );
-        registry.register("jetfn_in_flight", "Handler runs in progress", in_flight.clone());
-        registry.register("jetfn_workers", "Concurrent handler runs allowed", workers.clone());
+        registry.register(
+            "jetfn_in_flight",
+            "Handler runs in progress",
+            in_flight.clone(),
+        );
+        registry.register(
+            "jetfn_workers",
+            "Concurrent handler runs allowed",
+            workers.clone(),
+        );
         registry.register(
             "jetfn_consumer_pending",
             "Messages in the stream not yet delivered to the consumer (num_pending)",

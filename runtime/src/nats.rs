@@ -28,10 +28,7 @@ pub(crate) async fn connect(
             Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
         });
     if let Some(path) = &config.creds {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(ConnectError)?;
+        options = options.credentials_file(path).await.map_err(ConnectError)?;
     }
     if let Some((user, password)) = &config.user {
         options = options.user_and_password(user.clone(), password.expose().to_owned());

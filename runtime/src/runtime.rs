@@ -72,10 +72,12 @@ impl Runtime {
                 addr: config.http_addr,
                 source,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| RuntimeError::Listen {
-            addr: config.http_addr,
-            source,
-        })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| RuntimeError::Listen {
+                addr: config.http_addr,
+                source,
+            })?;
         let metrics = Metrics::new();
         let client = nats::connect(&config.nats, "jetfn", &metrics)
             .await

@@ -42,8 +42,12 @@ pub struct NatsServerBuilder {
 impl NatsServerBuilder {
     /// Require this user and password.
     pub fn user(mut self, user: &str, password: &str) -> Self {
-        self.args
-            .extend(["--user".into(), user.into(), "--pass".into(), password.into()]);
+        self.args.extend([
+            "--user".into(),
+            user.into(),
+            "--pass".into(),
+            password.into(),
+        ]);
         self
     }
 
@@ -126,7 +130,13 @@ impl NatsServer {
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", ports_dir.display()));
-        let port = |p: u16| if p == 0 { "-1".to_owned() } else { p.to_string() };
+        let port = |p: u16| {
+            if p == 0 {
+                "-1".to_owned()
+            } else {
+                p.to_string()
+            }
+        };
         let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-js"])
             .args(["-p", &port(self.port), "-m", &port(self.monitor_port)])
@@ -147,9 +157,15 @@ impl NatsServer {
                 break ports;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("nats-server exited at start ({status}); args: {:?}", self.extra_args);
+                panic!(
+                    "nats-server exited at start ({status}); args: {:?}",
+                    self.extra_args
+                );
             }
-            assert!(Instant::now() < deadline, "nats-server wrote no ports file within {START_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server wrote no ports file within {START_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         (self.port, self.monitor_port) = ports;
@@ -171,7 +187,8 @@ struct PortsFile {
 fn read_ports(path: &Path) -> Option<(u16, u16)> {
     let text = std::fs::read_to_string(path).ok()?;
     let ports: PortsFile = serde_json::from_str(&text).ok()?;
-    let port_of = |urls: &[String]| -> Option<u16> { urls.first()?.rsplit(':').next()?.parse().ok() };
+    let port_of =
+        |urls: &[String]| -> Option<u16> { urls.first()?.rsplit(':').next()?.parse().ok() };
     Some((port_of(&ports.nats)?, port_of(&ports.monitoring)?))
 }
 

@@ -33,24 +33,45 @@ async fn only_the_selected_functions_get_consumers() {
 #[test]
 fn an_unknown_function_is_a_config_error_listing_the_known_ones() {
     let registry = Registry::collect().expect("registry");
-    let error = Runtime::new(config("nats://127.0.0.1:1", "selected_a,nope", &[]), &registry)
-        .expect_err("unknown function");
+    let error = Runtime::new(
+        config("nats://127.0.0.1:1", "selected_a,nope", &[]),
+        &registry,
+    )
+    .expect_err("unknown function");
     let ConfigError::UnknownFunction { name, known, .. } = &error else {
         panic!("{error:?}");
     };
     assert_eq!(name, "nope");
-    assert!(known.contains("selected_a") && known.contains("selected_b"), "{known}");
+    assert!(
+        known.contains("selected_a") && known.contains("selected_b"),
+        "{known}"
+    );
 }
 
 #[tokio::test]
 async fn connects_with_user_and_password() {
     let server = NatsServer::builder().user("jet", "s3cret").start();
-    let runtime = start(&server, "selected_a", &[("NATS_USER", "jet"), ("NATS_PASSWORD", "s3cret")]).await;
+    let runtime = start(
+        &server,
+        "selected_a",
+        &[("NATS_USER", "jet"), ("NATS_PASSWORD", "s3cret")],
+    )
+    .await;
     runtime.stop().await;
 
-    let wrong = start_unready(&server.url(), "selected_a", &[("NATS_USER", "jet"), ("NATS_PASSWORD", "nope")]).await;
-    assert!(!wrong.wait_ready(std::time::Duration::from_secs(2)).await, "a wrong password must not get ready");
-    let (status, body) = http_get(wrong.http_addr(), "/ready").await.expect("GET /ready");
+    let wrong = start_unready(
+        &server.url(),
+        "selected_a",
+        &[("NATS_USER", "jet"), ("NATS_PASSWORD", "nope")],
+    )
+    .await;
+    assert!(
+        !wrong.wait_ready(std::time::Duration::from_secs(2)).await,
+        "a wrong password must not get ready"
+    );
+    let (status, body) = http_get(wrong.http_addr(), "/ready")
+        .await
+        .expect("GET /ready");
     assert_eq!(status, 503);
     assert!(!body.contains("nope"), "the password must not show: {body}");
     wrong.stop().await;

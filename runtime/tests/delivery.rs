@@ -40,12 +40,18 @@ async fn every_event_is_handled_once_and_acked() {
     publish_all(&js, "count.orders.created", orders(N)).await;
 
     assert!(
-        eventually(PATIENCE, || async { COUNTED.lock().expect("lock").len() >= N }).await,
+        eventually(PATIENCE, || async {
+            COUNTED.lock().expect("lock").len() >= N
+        })
+        .await,
         "handled {} of {N}",
         COUNTED.lock().expect("lock").len()
     );
     assert!(
-        eventually(PATIENCE, || async { consumer_counts(&js, "COUNT", "count_orders").await == (0, 0) }).await,
+        eventually(PATIENCE, || async {
+            consumer_counts(&js, "COUNT", "count_orders").await == (0, 0)
+        })
+        .await,
         "every message acked: {:?}",
         consumer_counts(&js, "COUNT", "count_orders").await
     );
@@ -64,7 +70,10 @@ static CLOUD: Mutex<Vec<(String, Option<String>, String)>> = Mutex::new(Vec::new
 async fn cloud_orders(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
     let id = event.id().map(str::to_owned);
     let subject = event.subject().to_owned();
-    CLOUD.lock().expect("lock").push((event.data.order_id, id, subject));
+    CLOUD
+        .lock()
+        .expect("lock")
+        .push((event.data.order_id, id, subject));
     Ok(())
 }
 
@@ -76,16 +85,30 @@ async fn cloud_events_are_unwrapped() {
     let envelope = r#"{"specversion":"1.0","id":"evt-1","type":"shop.order.created",
         "source":"/shop","datacontenttype":"application/json",
         "data":{"order_id":"o-ce","amount":12.0}}"#;
-    publish_all(&js, "cloud.orders.created", [envelope.to_owned(), orders(1).collect()]).await;
+    publish_all(
+        &js,
+        "cloud.orders.created",
+        [envelope.to_owned(), orders(1).collect()],
+    )
+    .await;
 
-    assert!(eventually(PATIENCE, || async { CLOUD.lock().expect("lock").len() == 2 }).await);
+    assert!(
+        eventually(PATIENCE, || async {
+            CLOUD.lock().expect("lock").len() == 2
+        })
+        .await
+    );
     let mut seen = CLOUD.lock().expect("lock").clone();
     seen.sort();
     assert_eq!(
         seen,
         [
             ("o-0".to_owned(), None, "cloud.orders.created".to_owned()),
-            ("o-ce".to_owned(), Some("evt-1".to_owned()), "cloud.orders.created".to_owned()),
+            (
+                "o-ce".to_owned(),
+                Some("evt-1".to_owned()),
+                "cloud.orders.created".to_owned()
+            ),
         ]
     );
     runtime.stop().await;
@@ -98,7 +121,8 @@ static PUBLISH_ATTEMPTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 #[event_handler(subject = "pub.orders.created", backoff = "100ms..1s")]
 async fn publish_then_fail_once(ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
     ctx.publish("pub.inventory.reserved", &event.data).await?;
-    ctx.publish("pub.audit.logged", &event.data.order_id).await?;
+    ctx.publish("pub.audit.logged", &event.data.order_id)
+        .await?;
     PUBLISH_ATTEMPTS.lock().expect("lock").push(event.attempt());
     if event.attempt() == 1 {
         return Err(HandlerError::retryable("gateway timeout"));
@@ -113,7 +137,12 @@ async fn a_retried_handler_stores_its_outputs_once() {
     let js = async_nats::jetstream::new(server.client().await);
     publish_all(&js, "pub.orders.created", orders(1)).await;
 
-    assert!(eventually(PATIENCE, || async { PUBLISH_ATTEMPTS.lock().expect("lock").len() == 2 }).await);
+    assert!(
+        eventually(PATIENCE, || async {
+            PUBLISH_ATTEMPTS.lock().expect("lock").len() == 2
+        })
+        .await
+    );
     assert!(
         eventually(PATIENCE, || async {
             consumer_counts(&js, "PUB", "publish_then_fail_once").await == (0, 0)
@@ -130,9 +159,16 @@ async fn a_retried_handler_stores_its_outputs_once() {
 
 static FAILURES: Mutex<BTreeMap<u32, Instant>> = Mutex::new(BTreeMap::new());
 
-#[event_handler(subject = "flaky.orders.created", backoff = "300ms..2s", max_deliver = 3)]
+#[event_handler(
+    subject = "flaky.orders.created",
+    backoff = "300ms..2s",
+    max_deliver = 3
+)]
 async fn always_fails(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
-    FAILURES.lock().expect("lock").insert(event.attempt(), Instant::now());
+    FAILURES
+        .lock()
+        .expect("lock")
+        .insert(event.attempt(), Instant::now());
     Err(HandlerError::retryable("payment gateway down"))
 }
 
@@ -144,7 +180,10 @@ async fn failures_back_off_and_end_in_the_dead_letter_stream() {
     publish_all(&js, "flaky.orders.created", orders(1)).await;
 
     assert!(
-        eventually(PATIENCE, || async { stored(&js, "JETFN_DLQ", "jetfn.dlq.always_fails").await == 1 }).await,
+        eventually(PATIENCE, || async {
+            stored(&js, "JETFN_DLQ", "jetfn.dlq.always_fails").await == 1
+        })
+        .await,
         "dead letter stored"
     );
     let attempts = FAILURES.lock().expect("lock").clone();
@@ -154,5 +193,38 @@ async fn failures_back_off_and_end_in_the_dead_letter_stream() {
     assert!(gap(1, 2) >= Duration::from_millis(270), "{:?}", gap(1, 2));
     assert!(gap(2, 3) >= Duration::from_millis(540), "{:?}", gap(2, 3));
     assert_eq!(consumer_counts(&js, "FLAKY", "always_fails").await, (0, 0));
+    runtime.stop().await;
+}
+
+// --- an output subject without a stream gets one -------------------------------------------
+
+static SHIPPED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+#[event_handler(subject = "ship.orders.paid")]
+async fn request_shipping(ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    ctx.publish("shipping.requested", &event.data).await?;
+    SHIPPED.lock().expect("lock").push(event.attempt());
+    Ok(())
+}
+
+#[tokio::test]
+async fn publishing_to_a_subject_without_a_stream_creates_one() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "request_shipping", &[]).await;
+    let js = async_nats::jetstream::new(server.client().await);
+    publish_all(&js, "ship.orders.paid", orders(3)).await;
+
+    assert!(
+        eventually(PATIENCE, || async {
+            SHIPPED.lock().expect("lock").len() == 3
+        })
+        .await
+    );
+    assert_eq!(
+        *SHIPPED.lock().expect("lock"),
+        [1, 1, 1],
+        "no retry was needed"
+    );
+    assert_eq!(stored(&js, "SHIPPING", "shipping.requested").await, 3);
     runtime.stop().await;
 }

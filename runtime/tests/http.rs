@@ -36,7 +36,10 @@ async fn ready_is_503_until_the_consumer_is_bound_then_200() {
 
     server.restart();
     assert!(
-        eventually(PATIENCE, || async { http_get(addr, "/ready").await.map(|r| r.0).ok() == Some(200) }).await,
+        eventually(PATIENCE, || async {
+            http_get(addr, "/ready").await.map(|r| r.0).ok() == Some(200)
+        })
+        .await,
         "ready after the server came up"
     );
     let (_, body) = http_get(addr, "/ready").await.expect("GET /ready");
@@ -58,7 +61,11 @@ async fn metrics_and_functions_report_outcomes() {
     publish_all(
         &js,
         "metrics.orders.created",
-        ["{}".to_owned(), "{}".to_owned(), r#"{"fail":true}"#.to_owned()],
+        [
+            "{}".to_owned(),
+            "{}".to_owned(),
+            r#"{"fail":true}"#.to_owned(),
+        ],
     )
     .await;
 
@@ -66,8 +73,13 @@ async fn metrics_and_functions_report_outcomes() {
     assert!(
         eventually(PATIENCE, || async {
             let (_, text) = http_get(addr, "/metrics").await.expect("GET /metrics");
-            metric(&text, r#"jetfn_messages_total{function="metered",outcome="ack"} 2"#)
-                && metric(&text, r#"jetfn_messages_total{function="metered",outcome="dlq"} 1"#)
+            metric(
+                &text,
+                r#"jetfn_messages_total{function="metered",outcome="ack"} 2"#,
+            ) && metric(
+                &text,
+                r#"jetfn_messages_total{function="metered",outcome="dlq"} 1"#,
+            )
         })
         .await,
         "{}",
@@ -75,8 +87,17 @@ async fn metrics_and_functions_report_outcomes() {
     );
     let (_, text) = http_get(addr, "/metrics").await.expect("GET /metrics");
     assert!(metric(&text, "jetfn_nats_connected 1"), "{text}");
-    assert!(metric(&text, r#"jetfn_handler_duration_seconds_count{function="metered"} 3"#), "{text}");
-    assert!(metric(&text, r#"jetfn_in_flight{function="metered"} 0"#), "{text}");
+    assert!(
+        metric(
+            &text,
+            r#"jetfn_handler_duration_seconds_count{function="metered"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        metric(&text, r#"jetfn_in_flight{function="metered"} 0"#),
+        "{text}"
+    );
 
     let (status, body) = http_get(addr, "/functions").await.expect("GET /functions");
     assert_eq!(status, 200);

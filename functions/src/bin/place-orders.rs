@@ -22,10 +22,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let order = sample_order(n);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, order.id.as_str());
-        js.publish_with_headers(subjects::ORDER_CREATED, headers, serde_json::to_vec(&order)?.into())
-            .await?
-            .await?;
-        println!("placed {} ({} x {}, {:.2})", order.data.order_id, order.data.quantity, order.data.sku, order.data.amount);
+        js.publish_with_headers(
+            subjects::ORDER_CREATED,
+            headers,
+            serde_json::to_vec(&order)?.into(),
+        )
+        .await?
+        .await?;
+        println!(
+            "placed {} ({} x {}, {:.2})",
+            order.data.order_id, order.data.quantity, order.data.sku, order.data.amount
+        );
         tokio::time::sleep(interval).await;
     }
     Ok(())

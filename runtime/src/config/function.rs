@@ -149,7 +149,8 @@ impl FunctionConfig {
         set(&mut self.max_workers, attrs.max_workers);
         set(&mut self.max_ack_pending, attrs.max_ack_pending);
         set(&mut self.breaker_failures, attrs.breaker_failures);
-        let set = |target: &mut Duration, value: Option<Duration>| *target = value.unwrap_or(*target);
+        let set =
+            |target: &mut Duration, value: Option<Duration>| *target = value.unwrap_or(*target);
         set(&mut self.ack_wait, attrs.ack_wait);
         set(&mut self.timeout, attrs.timeout);
         set(&mut self.breaker_cooldown, attrs.breaker_cooldown);
@@ -198,7 +199,9 @@ fn backoff(key: &str, text: &str) -> Result<Backoff, ConfigError> {
     let malformed = || {
         ConfigError::invalid(
             key,
-            format!("expected \"INITIAL..MAX\" like \"100ms..60s\" with INITIAL <= MAX, got {text:?}"),
+            format!(
+                "expected \"INITIAL..MAX\" like \"100ms..60s\" with INITIAL <= MAX, got {text:?}"
+            ),
         )
     };
     let (initial, max) = text.split_once("..").ok_or_else(malformed)?;

@@ -258,7 +258,10 @@ impl Config {
             known: known(),
         };
         for name in self.overrides.keys() {
-            if !registry.iter().any(|spec| spec.name.eq_ignore_ascii_case(name)) {
+            if !registry
+                .iter()
+                .any(|spec| spec.name.eq_ignore_ascii_case(name))
+            {
                 return Err(unknown(&format!("functions.{name}"), name));
             }
         }
@@ -320,7 +323,11 @@ fn merge(vars: &BTreeMap<String, String>) -> Result<Raw, ConfigError> {
                 "expected JETFN__FUNCTIONS__<NAME>__<KEY>",
             ));
         };
-        let path = format!("functions.{}.{}", function.to_lowercase(), key.to_lowercase());
+        let path = format!(
+            "functions.{}.{}",
+            function.to_lowercase(),
+            key.to_lowercase()
+        );
         builder = builder
             .set_override(path, value.clone())
             .map_err(|e| file_error(name, e))?;
@@ -336,7 +343,9 @@ fn merge(vars: &BTreeMap<String, String>) -> Result<Raw, ConfigError> {
 
 impl NatsConfig {
     fn validate(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        const KNOWN: &[&str] = &["url", "creds", "user", "password", "token", "ca", "cert", "key"];
+        const KNOWN: &[&str] = &[
+            "url", "creds", "user", "password", "token", "ca", "cert", "key",
+        ];
         if let Some(key) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(ConfigError::invalid(
                 &format!("nats.{key}"),
@@ -377,20 +386,32 @@ impl NatsConfig {
             (Some(user), Some(password)) => Some((user.clone(), Secret::new(password.clone()))),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError::invalid("nats.password", "NATS_USER is set without NATS_PASSWORD"))
+                return Err(ConfigError::invalid(
+                    "nats.password",
+                    "NATS_USER is set without NATS_PASSWORD",
+                ))
             }
             (None, Some(_)) => {
-                return Err(ConfigError::invalid("nats.user", "NATS_PASSWORD is set without NATS_USER"))
+                return Err(ConfigError::invalid(
+                    "nats.user",
+                    "NATS_PASSWORD is set without NATS_USER",
+                ))
             }
         };
         let client_cert = match (file("cert")?, file("key")?) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError::invalid("nats.key", "NATS_CERT is set without NATS_KEY"))
+                return Err(ConfigError::invalid(
+                    "nats.key",
+                    "NATS_CERT is set without NATS_KEY",
+                ))
             }
             (None, Some(_)) => {
-                return Err(ConfigError::invalid("nats.cert", "NATS_KEY is set without NATS_CERT"))
+                return Err(ConfigError::invalid(
+                    "nats.cert",
+                    "NATS_KEY is set without NATS_CERT",
+                ))
             }
         };
         Ok(Self {

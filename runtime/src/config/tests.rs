@@ -65,7 +65,11 @@ fn attributes_then_overrides() {
     let charge = &functions[0];
     assert_eq!(charge.max_deliver, 12, "override beats attribute");
     assert_eq!(charge.ack_wait, Duration::from_secs(90));
-    assert_eq!(charge.backoff.initial, Duration::from_millis(100), "attribute kept");
+    assert_eq!(
+        charge.backoff.initial,
+        Duration::from_millis(100),
+        "attribute kept"
+    );
 }
 
 #[test]
@@ -104,14 +108,21 @@ fn bad_values_name_their_variable() {
         ("JETFN_SHUTDOWN_TIMEOUT", "soon", "JETFN_SHUTDOWN_TIMEOUT"),
         ("JETFN_HTTP_ADDR", "localhost", "JETFN_HTTP_ADDR"),
         ("JETFN_LOG_FORMAT", "xml", "JETFN_LOG_FORMAT"),
-        ("JETFN_AUTO_CREATE_STREAMS", "maybe", "JETFN_AUTO_CREATE_STREAMS"),
+        (
+            "JETFN_AUTO_CREATE_STREAMS",
+            "maybe",
+            "JETFN_AUTO_CREATE_STREAMS",
+        ),
         ("NATS_URL", "nats://exa mple:x", "NATS_URL"),
         ("NATS_CA", "/no/such/ca.pem", "NATS_CA"),
         ("NATS_USER", "alice", "NATS_PASSWORD"),
     ];
     for (var, value, named) in cases {
         let error = load(&[(var, value)]).expect_err(var);
-        assert!(matches!(error, ConfigError::Invalid { .. }), "{var}: {error:?}");
+        assert!(
+            matches!(error, ConfigError::Invalid { .. }),
+            "{var}: {error:?}"
+        );
         assert!(error.to_string().starts_with(named), "{var}: {error}");
     }
 }
@@ -132,7 +143,10 @@ fn bad_overrides_name_their_variable() {
             .and_then(|config| config.functions(&registry()))
             .expect_err(var);
         let text = error.to_string();
-        assert!(text.starts_with("JETFN__FUNCTIONS__CHARGE_PAYMENT__"), "{var}: {text}");
+        assert!(
+            text.starts_with("JETFN__FUNCTIONS__CHARGE_PAYMENT__"),
+            "{var}: {text}"
+        );
         assert!(!text.contains('\n'), "one line: {text}");
     }
 }
@@ -157,7 +171,11 @@ fn file_then_environment() {
     let functions = config.functions(&registry()).expect("valid");
     assert_eq!(functions.len(), 1);
     assert_eq!(functions[0].max_deliver, 7);
-    assert_eq!(functions[0].timeout, Duration::from_secs(20), "env beats file");
+    assert_eq!(
+        functions[0].timeout,
+        Duration::from_secs(20),
+        "env beats file"
+    );
 
     let missing = load(&[("JETFN_CONFIG", "/no/such/jetfn.toml")]).expect_err("missing");
     assert!(missing.to_string().starts_with("JETFN_CONFIG"), "{missing}");
@@ -172,6 +190,9 @@ fn secrets_do_not_show_in_debug_output() {
     ])
     .expect("valid");
     let debug = format!("{config:?}");
-    assert!(!debug.contains("hunter2") && !debug.contains("s3cret-token"), "{debug}");
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("s3cret-token"),
+        "{debug}"
+    );
     assert!(debug.contains("alice"));
 }

@@ -154,6 +154,18 @@ async fn create_stream(
     Ok(name.to_owned())
 }
 
+/// Creates the stream a subject would get by the auto-create rule (an output subject of
+/// `Context::publish`, say); returns its name.
+pub(crate) async fn create_stream_for(
+    js: &jetstream::Context,
+    subject: &str,
+) -> Result<String, BindError> {
+    let name = derived_stream_name(subject).ok_or_else(|| BindError::NoStreamName {
+        subject: subject.to_owned(),
+    })?;
+    create_stream(js, &name, subject, true).await
+}
+
 /// `orders.created` -> `ORDERS`; `None` when the first token is a wildcard.
 pub(crate) fn derived_stream_name(subject: &str) -> Option<String> {
     let first = subject.split('.').next()?;
@@ -167,7 +179,10 @@ mod tests {
 
     #[test]
     fn stream_names_from_subjects() {
-        assert_eq!(derived_stream_name("orders.created").as_deref(), Some("ORDERS"));
+        assert_eq!(
+            derived_stream_name("orders.created").as_deref(),
+            Some("ORDERS")
+        );
         assert_eq!(derived_stream_name("shop.>").as_deref(), Some("SHOP"));
         assert_eq!(derived_stream_name("*.created"), None);
         assert_eq!(derived_stream_name(">"), None);

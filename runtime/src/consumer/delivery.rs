@@ -54,11 +54,16 @@ pub(crate) struct Deliverer {
     pub(crate) state: Arc<FunctionState>,
     pub(crate) name: Arc<str>,
     pub(crate) js: jetstream::Context,
+    pub(crate) auto_create_streams: bool,
     pub(crate) schedule: RetrySchedule,
 }
 
 impl Deliverer {
-    pub(crate) fn new(state: Arc<FunctionState>, js: jetstream::Context) -> Self {
+    pub(crate) fn new(
+        state: Arc<FunctionState>,
+        js: jetstream::Context,
+        auto_create_streams: bool,
+    ) -> Self {
         let config = &state.config;
         let schedule = RetrySchedule::new(
             config.backoff.initial,
@@ -74,6 +79,7 @@ impl Deliverer {
             name: Arc::from(config.name.as_str()),
             state,
             js,
+            auto_create_streams,
             schedule,
         }
     }
@@ -93,7 +99,13 @@ impl Deliverer {
             }
         };
         let attempt = meta.attempt;
-        let ctx = Context::new(self.name.clone(), self.js.clone(), &meta.stream, meta.stream_sequence);
+        let ctx = Context::new(
+            self.name.clone(),
+            self.js.clone(),
+            self.auto_create_streams,
+            &meta.stream,
+            meta.stream_sequence,
+        );
         let incoming = Incoming {
             payload: message.payload.clone(),
             meta,
@@ -128,8 +140,16 @@ impl Deliverer {
                     stream_sequence: info.stream_sequence,
                     deliveries: u64::try_from(info.delivered).unwrap_or(0),
                 };
-                let headers = dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, &error);
-                match dlq::publish(&self.js, &self.config().dlq, message.payload.clone(), headers).await {
+                let headers =
+                    dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, &error);
+                match dlq::publish(
+                    &self.js,
+                    &self.config().dlq,
+                    message.payload.clone(),
+                    headers,
+                )
+                .await
+                {
                     Ok(()) => {
                         tracing::warn!(function = %self.name, kind = kind.as_str(), %error, "dead-lettered");
                         Outcome::DeadLettered

@@ -13,9 +13,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use bind::{bind, derived_stream_name, Bound};
-pub(crate) use delivery::Outcome;
+pub(crate) use bind::{bind, create_stream_for, derived_stream_name, Bound};
 use delivery::Deliverer;
+pub(crate) use delivery::Outcome;
 
 use crate::dlq;
 use crate::state::FunctionState;
@@ -31,10 +31,17 @@ pub(crate) async fn run(
     cancel: CancellationToken,
     shutdown_timeout: Duration,
 ) {
-    let deliverer = Arc::new(Deliverer::new(state.clone(), js.clone()));
+    let deliverer = Arc::new(Deliverer::new(
+        state.clone(),
+        js.clone(),
+        auto_create_streams,
+    ));
     let workers = state.config.max_workers as usize;
     let permits = Arc::new(Semaphore::new(workers));
-    state.metrics.workers.set(i64::from(state.config.max_workers));
+    state
+        .metrics
+        .workers
+        .set(i64::from(state.config.max_workers));
     let mut tasks = JoinSet::new();
 
     'bind: while !cancel.is_cancelled() {
@@ -86,7 +93,10 @@ pub(crate) async fn run(
                 Some(Err(error)) => {
                     use jetstream::consumer::pull::MessagesErrorKind as Kind;
                     tracing::warn!(function = %state.config.name, %error, "pull error");
-                    if matches!(error.kind(), Kind::ConsumerDeleted | Kind::PushBasedConsumer) {
+                    if matches!(
+                        error.kind(),
+                        Kind::ConsumerDeleted | Kind::PushBasedConsumer
+                    ) {
                         state.set_unbound(error);
                         continue 'bind;
                     }

@@ -174,20 +174,32 @@ mod tests {
             stream_sequence: 42,
             deliveries: 5,
         };
-        let h = dead_letter_headers(Some(&original), &from, DeadLetterKind::Exhausted, "gateway\r\ndown");
+        let h = dead_letter_headers(
+            Some(&original),
+            &from,
+            DeadLetterKind::Exhausted,
+            "gateway\r\ndown",
+        );
         let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
         assert_eq!(get("traceparent").as_deref(), Some("00-abc-def-01"));
         assert_eq!(get("Nats-Msg-Id").as_deref(), Some("dlq:SHOP:42"));
         assert_eq!(get(headers::ORIGINAL_MSG_ID).as_deref(), Some("order-1"));
         assert_eq!(get(headers::FUNCTION).as_deref(), Some("charge_payment"));
-        assert_eq!(get(headers::SUBJECT).as_deref(), Some("shop.inventory.reserved"));
+        assert_eq!(
+            get(headers::SUBJECT).as_deref(),
+            Some("shop.inventory.reserved")
+        );
         assert_eq!(get(headers::STREAM).as_deref(), Some("SHOP"));
         assert_eq!(get(headers::STREAM_SEQ).as_deref(), Some("42"));
         assert_eq!(get(headers::DELIVERIES).as_deref(), Some("5"));
         assert_eq!(get(headers::ERROR).as_deref(), Some("gateway  down"));
         assert_eq!(get(headers::ERROR_KIND).as_deref(), Some("exhausted"));
         let failed_at = get(headers::FAILED_AT).expect("set");
-        assert!(time::OffsetDateTime::parse(&failed_at, &time::format_description::well_known::Rfc3339).is_ok());
+        assert!(time::OffsetDateTime::parse(
+            &failed_at,
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok());
     }
 
     #[test]

@@ -104,7 +104,9 @@ pub(crate) fn decide(
         Err(failure) => failure,
     };
     let kind = match &failure {
-        Failure::Handler(error) if error.kind() == ErrorKind::Decode => Some(DeadLetterKind::Decode),
+        Failure::Handler(error) if error.kind() == ErrorKind::Decode => {
+            Some(DeadLetterKind::Decode)
+        }
         _ if !failure.is_retryable() => Some(DeadLetterKind::Permanent),
         _ if attempt >= max_deliver => Some(DeadLetterKind::Exhausted),
         _ => None,
@@ -138,7 +140,13 @@ mod tests {
         let decode = || Err(Failure::Handler(HandlerError::decode("not json")));
         let panic = || Err(Failure::Panic("boom".into()));
         let timeout = || Err(Failure::Timeout(Duration::from_secs(5)));
-        type Case = (&'static str, fn() -> Result<(), Failure>, u32, Option<DeadLetterKind>, Option<u64>);
+        type Case = (
+            &'static str,
+            fn() -> Result<(), Failure>,
+            u32,
+            Option<DeadLetterKind>,
+            Option<u64>,
+        );
         let table: &[Case] = &[
             // name, result, attempt (of max 5), dead-letter kind, retry delay in seconds
             ("ok first", || Ok(()), 1, None, None),
@@ -176,7 +184,13 @@ mod tests {
     #[test]
     fn dead_letter_error_text_says_what_happened() {
         let mut rng = StdRng::seed_from_u64(1);
-        let verdict = decide(Err(Failure::Panic("index out of bounds".into())), 5, 5, &schedule(), &mut rng);
+        let verdict = decide(
+            Err(Failure::Panic("index out of bounds".into())),
+            5,
+            5,
+            &schedule(),
+            &mut rng,
+        );
         assert_eq!(
             verdict,
             Verdict::DeadLetter {

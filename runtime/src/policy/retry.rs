@@ -94,12 +94,18 @@ mod tests {
 
     #[test]
     fn constructor_rejects_nonsense() {
-        assert_eq!(RetrySchedule::new(Duration::ZERO, secs(1), 0.1), Err(RetryError::ZeroInitial));
+        assert_eq!(
+            RetrySchedule::new(Duration::ZERO, secs(1), 0.1),
+            Err(RetryError::ZeroInitial)
+        );
         assert!(matches!(
             RetrySchedule::new(secs(2), secs(1), 0.1),
             Err(RetryError::InitialAboveMax { .. })
         ));
-        assert_eq!(RetrySchedule::new(secs(1), secs(2), 1.0), Err(RetryError::Jitter(1.0)));
+        assert_eq!(
+            RetrySchedule::new(secs(1), secs(2), 1.0),
+            Err(RetryError::Jitter(1.0))
+        );
     }
 
     /// Property: for random schedules, attempts and seeds, the delay stays within the jitter

@@ -18,14 +18,21 @@ pub fn config(url: &str, functions: &str, extra: &[(&str, &str)]) -> Config {
         ("JETFN_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("JETFN_SHUTDOWN_TIMEOUT".to_owned(), "5s".to_owned()),
     ];
-    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     Config::from_vars(vars).expect("valid test configuration")
 }
 
 /// Starts the runtime with `functions` and waits until it is ready.
 pub async fn start(server: &NatsServer, functions: &str, extra: &[(&str, &str)]) -> RuntimeHandle {
     let handle = start_unready(&server.url(), functions, extra).await;
-    assert!(handle.wait_ready(PATIENCE).await, "runtime not ready within {PATIENCE:?}");
+    assert!(
+        handle.wait_ready(PATIENCE).await,
+        "runtime not ready within {PATIENCE:?}"
+    );
     handle
 }
 
@@ -38,7 +45,11 @@ pub async fn start_unready(url: &str, functions: &str, extra: &[(&str, &str)]) -
 }
 
 /// Publishes JSON through JetStream and waits for each ack.
-pub async fn publish_all(js: &jetstream::Context, subject: &str, payloads: impl IntoIterator<Item = String>) {
+pub async fn publish_all(
+    js: &jetstream::Context,
+    subject: &str,
+    payloads: impl IntoIterator<Item = String>,
+) {
     for payload in payloads {
         js.publish(subject.to_owned(), payload.into())
             .await
@@ -49,7 +60,11 @@ pub async fn publish_all(js: &jetstream::Context, subject: &str, payloads: impl 
 }
 
 /// The consumer's pending and ack-pending counts.
-pub async fn consumer_counts(js: &jetstream::Context, stream: &str, consumer: &str) -> (u64, usize) {
+pub async fn consumer_counts(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> (u64, usize) {
     let mut consumer: jetstream::consumer::PullConsumer = js
         .get_stream(stream)
         .await
