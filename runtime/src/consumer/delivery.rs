@@ -24,7 +24,7 @@ use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
 use crate::handler::{Context, EventMeta};
-use crate::policy::{self, Failure, RetrySchedule, Verdict};
+use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 
 /// How a delivery was settled.
@@ -51,11 +51,11 @@ pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
 
 /// What every delivery of one function shares.
 pub(crate) struct Deliverer {
-    pub(crate) state: Arc<FunctionState>,
-    pub(crate) name: Arc<str>,
-    pub(crate) js: jetstream::Context,
-    pub(crate) auto_create_streams: bool,
-    pub(crate) schedule: RetrySchedule,
+    state: Arc<FunctionState>,
+    name: Arc<str>,
+    js: jetstream::Context,
+    auto_create_streams: bool,
+    schedule: RetrySchedule,
 }
 
 impl Deliverer {
@@ -71,9 +71,9 @@ impl Deliverer {
             RetrySchedule::DEFAULT_JITTER,
         )
         // The config layer only builds valid backoffs; fall back to the defaults regardless.
-        .unwrap_or_else(|_| {
-            RetrySchedule::new(Duration::from_secs(1), Duration::from_secs(60), 0.1)
-                .unwrap_or_else(|_| unreachable!("the default schedule is valid"))
+        .unwrap_or_else(|error| {
+            tracing::error!(function = %config.name, %error, "invalid backoff; using 1s..60s");
+            RetrySchedule::DEFAULT
         });
         Self {
             name: Arc::from(config.name.as_str()),
@@ -130,9 +130,23 @@ impl Deliverer {
             Verdict::Ack => Outcome::Acked,
             Verdict::Retry { delay } => Outcome::Retried { delay },
             Verdict::DeadLetter { kind, error } => {
-                let Ok(info) = message.info() else {
-                    unreachable!("meta() parsed the same reply subject")
-                };
+                self.dead_letter(&message, kind, &error, attempt).await
+            }
+        };
+        self.settle(&message, outcome).await;
+    }
+
+    /// Publishes the message to the dead-letter subject and waits for the ack: `DeadLettered`
+    /// when stored, else `Retried` (the original must then stay in its stream).
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        kind: DeadLetterKind,
+        error: &str,
+        attempt: u32,
+    ) -> Outcome {
+        let stored = match message.info() {
+            Ok(info) => {
                 let from = Provenance {
                     function: &self.name,
                     subject: &message.subject,
@@ -141,29 +155,30 @@ impl Deliverer {
                     deliveries: u64::try_from(info.delivered).unwrap_or(0),
                 };
                 let headers =
-                    dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, &error);
-                match dlq::publish(
+                    dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, error);
+                dlq::publish(
                     &self.js,
                     &self.config().dlq,
                     message.payload.clone(),
                     headers,
                 )
                 .await
-                {
-                    Ok(()) => {
-                        tracing::warn!(function = %self.name, kind = kind.as_str(), %error, "dead-lettered");
-                        Outcome::DeadLettered
-                    }
-                    Err(dlq_error) => {
-                        tracing::error!(function = %self.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
-                        Outcome::Retried {
-                            delay: self.schedule.delay(attempt, &mut rand::rng()),
-                        }
-                    }
+                .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => {
+                tracing::warn!(function = %self.name, kind = kind.as_str(), %error, "dead-lettered");
+                Outcome::DeadLettered
+            }
+            Err(dlq_error) => {
+                tracing::error!(function = %self.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
+                Outcome::Retried {
+                    delay: self.schedule.delay(attempt, &mut rand::rng()),
                 }
             }
-        };
-        self.settle(&message, outcome).await;
+        }
     }
 
     /// Runs the handler with its timeout, panic guard and in-progress acks.

@@ -34,6 +34,13 @@ impl RetrySchedule {
     /// The jitter the runtime uses: each delay varies by up to ±10%.
     pub const DEFAULT_JITTER: f64 = 0.1;
 
+    /// The contract's default: `1s..60s`, ±10%.
+    pub const DEFAULT: Self = Self {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+        jitter: Self::DEFAULT_JITTER,
+    };
+
     /// A schedule from `initial` doubling up to `max`, each delay varied by up to `±jitter`
     /// of itself (and never above `max`).
     pub fn new(initial: Duration, max: Duration, jitter: f64) -> Result<Self, RetryError> {
