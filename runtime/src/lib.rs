@@ -40,6 +40,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as jetfn;
 
+pub mod breaker;
 mod cli;
 mod codec;
 pub mod config;

@@ -13,13 +13,14 @@
 //! ```
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
 use tokio::time::Instant;
 
+use crate::breaker::{Admission, Breaker, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
@@ -38,13 +39,15 @@ pub(crate) enum Outcome {
     DeadLettered,
     /// Fetched but never started (the process is draining): hand it back at once.
     Released,
+    /// Fetched while the breaker is open: hand it back for after the cool-down.
+    Deferred { delay: Duration },
 }
 
 /// The one place that maps an outcome to what the server is told.
 pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
     match outcome {
         Outcome::Acked | Outcome::DeadLettered => AckKind::Ack,
-        Outcome::Retried { delay } => AckKind::Nak(Some(delay)),
+        Outcome::Retried { delay } | Outcome::Deferred { delay } => AckKind::Nak(Some(delay)),
         Outcome::Released => AckKind::Nak(None),
     }
 }
@@ -56,6 +59,7 @@ pub(crate) struct Deliverer {
     js: jetstream::Context,
     auto_create_streams: bool,
     schedule: RetrySchedule,
+    breaker: Mutex<Breaker>,
 }
 
 impl Deliverer {
@@ -75,12 +79,17 @@ impl Deliverer {
             tracing::error!(function = %config.name, %error, "invalid backoff; using 1s..60s");
             RetrySchedule::DEFAULT
         });
+        let breaker = Mutex::new(Breaker::new(
+            config.breaker_failures,
+            config.breaker_cooldown,
+        ));
         Self {
             name: Arc::from(config.name.as_str()),
             state,
             js,
             auto_create_streams,
             schedule,
+            breaker,
         }
     }
 
@@ -116,8 +125,14 @@ impl Deliverer {
         let result = self.run(ctx, incoming, &message).await;
         metrics.duration.observe(started.elapsed().as_secs_f64());
         metrics.in_flight.dec();
-        if let Err(failure) = &result {
-            tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
+        match &result {
+            Ok(()) => self.record(true),
+            Err(failure) => {
+                tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
+                if failure.is_retryable() {
+                    self.record(false);
+                }
+            }
         }
         let verdict = policy::decide(
             result,
@@ -181,6 +196,40 @@ impl Deliverer {
         }
     }
 
+    /// May another message start now? (Turns an open breaker whose cool-down has passed
+    /// half-open.)
+    pub(crate) fn admit(&self) -> Admission {
+        let Ok(mut breaker) = self.breaker.lock() else {
+            return Admission::Go;
+        };
+        let admission = breaker.admit(Instant::now());
+        self.state.metrics.breaker.set(breaker.state() as i64);
+        admission
+    }
+
+    /// When the breaker is open: until when.
+    pub(crate) fn open_until(&self) -> Option<Instant> {
+        self.breaker.lock().ok()?.open_until()
+    }
+
+    fn record(&self, success: bool) {
+        let Ok(mut breaker) = self.breaker.lock() else {
+            return;
+        };
+        match breaker.record(success, Instant::now()) {
+            Some(Transition::Opened(until)) => tracing::warn!(
+                function = %self.name,
+                cooldown = %humantime::format_duration(until - Instant::now()),
+                "circuit breaker opened"
+            ),
+            Some(Transition::Closed) => {
+                tracing::info!(function = %self.name, "circuit breaker closed")
+            }
+            None => {}
+        }
+        self.state.metrics.breaker.set(breaker.state() as i64);
+    }
+
     /// Runs the handler with its timeout, panic guard and in-progress acks.
     async fn run(
         &self,
@@ -229,7 +278,7 @@ impl Deliverer {
             Outcome::Acked => metrics.acked.inc(),
             Outcome::Retried { .. } => metrics.retried.inc(),
             Outcome::DeadLettered => metrics.dead_lettered.inc(),
-            Outcome::Released => 0,
+            Outcome::Released | Outcome::Deferred { .. } => 0,
         };
     }
 }
@@ -274,6 +323,7 @@ mod tests {
             (Outcome::DeadLettered, "+ACK"),
             (Outcome::Retried { delay }, "-NAK {\"delay\":4000000000}"),
             (Outcome::Released, "-NAK"),
+            (Outcome::Deferred { delay }, "-NAK {\"delay\":4000000000}"),
         ];
         for (outcome, wire) in table {
             let bytes: bytes::Bytes = ack_kind(outcome).into();

@@ -17,8 +17,12 @@ pub(crate) use bind::{bind, create_stream_for, derived_stream_name, Bound};
 use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
 
+use crate::breaker::Admission;
 use crate::dlq;
 use crate::state::FunctionState;
+
+/// How often a waiting loop looks whether the half-open trial has finished.
+const TRIAL_POLL: Duration = Duration::from_millis(20);
 
 /// The longest pause between two attempts to bind a function.
 const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
@@ -67,8 +71,28 @@ pub(crate) async fn run(
         state.set_bound(&bound.stream);
         tracing::info!(function = %state.config.name, stream = %bound.stream, subject = %state.config.subject, "consumer bound");
 
+        let mut paused_until = None;
         loop {
             while tasks.try_join_next().is_some() {}
+            match deliverer.admit() {
+                Admission::Go => {}
+                Admission::WaitUntil(until) => {
+                    if paused_until != Some(until) {
+                        pause_on_server(&js, &bound.stream, &state.config.name, until).await;
+                        paused_until = Some(until);
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep_until(until) => continue,
+                    }
+                }
+                Admission::WaitForTrial => {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep(TRIAL_POLL) => continue,
+                    }
+                }
+            }
             let permit = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -84,6 +108,14 @@ pub(crate) async fn run(
             };
             match next {
                 Some(Ok(message)) => {
+                    if let Some(until) = deliverer.open_until() {
+                        // The breaker opened while this message was on its way.
+                        let delay = until.saturating_duration_since(tokio::time::Instant::now());
+                        deliverer
+                            .settle(&message, Outcome::Deferred { delay })
+                            .await;
+                        continue;
+                    }
                     let deliverer = deliverer.clone();
                     tasks.spawn(async move {
                         deliverer.deliver(message).await;
@@ -116,6 +148,34 @@ pub(crate) async fn run(
     }
 
     drain(&state, tasks, shutdown_timeout).await;
+}
+
+/// Pauses the function's consumer on the server until `until`, so no pod receives its
+/// messages during the breaker's cool-down (nats-server 2.11+). This pod stops pulling either way.
+async fn pause_on_server(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+    until: tokio::time::Instant,
+) {
+    let wall = time::OffsetDateTime::now_utc()
+        + until.saturating_duration_since(tokio::time::Instant::now());
+    let paused = async {
+        js.get_stream(stream)
+            .await
+            .map_err(|e| e.to_string())?
+            .pause_consumer(consumer, wall)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match paused.await {
+        Ok(_) => {
+            tracing::warn!(function = consumer, until = %wall, "consumer paused on the server")
+        }
+        Err(error) => {
+            tracing::error!(function = consumer, %error, "could not pause the consumer on the server; this pod stops pulling")
+        }
+    }
 }
 
 /// Waits for in-flight deliveries, at most `timeout`.

@@ -23,8 +23,8 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    /// Whether retrying may help.
-    fn is_retryable(&self) -> bool {
+    /// Whether retrying may help; such failures also count against the circuit breaker.
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Failure::Handler(error) => error.kind() == ErrorKind::Retryable,
             Failure::Panic(_) | Failure::Timeout(_) => true,
