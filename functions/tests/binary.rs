@@ -173,3 +173,71 @@ async fn orders_flow_through_every_function_and_sigterm_drains() {
         .expect("status");
     assert!(status.success(), "SIGTERM exits 0: {status}");
 }
+
+#[tokio::test]
+async fn dlq_list_and_replay_from_the_command_line() {
+    let server = NatsServer::start();
+    let js = async_nats::jetstream::new(server.client().await);
+    let url = server.url();
+    let env = [("NATS_URL", url.as_str())];
+    // Create the streams and let reserve_inventory dead-letter an order of zero items.
+    let addr = free_addr().to_string();
+    let mut child = tokio::process::Command::new(BINARY)
+        .env("NATS_URL", &url)
+        .env("JETFN_HTTP_ADDR", &addr)
+        .env("JETFN_FUNCTIONS", "reserve_inventory")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let addr: SocketAddr = addr.parse().expect("addr");
+    assert!(
+        eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/ready").await, Ok((200, _)))
+        })
+        .await
+    );
+    let mut order = sample_order(1);
+    order.data.quantity = 0;
+    js.publish(
+        subjects::ORDER_CREATED,
+        serde_json::to_vec(&order).expect("JSON").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    let dead = || async {
+        let stream = js.get_stream("JETFN_DLQ").await;
+        match stream {
+            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    assert!(eventually(PATIENCE, || async { dead().await == 1 }).await);
+    child.kill().await.expect("kill");
+
+    let output = run(&["dlq", "list", "reserve_inventory"], &env);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("SEQ") && lines[0].contains("KIND"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("permanent") && lines[1].contains("zero items"),
+        "{stdout}"
+    );
+
+    let output = run(
+        &["dlq", "replay", "reserve_inventory", "--limit", "5"],
+        &env,
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("replayed 1 dead letter(s)"));
+    assert_eq!(dead().await, 0);
+    let output = run(&["dlq", "list", "nope"], &env);
+    assert_eq!(output.status.code(), Some(2), "unknown function");
+}

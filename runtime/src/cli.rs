@@ -37,6 +37,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Inspect or replay a function's dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: sequence, time, kind, deliveries, error.
+    List {
+        /// The function.
+        function: String,
+    },
+    /// Republish dead letters to their original subject, then remove them from the DLQ.
+    Replay {
+        /// The function.
+        function: String,
+        /// Replay at most this many (oldest first).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 /// Parses the command line and runs it. Bad configuration exits 2 with one line on stderr.
@@ -50,14 +72,17 @@ pub fn main() -> ExitCode {
         Ok(registry) => registry,
         Err(error) => return config_error(error),
     };
-    let runtime = match Runtime::new(config.clone(), &registry) {
-        Ok(runtime) => runtime,
-        Err(error) => return config_error(error),
-    };
+    let runtime = |config: &Config| Runtime::new(config.clone(), &registry);
     match cli.command.unwrap_or(Command::Run) {
-        Command::List { json } => list(&runtime, json),
-        Command::Run => serve(runtime, &config, false),
-        Command::Dev => serve(runtime, &config, true),
+        Command::Dlq { command } => dlq(config, &registry, command),
+        Command::List { json } => match runtime(&config) {
+            Ok(runtime) => list(&runtime, json),
+            Err(error) => config_error(error),
+        },
+        command @ (Command::Run | Command::Dev) => match runtime(&config) {
+            Ok(runtime) => serve(runtime, &config, matches!(command, Command::Dev)),
+            Err(error) => config_error(error),
+        },
     }
 }
 
@@ -104,6 +129,73 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// `dlq list` and `dlq replay`: the function may be any registered one, selected or not.
+fn dlq(mut config: Config, registry: &Registry, command: DlqCommand) -> ExitCode {
+    let (DlqCommand::List { function } | DlqCommand::Replay { function, .. }) = &command;
+    config.select = Some(vec![function.clone()]);
+    let dlq_subject = match config.functions(registry) {
+        Ok(functions) => functions
+            .into_iter()
+            .map(|f| f.dlq)
+            .next()
+            .unwrap_or_default(),
+        Err(error) => return config_error(error),
+    };
+    let result = block_on(async {
+        let client = tokio::time::timeout(
+            Duration::from_secs(10),
+            async_nats::ConnectOptions::new().connect(config.nats.urls.clone()),
+        )
+        .await
+        .map_err(|_| "NATS did not answer within 10s".to_owned())?
+        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let outcome = match command {
+            DlqCommand::List { .. } => crate::dlq::list(&js, &dlq_subject, None)
+                .await
+                .map(|letters| print_dead_letters(&letters)),
+            DlqCommand::Replay { limit, .. } => crate::dlq::replay(&js, &dlq_subject, limit)
+                .await
+                .map(|n| println!("replayed {n} dead letter(s) from {dlq_subject}")),
+        };
+        let _ = client.flush().await;
+        outcome.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jetfn dlq: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_dead_letters(letters: &[crate::dlq::DeadLetter]) {
+    use crate::dlq::headers as h;
+    println!(
+        "{:>8}  {:<30}  {:<9}  {:>10}  ERROR",
+        "SEQ", "FAILED_AT", "KIND", "DELIVERIES"
+    );
+    for letter in letters {
+        println!(
+            "{:>8}  {:<30}  {:<9}  {:>10}  {}",
+            letter.sequence,
+            letter.header(h::FAILED_AT),
+            letter.header(h::ERROR_KIND),
+            letter.header(h::DELIVERIES),
+            letter.header(h::ERROR),
+        );
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(future)
 }
 
 fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {

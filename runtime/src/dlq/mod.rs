@@ -4,6 +4,10 @@
 //! A dead letter carries `Nats-Msg-Id: dlq:<stream>:<seq>`, so publishing it twice (a crash
 //! between the DLQ publish and the ack of the original) stores it once.
 
+mod replay;
+
+pub use replay::{list, replay, DeadLetter, ToolError};
+
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 
