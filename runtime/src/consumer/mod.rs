@@ -18,8 +18,9 @@ use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
 
 use crate::breaker::Admission;
-use crate::dlq;
+use crate::dlq::{self, advisory};
 use crate::state::FunctionState;
+use async_nats::jetstream::consumer::PullConsumer;
 
 /// How often a waiting loop looks whether the half-open trial has finished.
 const TRIAL_POLL: Duration = Duration::from_millis(20);
@@ -47,11 +48,22 @@ pub(crate) async fn run(
         .workers
         .set(i64::from(state.config.max_workers));
     let mut tasks = JoinSet::new();
+    let mut watcher = None;
 
     'bind: while !cancel.is_cancelled() {
-        let Some(bound) = bind_until_bound(&state, &js, auto_create_streams, &cancel).await else {
+        let Some((bound, advisories)) =
+            bind_until_bound(&state, &js, auto_create_streams, &cancel).await
+        else {
             break;
         };
+        if watcher.is_none() {
+            watcher = Some(tokio::spawn(advisory::watch(
+                js.clone(),
+                state.config.clone(),
+                advisories,
+                cancel.clone(),
+            )));
+        }
         let pull = bound
             .consumer
             .stream()
@@ -148,6 +160,9 @@ pub(crate) async fn run(
     }
 
     drain(&state, tasks, shutdown_timeout).await;
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
 }
 
 /// Pauses the function's consumer on the server until `until`, so no pod receives its
@@ -196,22 +211,25 @@ async fn drain(state: &FunctionState, mut tasks: JoinSet<()>, timeout: Duration)
     }
 }
 
-/// Binds the function, retrying with backoff until it works or `cancel` fires.
+/// Binds the function (its stream, durable consumer, dead-letter stream and advisory consumer),
+/// retrying with backoff until it works or `cancel` fires.
 async fn bind_until_bound(
     state: &FunctionState,
     js: &jetstream::Context,
     auto_create_streams: bool,
     cancel: &CancellationToken,
-) -> Option<Bound> {
+) -> Option<(Bound, PullConsumer)> {
     let mut pause = Duration::from_millis(100);
     loop {
         let attempt = async {
             dlq::ensure_stream(js, &state.config.dlq)
                 .await
                 .map_err(|e| e.to_string())?;
-            bind(js, &state.config, auto_create_streams)
+            let bound = bind(js, &state.config, auto_create_streams)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            let advisories = advisory::bind(js, &state.config.name, &bound.stream).await?;
+            Ok::<_, String>((bound, advisories))
         };
         let result = tokio::select! {
             () = cancel.cancelled() => return None,

@@ -4,8 +4,10 @@
 //! A dead letter carries `Nats-Msg-Id: dlq:<stream>:<seq>`, so publishing it twice (a crash
 //! between the DLQ publish and the ack of the original) stores it once.
 
+pub(crate) mod advisory;
 mod replay;
 
+pub use advisory::ADVISORY_STREAM;
 pub use replay::{list, replay, DeadLetter, ToolError};
 
 use async_nats::jetstream::{self, stream};
@@ -84,6 +86,9 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, subject: &str) -> Res
                 name: DLQ_STREAM.to_owned(),
                 subjects: vec![DLQ_SUBJECTS.to_owned()],
                 storage: stream::StorageType::File,
+                // Long enough that the normal path and the advisory path can never both
+                // store a dead letter for the same message.
+                duplicate_window: std::time::Duration::from_secs(24 * 3600),
                 description: Some("jetfn dead letters".to_owned()),
                 ..Default::default()
             })
