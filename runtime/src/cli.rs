@@ -199,7 +199,6 @@ fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> 
 }
 
 fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
-    telemetry::init_logging(config.log_format);
     let tokio = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,7 +209,9 @@ fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(async {
+    // The OTLP exporters need the runtime entered when they are built.
+    let telemetry = tokio.block_on(async { telemetry::init(config) });
+    let code = tokio.block_on(async {
         let _server = if dev {
             match dev_server(config).await {
                 Ok(server) => server,
@@ -230,7 +231,9 @@ fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
             }
         };
         run_until_signal(handle).await
-    })
+    });
+    telemetry.shutdown();
+    code
 }
 
 /// Runs until SIGTERM or SIGINT, then drains; a second signal exits at once.

@@ -10,6 +10,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::telemetry;
+
 /// The boxed error a handler failure carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -156,7 +158,9 @@ impl Context {
     /// Publishes `payload` as JSON to `subject` through JetStream and waits for the stream's ack.
     ///
     /// The message gets a `Nats-Msg-Id` of `jetfn:<function>:<stream>:<seq>:<index>` (the input
-    /// message and this output's index within the delivery). When no stream captures `subject`
+    /// message and this output's index within the delivery) and the current trace context
+    /// (`traceparent`), so the function that consumes it continues the same trace. When no
+    /// stream captures `subject`
     /// and `auto_create_streams` is on, the stream is created by the same rule as for a
     /// function's subject (`<TOKEN>` capturing `<token>.>`).
     pub async fn publish(
@@ -171,6 +175,7 @@ impl Context {
         let index = self.next_output.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
+        telemetry::inject_current(&mut headers);
         let body = Bytes::from(body);
         match self.send(subject, headers.clone(), body.clone()).await {
             Err(PublishError::Publish { source, .. })

@@ -19,6 +19,12 @@
 //! | `JETFN__FUNCTIONS__<NAME>__<KEY>` | `functions.<name>.<key>` | per-function override of an attribute | — |
 //!
 //! `RUST_LOG` (default `info`) filters logs; it is read by the log subscriber itself.
+//!
+//! OpenTelemetry export uses the standard variables: it turns on when
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and neither
+//! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`), with
+//! `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` = `http/protobuf` (default) or `grpc`, and
+//! `OTEL_SERVICE_NAME` (default: the binary's name).
 
 mod function;
 mod value;
@@ -72,6 +78,10 @@ pub struct Config {
     pub auto_create_streams: bool,
     /// Log output format (`JETFN_LOG_FORMAT`, default `text`).
     pub log_format: LogFormat,
+    /// OpenTelemetry export (`OTEL_*`); `None` = traces are propagated but not exported.
+    pub otlp: Option<OtlpConfig>,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
     /// Per-function overrides (`JETFN__FUNCTIONS__<NAME>__<KEY>`, `[functions.<name>]`), raw
     /// until resolved against the registry by [`Config::functions`].
     overrides: BTreeMap<String, BTreeMap<String, String>>,
@@ -93,6 +103,25 @@ pub struct NatsConfig {
     pub ca: Option<PathBuf>,
     /// A client certificate and its key (`NATS_CERT`, `NATS_KEY`).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where and how spans are exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpConfig {
+    /// The full URL spans are sent to (for HTTP, `.../v1/traces`).
+    pub endpoint: String,
+    /// The wire protocol.
+    pub protocol: OtlpProtocol,
+}
+
+/// OTLP wire protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf`.
+    HttpProtobuf,
+    /// `grpc`.
+    Grpc,
 }
 
 /// Log output format.
@@ -193,7 +222,48 @@ impl Config {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         let raw = merge(&vars)?;
-        Self::validate(raw)
+        let mut config = Self::validate(raw)?;
+        config.otlp = Self::otlp(&vars)?;
+        config.service_name = vars.get("OTEL_SERVICE_NAME").cloned();
+        Ok(config)
+    }
+
+    fn otlp(vars: &BTreeMap<String, String>) -> Result<Option<OtlpConfig>, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
+            return Ok(None);
+        }
+        let (protocol_var, protocol) = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+            Some(p) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(p)),
+            None => (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                get("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ),
+        };
+        let protocol = match protocol {
+            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some("grpc") => OtlpProtocol::Grpc,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: protocol_var.to_owned(),
+                    message: format!("expected `http/protobuf` or `grpc`, got {other:?}"),
+                })
+            }
+        };
+        let endpoint = match (
+            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(traces), _) => traces.to_owned(),
+            (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
+            }
+            (None, Some(base)) => base.to_owned(),
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(OtlpConfig { endpoint, protocol }))
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
@@ -239,6 +309,8 @@ impl Config {
             shutdown_timeout,
             auto_create_streams,
             log_format,
+            otlp: None,
+            service_name: None,
             overrides: raw
                 .functions
                 .into_iter()

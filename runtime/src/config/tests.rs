@@ -196,3 +196,50 @@ fn secrets_do_not_show_in_debug_output() {
     );
     assert!(debug.contains("alice"));
 }
+
+#[test]
+fn otlp_export_follows_the_standard_variables() {
+    assert_eq!(load(&[]).expect("valid").otlp, None);
+    let http = load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).expect("valid");
+    assert_eq!(
+        http.otlp,
+        Some(OtlpConfig {
+            endpoint: "http://collector:4318/v1/traces".into(),
+            protocol: OtlpProtocol::HttpProtobuf
+        })
+    );
+    let grpc = load(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_SERVICE_NAME", "shop"),
+    ])
+    .expect("valid");
+    assert_eq!(
+        grpc.otlp.map(|o| (o.endpoint, o.protocol)),
+        Some(("http://collector:4317".into(), OtlpProtocol::Grpc))
+    );
+    assert_eq!(grpc.service_name.as_deref(), Some("shop"));
+    let traces = load(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:4318/custom"),
+    ])
+    .expect("valid");
+    assert_eq!(
+        traces.otlp.map(|o| o.endpoint).as_deref(),
+        Some("http://b:4318/custom")
+    );
+    let off = load(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ])
+    .expect("valid");
+    assert_eq!(off.otlp, None);
+    let bad = load(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+    ]);
+    assert!(bad
+        .expect_err("bad protocol")
+        .to_string()
+        .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+}

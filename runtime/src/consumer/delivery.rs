@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::breaker::{Admission, Breaker, Transition};
 use crate::codec::Incoming;
@@ -27,6 +28,7 @@ use crate::dlq::{self, Provenance};
 use crate::handler::{Context, EventMeta};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
+use crate::telemetry;
 
 /// How a delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,8 +101,8 @@ impl Deliverer {
 
     /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered.
     pub(crate) async fn deliver(&self, message: jetstream::Message) {
-        let meta = match meta(&message) {
-            Ok(meta) => meta,
+        let (meta, pending) = match meta(&message) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 tracing::warn!(function = %self.name, %error, "not a JetStream delivery; releasing it");
                 self.settle(&message, Outcome::Released).await;
@@ -108,6 +110,23 @@ impl Deliverer {
             }
         };
         let attempt = meta.attempt;
+        let span = telemetry::delivery_span(&self.name, &meta);
+        self.state
+            .metrics
+            .pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.deliver_in(message, meta, attempt, &span)
+            .instrument(span.clone())
+            .await;
+    }
+
+    async fn deliver_in(
+        &self,
+        message: jetstream::Message,
+        meta: EventMeta,
+        attempt: u32,
+        span: &tracing::Span,
+    ) {
         let ctx = Context::new(
             self.name.clone(),
             self.js.clone(),
@@ -128,6 +147,7 @@ impl Deliverer {
         match &result {
             Ok(()) => self.record(true),
             Err(failure) => {
+                telemetry::record_failure(span);
                 tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
                 if failure.is_retryable() {
                     self.record(false);
@@ -283,8 +303,8 @@ impl Deliverer {
     }
 }
 
-/// Everything about a delivery but its payload.
-fn meta(message: &jetstream::Message) -> Result<EventMeta, async_nats::Error> {
+/// Everything about a delivery but its payload, and the consumer's `num_pending` as of it.
+fn meta(message: &jetstream::Message) -> Result<(EventMeta, u64), async_nats::Error> {
     let info = message.info()?;
     let headers = message.headers.clone().unwrap_or_default();
     let id = headers
@@ -292,7 +312,7 @@ fn meta(message: &jetstream::Message) -> Result<EventMeta, async_nats::Error> {
         .map(|id| id.as_str().to_owned());
     let published = SystemTime::UNIX_EPOCH
         + Duration::from_nanos(u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0));
-    Ok(EventMeta {
+    let meta = EventMeta {
         subject: message.subject.clone(),
         id,
         headers,
@@ -300,7 +320,8 @@ fn meta(message: &jetstream::Message) -> Result<EventMeta, async_nats::Error> {
         stream_sequence: info.stream_sequence,
         attempt: u32::try_from(info.delivered).unwrap_or(u32::MAX),
         published,
-    })
+    };
+    Ok((meta, info.pending))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
