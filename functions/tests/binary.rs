@@ -241,3 +241,159 @@ async fn dlq_list_and_replay_from_the_command_line() {
     let output = run(&["dlq", "list", "nope"], &env);
     assert_eq!(output.status.code(), Some(2), "unknown function");
 }
+
+/// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the decoded requests.
+async fn otlp_receiver() -> (
+    SocketAddr,
+    std::sync::Arc<
+        std::sync::Mutex<
+            Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+        >,
+    >,
+) {
+    use prost::Message;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if let Ok(request) = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body.as_slice()) {
+                        sink.lock().expect("lock").push(request);
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, received)
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
+    let (otlp, received) = otlp_receiver().await;
+    let server = NatsServer::start();
+    let addr = free_addr();
+    let mut child = tokio::process::Command::new(BINARY)
+        .env("NATS_URL", server.url())
+        .env("JETFN_HTTP_ADDR", addr.to_string())
+        .env("JETFN_FUNCTIONS", "reserve_inventory,charge_payment")
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..100ms")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_SERVICE_NAME", "shop-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    assert!(
+        eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/ready").await, Ok((200, _)))
+        })
+        .await
+    );
+    let js = async_nats::jetstream::new(server.client().await);
+    js.publish(
+        subjects::ORDER_CREATED,
+        serde_json::to_vec(&sample_order(1)).expect("JSON").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    let metric = r#"jetfn_messages_total{function="charge_payment",outcome="ack"} 1"#;
+    assert!(
+        eventually(PATIENCE, || async {
+            http_get(addr, "/metrics")
+                .await
+                .map(|(_, body)| body.contains(metric))
+                .unwrap_or(false)
+        })
+        .await
+    );
+    // SIGTERM flushes the batch exporter.
+    let pid = child.id().expect("pid").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(status.success());
+
+    let spans: Vec<(String, Vec<u8>, String)> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|request| {
+            request.resource_spans.iter().flat_map(|resource| {
+                let service = resource
+                    .resource
+                    .as_ref()
+                    .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                    .and_then(|kv| kv.value.as_ref())
+                    .map(|v| format!("{:?}", v.value))
+                    .unwrap_or_default();
+                resource.scope_spans.iter().flat_map(move |scope| {
+                    let service = service.clone();
+                    scope.spans.iter().map(move |span| {
+                        (span.name.clone(), span.trace_id.clone(), service.clone())
+                    })
+                })
+            })
+        })
+        .collect();
+    let reserve = spans
+        .iter()
+        .find(|s| s.0 == "shop.orders.created process")
+        .expect("reserve span exported");
+    let charges: Vec<_> = spans
+        .iter()
+        .filter(|s| s.0 == "shop.inventory.reserved process")
+        .collect();
+    assert!(!charges.is_empty(), "charge span exported: {spans:?}");
+    assert!(
+        charges.iter().all(|c| c.1 == reserve.1),
+        "one trace for the order"
+    );
+    assert!(
+        reserve.2.contains("shop-test"),
+        "service name: {}",
+        reserve.2
+    );
+}
