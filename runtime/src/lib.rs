@@ -40,6 +40,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as jetfn;
 
+pub mod autoscale;
 pub mod breaker;
 mod cli;
 mod codec;

@@ -1,5 +1,6 @@
 //! Connecting to NATS from [`NatsConfig`]: retried on the initial connect and on every
-//! disconnect, so an unreachable server is never fatal.
+//! disconnect, so an unreachable server is never fatal; or, for one-shot commands such as
+//! `provision`, once with a bound on the wait.
 
 use std::time::Duration;
 
@@ -18,8 +19,10 @@ pub(crate) async fn connect(
     config: &NatsConfig,
     name: &str,
     metrics: &Metrics,
+    connections: tokio::sync::watch::Sender<u64>,
 ) -> Result<async_nats::Client, ConnectError> {
-    let mut options = ConnectOptions::new()
+    let mut options = authenticated(config)
+        .await?
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -27,6 +30,66 @@ pub(crate) async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
         });
+    let connected = metrics.nats_connected.clone();
+    options = options.event_callback(move |event| {
+        let connected = connected.clone();
+        let connections = connections.clone();
+        async move {
+            match event {
+                Event::Connected => {
+                    connected.set(1);
+                    connections.send_modify(|count| *count += 1);
+                    tracing::info!("connected to NATS");
+                }
+                Event::Disconnected => {
+                    connected.set(0);
+                    tracing::warn!("disconnected from NATS; reconnecting");
+                }
+                other => tracing::debug!(event = %other, "NATS event"),
+            }
+        }
+    });
+    options
+        .connect(config.urls.clone())
+        .await
+        .map_err(|e| ConnectError(std::io::Error::other(e)))
+}
+
+/// Connects once, for a one-shot command: an error unless a server answers within `timeout`.
+pub(crate) async fn connect_once(
+    config: &NatsConfig,
+    name: &str,
+    timeout: Duration,
+) -> Result<async_nats::Client, ConnectError> {
+    let options = authenticated(config)
+        .await?
+        .name(name)
+        .connection_timeout(timeout);
+    let urls = config
+        .urls
+        .iter()
+        // host:port only: a URL may carry a password.
+        .map(|url| format!("{}:{}", url.host(), url.port()))
+        .collect::<Vec<_>>()
+        .join(",");
+    match tokio::time::timeout(timeout, options.connect(config.urls.clone())).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(ConnectError(std::io::Error::other(format!(
+            "cannot connect to {urls}: {error}"
+        )))),
+        Err(_) => Err(ConnectError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no NATS server answered at {urls} within {}",
+                humantime::format_duration(timeout)
+            ),
+        ))),
+    }
+}
+
+/// Connect options carrying the configured credentials and TLS settings.
+async fn authenticated(config: &NatsConfig) -> Result<ConnectOptions, ConnectError> {
+    let mut options = ConnectOptions::new();
     if let Some(path) = &config.creds {
         options = options.credentials_file(path).await.map_err(ConnectError)?;
     }
@@ -44,25 +107,5 @@ pub(crate) async fn connect(
             .add_client_certificate(cert.clone(), key.clone())
             .require_tls(true);
     }
-    let connected = metrics.nats_connected.clone();
-    options = options.event_callback(move |event| {
-        let connected = connected.clone();
-        async move {
-            match event {
-                Event::Connected => {
-                    connected.set(1);
-                    tracing::info!("connected to NATS");
-                }
-                Event::Disconnected => {
-                    connected.set(0);
-                    tracing::warn!("disconnected from NATS; reconnecting");
-                }
-                other => tracing::debug!(event = %other, "NATS event"),
-            }
-        }
-    });
-    options
-        .connect(config.urls.clone())
-        .await
-        .map_err(|e| ConnectError(std::io::Error::other(e)))
+    Ok(options)
 }

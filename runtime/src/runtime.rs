@@ -79,7 +79,8 @@ impl Runtime {
                 source,
             })?;
         let metrics = Metrics::new();
-        let client = nats::connect(&config.nats, "jetfn", &metrics)
+        let (connections, connections_rx) = tokio::sync::watch::channel(0u64);
+        let client = nats::connect(&config.nats, "jetfn", &metrics, connections)
             .await
             .map_err(|e| RuntimeError::Connect(e.to_string()))?;
         let functions = functions
@@ -93,7 +94,13 @@ impl Runtime {
             functions,
         });
         let stop = CancellationToken::new();
-        let task = tokio::spawn(supervise(state.clone(), config, listener, stop.clone()));
+        let task = tokio::spawn(supervise(
+            state.clone(),
+            config,
+            listener,
+            stop.clone(),
+            connections_rx,
+        ));
         tracing::info!(%http_addr, functions = state.functions.len(), "jetfn started");
         Ok(RuntimeHandle {
             http_addr,
@@ -152,6 +159,7 @@ async fn supervise(
     config: Config,
     listener: tokio::net::TcpListener,
     stop: CancellationToken,
+    connections: tokio::sync::watch::Receiver<u64>,
 ) {
     let js = async_nats::jetstream::new(state.client.clone());
     let http_stop = CancellationToken::new();
@@ -160,13 +168,14 @@ async fn supervise(
         .functions
         .iter()
         .map(|function| {
-            tokio::spawn(consumer::run(
-                function.clone(),
-                js.clone(),
-                config.auto_create_streams,
-                stop.clone(),
-                config.shutdown_timeout,
-            ))
+            tokio::spawn(consumer::run(consumer::Runner {
+                state: function.clone(),
+                js: js.clone(),
+                auto_create_streams: config.auto_create_streams,
+                cancel: stop.clone(),
+                shutdown_timeout: config.shutdown_timeout,
+                connections: connections.clone(),
+            }))
         })
         .collect();
     stop.cancelled().await;

@@ -1,26 +1,30 @@
 //! The pull loop of one function: bind, pull as many messages as there are free workers, run
-//! each delivery, and on shutdown hand back what was fetched but not started.
+//! each delivery, scale the workers, and on shutdown hand back what was fetched but not started.
 
 mod bind;
 mod delivery;
+mod pull;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::{FutureExt, StreamExt};
-use tokio::sync::Semaphore;
+use async_nats::jetstream::consumer::PullConsumer;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use bind::{bind, create_stream_for, derived_stream_name, Bound};
+pub(crate) use bind::{create_stream_for, derived_stream_name, provision_function, Bound};
 use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
+use pull::{Pulled, Puller};
+use workers::Workers;
 
+use crate::autoscale::{self, Autoscaler, Observation};
 use crate::breaker::Admission;
-use crate::dlq::{self, advisory};
+use crate::dlq::advisory;
 use crate::state::FunctionState;
-use async_nats::jetstream::consumer::PullConsumer;
 
 /// How often a waiting loop looks whether the half-open trial has finished.
 const TRIAL_POLL: Duration = Duration::from_millis(20);
@@ -28,25 +32,36 @@ const TRIAL_POLL: Duration = Duration::from_millis(20);
 /// The longest pause between two attempts to bind a function.
 const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How often the consumer's `num_pending` is read from the server, in autoscaler ticks.
+const PENDING_EVERY_TICKS: u32 = 5;
+
+/// What a function's loop needs from the runtime.
+pub(crate) struct Runner {
+    pub(crate) state: Arc<FunctionState>,
+    pub(crate) js: jetstream::Context,
+    pub(crate) auto_create_streams: bool,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) shutdown_timeout: Duration,
+    /// Bumped on every (re)connect: outstanding pull requests died with the old connection.
+    pub(crate) connections: watch::Receiver<u64>,
+}
+
 /// Runs one function until `cancel` fires, then drains it within `shutdown_timeout`.
-pub(crate) async fn run(
-    state: Arc<FunctionState>,
-    js: jetstream::Context,
-    auto_create_streams: bool,
-    cancel: CancellationToken,
-    shutdown_timeout: Duration,
-) {
+pub(crate) async fn run(runner: Runner) {
+    let Runner {
+        state,
+        js,
+        auto_create_streams,
+        cancel,
+        shutdown_timeout,
+        mut connections,
+    } = runner;
     let deliverer = Arc::new(Deliverer::new(
         state.clone(),
         js.clone(),
         auto_create_streams,
     ));
-    let workers = state.config.max_workers as usize;
-    let permits = Arc::new(Semaphore::new(workers));
-    state
-        .metrics
-        .workers
-        .set(i64::from(state.config.max_workers));
+    let workers = Workers::new(state.config.min_workers as usize);
     let mut tasks = JoinSet::new();
     let mut watcher = None;
 
@@ -64,24 +79,23 @@ pub(crate) async fn run(
                 cancel.clone(),
             )));
         }
-        let pull = bound
-            .consumer
-            .stream()
-            .max_messages_per_batch(workers)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await;
-        let mut messages = match pull {
-            Ok(messages) => messages,
-            Err(error) => {
-                state.set_unbound(format!("pull failed: {error}"));
-                backoff_pause(&cancel, Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut puller =
+            match Puller::new(&js.client(), &js, &bound.stream, &state.config.name).await {
+                Ok(puller) => puller,
+                Err(error) => {
+                    state.set_unbound(format!("pull subscription failed: {error}"));
+                    backoff_pause(&cancel, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+        let scaler = AbortOnDrop(tokio::spawn(scale(
+            state.clone(),
+            workers.clone(),
+            bound.consumer.clone(),
+        )));
         state.set_bound(&bound.stream);
         tracing::info!(function = %state.config.name, stream = %bound.stream, subject = %state.config.subject, "consumer bound");
+        connections.mark_unchanged();
 
         let mut paused_until = None;
         loop {
@@ -105,21 +119,28 @@ pub(crate) async fn run(
                     }
                 }
             }
-            let permit = tokio::select! {
+            if connections.has_changed().unwrap_or(false) {
+                connections.mark_unchanged();
+                puller.reset();
+            }
+            let free = workers.free();
+            if free > 0 {
+                if let Err(error) = puller.request_up_to(free).await {
+                    tracing::debug!(function = %state.config.name, %error, "pull request not sent");
+                    if !backoff_pause(&cancel, Duration::from_millis(200)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let pulled = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
-                permit = permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
+                () = workers.changed() => continue,
+                pulled = puller.next() => pulled,
             };
-            let next = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                next = messages.next() => next,
-            };
-            match next {
-                Some(Ok(message)) => {
+            match pulled {
+                Some(Pulled::Message(message)) => {
                     if let Some(until) = deliverer.open_until() {
                         // The breaker opened while this message was on its way.
                         let delay = until.saturating_duration_since(tokio::time::Instant::now());
@@ -129,39 +150,77 @@ pub(crate) async fn run(
                         continue;
                     }
                     let deliverer = deliverer.clone();
+                    let busy = workers.start();
                     tasks.spawn(async move {
                         deliverer.deliver(message).await;
-                        drop(permit);
+                        drop(busy);
                     });
                 }
-                Some(Err(error)) => {
-                    use jetstream::consumer::pull::MessagesErrorKind as Kind;
-                    tracing::warn!(function = %state.config.name, %error, "pull error");
-                    if matches!(
-                        error.kind(),
-                        Kind::ConsumerDeleted | Kind::PushBasedConsumer
-                    ) {
-                        state.set_unbound(error);
-                        continue 'bind;
-                    }
+                Some(Pulled::Stale) => {}
+                Some(Pulled::Gone(reason)) => {
+                    tracing::warn!(function = %state.config.name, %reason, "consumer gone; binding again");
+                    state.set_unbound(reason);
+                    continue 'bind;
                 }
                 None => {
-                    state.set_unbound("pull stream ended");
+                    state.set_unbound("pull subscription closed");
                     continue 'bind;
                 }
             }
         }
 
         // Draining: whatever was fetched but not started goes back at once.
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+        puller.stop().await;
+        while let Some(message) = puller.next_buffered() {
             deliverer.settle(&message, Outcome::Released).await;
         }
+        drop(scaler);
         break;
     }
 
     drain(&state, tasks, shutdown_timeout).await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The autoscaler of one function: every tick, the worker count from busy workers and backlog.
+async fn scale(state: Arc<FunctionState>, workers: Arc<Workers>, mut consumer: PullConsumer) {
+    let config = &state.config;
+    let mut scaler = Autoscaler::new(config.min_workers, config.max_workers);
+    let mut ticks = tokio::time::interval(autoscale::TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics = &state.metrics;
+    let mut tick = 0u32;
+    loop {
+        tick = tick.wrapping_add(1);
+        ticks.tick().await;
+        if tick % PENDING_EVERY_TICKS == 0 {
+            if let Ok(info) = consumer.info().await {
+                metrics
+                    .pending
+                    .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+            }
+        }
+        let seen = Observation {
+            busy: u32::try_from(workers.busy()).unwrap_or(u32::MAX),
+            backlog: u64::try_from(metrics.pending.get()).unwrap_or(0),
+        };
+        let target = scaler.observe(seen, tokio::time::Instant::now());
+        if target as usize != workers.target() {
+            tracing::debug!(function = %config.name, workers = target, busy = seen.busy, backlog = seen.backlog, "scaled");
+        }
+        workers.set_target(target as usize);
+        metrics.workers.set(i64::from(target));
     }
 }
 
@@ -221,16 +280,7 @@ async fn bind_until_bound(
 ) -> Option<(Bound, PullConsumer)> {
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = async {
-            dlq::ensure_stream(js, &state.config.dlq)
-                .await
-                .map_err(|e| e.to_string())?;
-            let bound = bind(js, &state.config, auto_create_streams)
-                .await
-                .map_err(|e| e.to_string())?;
-            let advisories = advisory::bind(js, &state.config.name, &bound.stream).await?;
-            Ok::<_, String>((bound, advisories))
-        };
+        let attempt = provision_function(js, &state.config, auto_create_streams);
         let result = tokio::select! {
             () = cancel.cancelled() => return None,
             result = attempt => result,
