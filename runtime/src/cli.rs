@@ -12,7 +12,7 @@ use crate::runtime::{Runtime, RuntimeHandle};
 use crate::telemetry;
 
 /// Exit code for unusable configuration.
-const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,13 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Print the Kubernetes Deployment + KEDA ScaledObject YAML of the selected functions.
+    Manifests(crate::manifests::ManifestsArgs),
+    /// Create the streams and durable consumers of the selected functions, then exit
+    /// (idempotent).
+    Provision(crate::provision::ProvisionArgs),
+    /// Exit 0 when this host's /health (JETFN_HTTP_ADDR) answers 200; for Docker HEALTHCHECK.
+    Healthcheck,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +82,9 @@ pub fn main() -> ExitCode {
     let runtime = |config: &Config| Runtime::new(config.clone(), &registry);
     match cli.command.unwrap_or(Command::Run) {
         Command::Dlq { command } => dlq(config, &registry, command),
+        Command::Manifests(args) => crate::manifests::command(&args, &config, &registry),
+        Command::Provision(args) => crate::provision::command(&args, &config, &registry),
+        Command::Healthcheck => crate::probe::healthcheck(&config),
         Command::List { json } => match runtime(&config) {
             Ok(runtime) => list(&runtime, json),
             Err(error) => config_error(error),
@@ -86,7 +96,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn config_error(error: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn config_error(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("jetfn: invalid configuration: {error}");
     ExitCode::from(EXIT_CONFIG)
 }
@@ -190,7 +200,9 @@ fn print_dead_letters(letters: &[crate::dlq::DeadLetter]) {
     }
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -23,7 +23,8 @@
 //! }
 //! ```
 //!
-//! The binary then takes the commands `run` (the default), `dev` and `list`; see the README for
+//! The binary then takes the commands `run` (the default), `dev`, `list`, `dlq`, `manifests`
+//! (Kubernetes + KEDA YAML), `provision` and `healthcheck`; see the README for
 //! configuration (`NATS_URL`, `JETFN_FUNCTIONS`, `JETFN__FUNCTIONS__<NAME>__<KEY>`, ...).
 //!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
@@ -50,9 +51,12 @@ pub mod dlq;
 mod handler;
 mod http;
 mod local_server;
+mod manifests;
 mod metrics;
 mod nats;
 pub mod policy;
+mod probe;
+mod provision;
 pub mod registry;
 mod runtime;
 mod state;

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
+mod cluster;
+
+pub use cluster::NatsCluster;
+
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -54,6 +58,12 @@ impl NatsServerBuilder {
     /// Require this token.
     pub fn token(mut self, token: &str) -> Self {
         self.args.extend(["--auth".into(), token.into()]);
+        self
+    }
+
+    /// Any other nats-server argument.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
         self
     }
 
@@ -192,25 +202,10 @@ fn read_ports(path: &Path) -> Option<(u16, u16)> {
     Some((port_of(&ports.nats)?, port_of(&ports.monitoring)?))
 }
 
-/// A minimal `GET` over HTTP/1.0 for tests: returns the status code and the body.
+/// A minimal `GET` over HTTP/1.0 for tests: returns the status code and the body. (The same
+/// request the `healthcheck` command makes.)
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    crate::probe::http_get(addr, path).await
 }
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.

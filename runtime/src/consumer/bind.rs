@@ -3,6 +3,7 @@
 use async_nats::jetstream::{self, consumer, stream};
 
 use crate::config::FunctionConfig;
+use crate::dlq::{self, advisory, DlqError};
 
 /// Why a function could not be bound (yet).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,35 @@ pub(crate) enum BindError {
         consumer: String,
         source: jetstream::stream::ConsumerError,
     },
+}
+
+/// Why a function's server-side objects could not be provisioned (yet).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProvisionError {
+    #[error(transparent)]
+    DeadLetters(#[from] DlqError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("{0}")]
+    Advisories(String),
+}
+
+/// Creates, or updates to the function's configuration, everything a function needs on the
+/// server: the stream of its dead-letter subject (`JETFN_DLQ`), its stream and durable consumer,
+/// and the advisory stream with the function's consumer on it. Idempotent: the same
+/// configuration twice changes nothing. The runtime calls it when it binds a function, the
+/// `provision` command before any pod runs.
+pub(crate) async fn provision_function(
+    js: &jetstream::Context,
+    function: &FunctionConfig,
+    auto_create_streams: bool,
+) -> Result<(Bound, consumer::PullConsumer), ProvisionError> {
+    dlq::ensure_stream(js, &function.dlq).await?;
+    let bound = bind(js, function, auto_create_streams).await?;
+    let advisories = advisory::bind(js, &function.name, &bound.stream)
+        .await
+        .map_err(ProvisionError::Advisories)?;
+    Ok((bound, advisories))
 }
 
 /// A bound function: the stream it reads and its durable consumer.

@@ -17,6 +17,8 @@ const EXPIRES: Duration = Duration::from_secs(30);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// What the subscription brought.
+// Nearly every value is a `Message`; boxing it would add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pulled {
     /// A message to run.
     Message(jetstream::Message),

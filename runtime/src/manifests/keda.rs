@@ -1,0 +1,60 @@
+//! The KEDA `ScaledObject` of a workload: one `nats-jetstream` trigger per function.
+//!
+//! KEDA reads `GET /jsz?acc=<account>&config=true&consumers=true` from the NATS monitoring port
+//! and takes a consumer's lag as `num_pending + num_ack_pending`: messages not yet delivered plus
+//! messages delivered but not yet acknowledged. It asks for `ceil(lag / lagThreshold)` replicas
+//! (between `minReplicaCount` and `maxReplicaCount`), the most any trigger asks for.
+//!
+//! `lagThreshold` is the function's `max_workers`: one pod runs that many handlers at once and
+//! holds about that many unacknowledged messages, so one pod is asked for each `max_workers`
+//! messages of lag. `activationLagThreshold` is `0`: any lag wakes a Deployment at zero replicas.
+
+use serde_json::{json, Value};
+
+use super::{kubernetes_name, metadata, Function, Options, Workload};
+
+/// The lag one pod of `function` is sized for.
+pub(super) fn lag_threshold(function: &Function) -> u32 {
+    function.max_workers
+}
+
+/// Scales the workload's Deployment between 0 and `--max-replicas` on its functions' lag; one
+/// replica when KEDA cannot read the lag (`fallback`).
+pub(super) fn scaled_object(options: &Options, w: &Workload) -> Value {
+    let triggers: Vec<Value> = w
+        .functions
+        .iter()
+        .map(|function| {
+            json!({
+                "type": "nats-jetstream",
+                "name": kubernetes_name(&function.name),
+                "metadata": {
+                    "natsServerMonitoringEndpoint": options.monitoring_endpoint,
+                    "account": options.account,
+                    "stream": function.stream,
+                    "consumer": function.name,
+                    "lagThreshold": lag_threshold(function).to_string(),
+                    "activationLagThreshold": "0",
+                },
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata(options, &w.name, json!({
+            "app.kubernetes.io/name": options.app,
+            "app.kubernetes.io/managed-by": "jetfn",
+            "app.kubernetes.io/instance": w.name,
+        })),
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": w.name },
+            "minReplicaCount": 0,
+            "maxReplicaCount": options.max_replicas,
+            "pollingInterval": 15,
+            "cooldownPeriod": 300,
+            "fallback": { "failureThreshold": 3, "replicas": 1 },
+            "triggers": triggers,
+        },
+    })
+}
