@@ -397,3 +397,99 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
         reserve.2
     );
 }
+
+fn spawn_shop(url: &str, addr: SocketAddr) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(BINARY);
+    command
+        .env("NATS_URL", url)
+        .env("JETFN_HTTP_ADDR", addr.to_string())
+        .env_remove("JETFN_FUNCTIONS")
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
+        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..200ms")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    // What a killed process held is redelivered after ack_wait: keep it short here.
+    for function in [
+        "AUDIT_LOG",
+        "CHARGE_PAYMENT",
+        "RESERVE_INVENTORY",
+        "SEND_NOTIFICATION",
+    ] {
+        command.env(format!("JETFN__FUNCTIONS__{function}__ACK_WAIT"), "2s");
+    }
+    command.spawn().expect("spawn")
+}
+
+#[tokio::test]
+async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() {
+    let server = NatsServer::start();
+    let js = async_nats::jetstream::new(server.client().await);
+    let addr = free_addr();
+    let mut first = spawn_shop(&server.url(), addr);
+    assert!(
+        eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/ready").await, Ok((200, _)))
+        })
+        .await
+    );
+
+    const ORDERS: u64 = 300;
+    for n in 0..ORDERS {
+        let order = serde_json::to_vec(&sample_order(n)).expect("JSON");
+        js.publish(subjects::ORDER_CREATED, order.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let count = |subject: &'static str| {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream("SHOP").await.expect("stream");
+            let counts: Vec<_> = stream
+                .info_with_subjects(subject)
+                .await
+                .expect("info")
+                .collect()
+                .await;
+            counts
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|(_, n)| n as u64)
+                .sum::<u64>()
+        }
+    };
+    // Kill -9 mid-flow.
+    assert!(
+        eventually(PATIENCE, || async {
+            count(subjects::NOTIFICATION_SENT).await >= 30
+        })
+        .await
+    );
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("killed");
+    let at_kill = count(subjects::NOTIFICATION_SENT).await;
+
+    let mut second = spawn_shop(&server.url(), addr);
+    assert!(
+        eventually(PATIENCE * 2, || async {
+            count(subjects::NOTIFICATION_SENT).await == ORDERS
+        })
+        .await,
+        "every order notified after the restart: {} of {ORDERS}",
+        count(subjects::NOTIFICATION_SENT).await
+    );
+    println!("kill -9: killed after {at_kill} of {ORDERS} orders; all {ORDERS} completed after the restart");
+    assert_eq!(
+        count(subjects::INVENTORY_RESERVED).await,
+        ORDERS,
+        "outputs stored once"
+    );
+    assert_eq!(
+        count(subjects::PAYMENT_COMPLETED).await,
+        ORDERS,
+        "outputs stored once"
+    );
+    second.start_kill().expect("kill");
+}
