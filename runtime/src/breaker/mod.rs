@@ -34,6 +34,19 @@ pub enum Admission {
     WaitForTrial,
 }
 
+/// What the consumer loop should pull, as the breaker stands (no state change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Closed: pull for every free worker.
+    Flow,
+    /// The cool-down is over: pull one message, the trial.
+    Trial,
+    /// Open: pull nothing until then.
+    Paused(Instant),
+    /// The trial is running: pull nothing until it ends.
+    TrialRunning,
+}
+
 /// A state change worth acting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -77,11 +90,21 @@ impl Breaker {
         }
     }
 
-    /// When the breaker is open: the end of its cool-down.
-    pub fn open_until(&self) -> Option<Instant> {
+    /// What to pull at `now`.
+    pub fn gate(&self, now: Instant) -> Gate {
         match self.state {
-            State::Open { until } => Some(until),
-            _ => None,
+            State::Closed { .. } => Gate::Flow,
+            State::Open { until } if now >= until => Gate::Trial,
+            State::Open { until } => Gate::Paused(until),
+            State::HalfOpen => Gate::TrialRunning,
+        }
+    }
+
+    /// The trial ended with an outcome that says nothing about the dependency (a permanent or
+    /// decode error): let another message be the trial.
+    pub fn release_trial(&mut self, now: Instant) {
+        if self.state == State::HalfOpen {
+            self.state = State::Open { until: now };
         }
     }
 
@@ -195,6 +218,46 @@ mod tests {
         );
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(breaker.admit(Instant::now()), Admission::Go);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_follows_the_state_without_changing_it() {
+        let mut breaker = Breaker::new(1, COOLDOWN);
+        let start = Instant::now();
+        assert_eq!(breaker.gate(start), Gate::Flow);
+        breaker.record(false, start);
+        assert_eq!(breaker.gate(start), Gate::Paused(start + COOLDOWN));
+        tokio::time::advance(COOLDOWN).await;
+        assert_eq!(breaker.gate(Instant::now()), Gate::Trial);
+        assert_eq!(
+            breaker.gate(Instant::now()),
+            Gate::Trial,
+            "gate() changes nothing"
+        );
+        assert_eq!(breaker.admit(Instant::now()), Admission::Go);
+        assert_eq!(breaker.gate(Instant::now()), Gate::TrialRunning);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_that_proves_nothing_makes_way_for_another() {
+        let mut breaker = Breaker::new(1, COOLDOWN);
+        breaker.record(false, Instant::now());
+        tokio::time::advance(COOLDOWN).await;
+        assert_eq!(breaker.admit(Instant::now()), Admission::Go);
+        breaker.release_trial(Instant::now());
+        assert_eq!(breaker.gate(Instant::now()), Gate::Trial);
+        assert_eq!(
+            breaker.admit(Instant::now()),
+            Admission::Go,
+            "a new trial at once"
+        );
+        breaker.release_trial(Instant::now());
+        breaker.record(true, Instant::now());
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "a released trial's late result changes nothing"
+        );
     }
 
     #[tokio::test(start_paused = true)]

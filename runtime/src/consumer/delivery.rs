@@ -21,7 +21,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::breaker::{Admission, Breaker, Transition};
+use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
@@ -145,13 +145,12 @@ impl Deliverer {
         metrics.duration.observe(started.elapsed().as_secs_f64());
         metrics.in_flight.dec();
         match &result {
-            Ok(()) => self.record(true),
+            Ok(()) => self.record(Some(true)),
             Err(failure) => {
                 telemetry::record_failure(span);
                 tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
-                if failure.is_retryable() {
-                    self.record(false);
-                }
+                // Permanent and decode errors are about the message, not the dependency.
+                self.record(failure.is_retryable().then_some(false));
             }
         }
         let verdict = policy::decide(
@@ -216,8 +215,15 @@ impl Deliverer {
         }
     }
 
-    /// May another message start now? (Turns an open breaker whose cool-down has passed
-    /// half-open.)
+    /// What the loop should pull now.
+    pub(crate) fn gate(&self) -> Gate {
+        self.breaker
+            .lock()
+            .map_or(Gate::Flow, |breaker| breaker.gate(Instant::now()))
+    }
+
+    /// May this just-arrived message start? (Turns an open breaker whose cool-down has passed
+    /// half-open, with this message as the trial.)
     pub(crate) fn admit(&self) -> Admission {
         let Ok(mut breaker) = self.breaker.lock() else {
             return Admission::Go;
@@ -227,13 +233,14 @@ impl Deliverer {
         admission
     }
 
-    /// When the breaker is open: until when.
-    pub(crate) fn open_until(&self) -> Option<Instant> {
-        self.breaker.lock().ok()?.open_until()
-    }
-
-    fn record(&self, success: bool) {
+    /// Records a run for the breaker: `Some(success)`, or `None` when the outcome says nothing
+    /// about the dependency.
+    fn record(&self, success: Option<bool>) {
         let Ok(mut breaker) = self.breaker.lock() else {
+            return;
+        };
+        let Some(success) = success else {
+            breaker.release_trial(Instant::now());
             return;
         };
         match breaker.record(success, Instant::now()) {

@@ -22,12 +22,15 @@ use pull::{Pulled, Puller};
 use workers::Workers;
 
 use crate::autoscale::{self, Autoscaler, Observation};
-use crate::breaker::Admission;
+use crate::breaker::{Admission, Gate};
 use crate::dlq::advisory;
 use crate::state::FunctionState;
 
 /// How often a waiting loop looks whether the half-open trial has finished.
 const TRIAL_POLL: Duration = Duration::from_millis(20);
+
+/// How long a message that arrives during the half-open trial is handed back for.
+const TRIAL_DEFER: Duration = Duration::from_secs(1);
 
 /// The longest pause between two attempts to bind a function.
 const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
@@ -100,9 +103,10 @@ pub(crate) async fn run(runner: Runner) {
         let mut paused_until = None;
         loop {
             while tasks.try_join_next().is_some() {}
-            match deliverer.admit() {
-                Admission::Go => {}
-                Admission::WaitUntil(until) => {
+            let wanted = match deliverer.gate() {
+                Gate::Flow => workers.free(),
+                Gate::Trial => workers.free().min(1),
+                Gate::Paused(until) => {
                     if paused_until != Some(until) {
                         pause_on_server(&js, &bound.stream, &state.config.name, until).await;
                         paused_until = Some(until);
@@ -112,20 +116,19 @@ pub(crate) async fn run(runner: Runner) {
                         () = tokio::time::sleep_until(until) => continue,
                     }
                 }
-                Admission::WaitForTrial => {
+                Gate::TrialRunning => {
                     tokio::select! {
                         () = cancel.cancelled() => break,
                         () = tokio::time::sleep(TRIAL_POLL) => continue,
                     }
                 }
-            }
+            };
             if connections.has_changed().unwrap_or(false) {
                 connections.mark_unchanged();
                 puller.reset();
             }
-            let free = workers.free();
-            if free > 0 {
-                if let Err(error) = puller.request_up_to(free).await {
+            if wanted > 0 {
+                if let Err(error) = puller.request_up_to(wanted).await {
                     tracing::debug!(function = %state.config.name, %error, "pull request not sent");
                     if !backoff_pause(&cancel, Duration::from_millis(200)).await {
                         break;
@@ -141,9 +144,15 @@ pub(crate) async fn run(runner: Runner) {
             };
             match pulled {
                 Some(Pulled::Message(message)) => {
-                    if let Some(until) = deliverer.open_until() {
-                        // The breaker opened while this message was on its way.
-                        let delay = until.saturating_duration_since(tokio::time::Instant::now());
+                    // The breaker may have opened while this message was on its way.
+                    let delay = match deliverer.admit() {
+                        Admission::Go => None,
+                        Admission::WaitUntil(until) => {
+                            Some(until.saturating_duration_since(tokio::time::Instant::now()))
+                        }
+                        Admission::WaitForTrial => Some(TRIAL_DEFER),
+                    };
+                    if let Some(delay) = delay {
                         deliverer
                             .settle(&message, Outcome::Deferred { delay })
                             .await;
