@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: format, lints (warnings denied), unit, UI (trybuild),
-# doc and integration tests against a real nats-server (installed into .tools/ when missing).
+# doc and integration tests against a real nats-server (installed into .tools/ when missing),
+# and the offline checks of deploy/ (scripts/validate-deploy.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,6 +17,11 @@ cargo fmt --all --check
 
 echo "==> cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "==> deploy/: Dockerfile, manifests and compose stack, checked offline"
+# The same build of the binary that the tests use, so nothing is compiled twice.
+cargo build --workspace --all-features --locked --bin functions
+JETFN_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/functions" ./scripts/validate-deploy.sh
 
 echo "==> cargo test"
 cargo test --workspace --all-features --locked

@@ -154,13 +154,10 @@ fn dlq(mut config: Config, registry: &Registry, command: DlqCommand) -> ExitCode
         Err(error) => return config_error(error),
     };
     let result = block_on(async {
-        let client = tokio::time::timeout(
-            Duration::from_secs(10),
-            async_nats::ConnectOptions::new().connect(config.nats.urls.clone()),
-        )
-        .await
-        .map_err(|_| "NATS did not answer within 10s".to_owned())?
-        .map_err(|e| format!("cannot connect to NATS: {e}"))?;
+        // With the configured credentials and TLS, like every other connection.
+        let client = crate::nats::connect_once(&config.nats, "jetfn-dlq", Duration::from_secs(10))
+            .await
+            .map_err(|e| e.to_string())?;
         let js = async_nats::jetstream::new(client.clone());
         let outcome = match command {
             DlqCommand::List { .. } => crate::dlq::list(&js, &dlq_subject, None)

@@ -112,7 +112,7 @@ static DRAIN_DONE: AtomicUsize = AtomicUsize::new(0);
 )]
 async fn short_job(_ctx: Context, _event: Event<serde_json::Value>) -> Result<(), HandlerError> {
     DRAIN_STARTED.fetch_add(1, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     DRAIN_DONE.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
@@ -145,6 +145,7 @@ async fn shutdown_turns_unready_at_once_and_drains_in_flight_handlers() {
         DRAIN_STARTED.load(Ordering::SeqCst)
     );
     let in_flight = N - DRAIN_DONE.load(Ordering::SeqCst);
+    assert!(in_flight > 0, "handlers in flight at the signal");
 
     let signal = Instant::now();
     runtime.shutdown();

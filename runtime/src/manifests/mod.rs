@@ -107,6 +107,8 @@ pub(crate) struct Workload {
 /// The manifests cannot be rendered from these functions and flags.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ManifestError {
+    #[error("no function is selected")]
+    NoFunctions,
     #[error("function `{function}`: no stream name can be derived from subject `{subject}`; set the function's `stream`")]
     NoStream { function: String, subject: String },
     #[error("--group {0:?}: expected NAME=FUNCTION[,FUNCTION...]")]
@@ -202,6 +204,9 @@ pub(crate) fn render(
     functions: &[Function],
     groups: &[String],
 ) -> Result<String, ManifestError> {
+    if functions.is_empty() {
+        return Err(ManifestError::NoFunctions);
+    }
     check_name("--app", &options.app)?;
     let workloads = plan(&options.app, functions, groups)?;
     let mut objects = vec![

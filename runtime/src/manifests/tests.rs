@@ -129,6 +129,14 @@ fn bad_groups_are_errors_naming_the_problem() {
 }
 
 #[test]
+fn nothing_selected_renders_nothing() {
+    assert_eq!(
+        render(&options(), &[], &[]),
+        Err(ManifestError::NoFunctions)
+    );
+}
+
+#[test]
 fn names_must_be_kubernetes_labels() {
     for good in ["shop", "a", "shop-2", "a-b-c"] {
         assert!(check_name("x", good).is_ok(), "{good}");
