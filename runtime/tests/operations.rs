@@ -73,9 +73,10 @@ async fn a_burst_scales_workers_up_and_idleness_scales_them_back() {
         at_max.as_secs_f64() * 1000.0,
         total.as_secs_f64()
     );
+    // One worker does at most 50 of these a second; scaled out, the pod must do far more.
     assert!(
-        late_rate > early_rate * 2.0,
-        "throughput rose with the workers"
+        late_rate > 150.0,
+        "throughput rose with the workers: {late_rate:.0} msg/s"
     );
     assert!(
         eventually(PATIENCE, || async {
