@@ -7,7 +7,12 @@
 //! 1. Throughput: N messages of 128 bytes of JSON are stored in stream `BENCH` once; then, runs
 //!    times, alternately, (a) a fresh durable pull consumer read with `messages()` and acked one by
 //!    one with raw async-nats, and (b) the jetfn runtime with a no-op handler on a fresh durable.
-//!    Each run's rate is printed, then the medians and their ratio.
+//!    Each run's rate is printed, then the medians and their ratio. Raw is timed from its first
+//!    pull, jetfn from its first handler run (the time from `start()` to it, connecting and
+//!    binding, is printed apart), both until N messages are handled and the server has no ack
+//!    pending. Each line also gives this process's CPU time per message and, for jetfn, its
+//!    `jetfn_workers` gauge at the end; a pause of 2 s or more without a handler run is reported
+//!    with the consumer's state.
 //! 2. Latency: publish-to-handler latency at a fixed publish rate, jetfn then raw async-nats.
 //!
 //! Without `--bench` (that is, under `cargo test`) it does a small smoke run and checks the
@@ -23,6 +28,8 @@
 //! | `JETFN_BENCH_RATE` | `--rate N` | latency publish rate, msg/s | 2000 / 2000 |
 //! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | the jetfn function's `max_workers` | runtime default |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
+//! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__MIN_WORKERS=64` | none |
+//! | `JETFN_BENCH_ONLY` | `--only raw\|jetfn` | run one side of the throughput comparison (profiling) | both |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -31,7 +38,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use jetfn::testing::NatsServer;
-use jetfn::{event_handler, Config, Context, Event, HandlerError, Registry, Runtime, RuntimeHandle};
+use jetfn::{
+    event_handler, Config, Context, Event, HandlerError, Registry, Runtime, RuntimeHandle,
+};
 use serde::Deserialize;
 use tokio::time::MissedTickBehavior;
 
@@ -57,9 +66,13 @@ static HANDLED: AtomicU64 = AtomicU64::new(0);
 static FIRST_HANDLED: AtomicU64 = AtomicU64::new(0);
 
 #[event_handler(subject = "bench.events", stream = "BENCH", max_ack_pending = 20000)]
-async fn bench_noop(_ctx: Context, _event: Event<serde::de::IgnoredAny>) -> Result<(), HandlerError> {
+async fn bench_noop(
+    _ctx: Context,
+    _event: Event<serde::de::IgnoredAny>,
+) -> Result<(), HandlerError> {
     if FIRST_HANDLED.load(Ordering::Relaxed) == 0 {
-        let _ = FIRST_HANDLED.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ =
+            FIRST_HANDLED.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
     }
     HANDLED.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -92,6 +105,15 @@ struct Settings {
     rate: u64,
     max_workers: Option<u32>,
     max_ack_pending: u32,
+    only: Option<Contender>,
+    extra: Vec<(String, String)>,
+}
+
+/// One side of the throughput comparison, to run alone (for profiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    Raw,
+    Jetfn,
 }
 
 impl Settings {
@@ -109,6 +131,8 @@ impl Settings {
                 rate: 2_000,
                 max_workers: None,
                 max_ack_pending: 20_000,
+                only: None,
+                extra: Vec::new(),
             }
         } else {
             Self {
@@ -119,6 +143,8 @@ impl Settings {
                 rate: 2_000,
                 max_workers: None,
                 max_ack_pending: 20_000,
+                only: None,
+                extra: Vec::new(),
             }
         };
         let knob = |env: &str, arg: &str| -> Option<String> {
@@ -152,7 +178,27 @@ impl Settings {
         if let Some(v) = knob("JETFN_BENCH_MAX_ACK_PENDING", "--max-ack-pending") {
             settings.max_ack_pending = number("JETFN_BENCH_MAX_ACK_PENDING", v);
         }
-        assert!(settings.messages > 0, "JETFN_BENCH_MESSAGES must be above 0");
+        if let Some(v) = knob("JETFN_BENCH_CONFIG", "--config") {
+            settings.extra = v
+                .split(',')
+                .filter(|pair| !pair.trim().is_empty())
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, value)) => (key.trim().to_owned(), value.trim().to_owned()),
+                    None => panic!("JETFN_BENCH_CONFIG: expected KEY=VALUE, got {pair:?}"),
+                })
+                .collect();
+        }
+        if let Some(v) = knob("JETFN_BENCH_ONLY", "--only") {
+            settings.only = match v.as_str() {
+                "raw" => Some(Contender::Raw),
+                "jetfn" => Some(Contender::Jetfn),
+                _ => panic!("JETFN_BENCH_ONLY: expected `raw` or `jetfn`, got {v:?}"),
+            };
+        }
+        assert!(
+            settings.messages > 0,
+            "JETFN_BENCH_MESSAGES must be above 0"
+        );
         assert!(settings.runs > 0, "JETFN_BENCH_RUNS must be above 0");
         assert!(settings.rate > 0, "JETFN_BENCH_RATE must be above 0");
         settings
@@ -186,7 +232,11 @@ async fn bench(settings: Settings) {
     let url = server.url();
     let control = server.client().await;
     let js = jetstream::new(control.clone());
-    let mode = if settings.full { "full" } else { "smoke (no --bench)" };
+    let mode = if settings.full {
+        "full"
+    } else {
+        "smoke (no --bench)"
+    };
     println!("jetfn throughput benchmark, {mode}: {settings:?}");
     println!("nats-server at {url}");
 
@@ -203,7 +253,10 @@ async fn bench(settings: Settings) {
         .expect("bench stream info")
         .state
         .messages;
-    assert_eq!(stored, settings.messages, "the stream holds every published message");
+    assert_eq!(
+        stored, settings.messages,
+        "the stream holds every published message"
+    );
     let elapsed = started.elapsed();
     println!(
         "published {} x {PAYLOAD_BYTES} B in {:.2} s ({:.0} msg/s)",
@@ -217,24 +270,33 @@ async fn bench(settings: Settings) {
     let mut jetfn_rates = Vec::new();
     let mut jetfn_cold_rates = Vec::new();
     for run in 1..=settings.runs {
-        let raw = raw_throughput(&url, &js, &settings, run).await;
-        println!(
-            "run {run}: raw async-nats {:>9.0} msg/s ({:.3} s from the first pull)",
-            rate(settings.messages, raw),
-            raw.as_secs_f64()
-        );
-        raw_rates.push(rate(settings.messages, raw));
-        let jetfn = jetfn_throughput(&url, &js, &settings, &overrides).await;
-        println!(
-            "run {run}: jetfn        {:>9.0} msg/s ({:.3} s from the first handler run; \
-             with the {:.1} ms from start() to it: {:.0} msg/s)",
-            rate(settings.messages, jetfn.steady),
-            jetfn.steady.as_secs_f64(),
-            jetfn.startup.as_secs_f64() * 1e3,
-            rate(settings.messages, jetfn.startup + jetfn.steady),
-        );
-        jetfn_rates.push(rate(settings.messages, jetfn.steady));
-        jetfn_cold_rates.push(rate(settings.messages, jetfn.startup + jetfn.steady));
+        if settings.only != Some(Contender::Jetfn) {
+            let cpu = process_cpu();
+            let raw = raw_throughput(&url, &js, &settings, run).await;
+            println!(
+                "run {run}: raw async-nats {:>9.0} msg/s ({:.3} s from the first pull; {})",
+                rate(settings.messages, raw),
+                raw.as_secs_f64(),
+                cpu_per_message(cpu, settings.messages)
+            );
+            raw_rates.push(rate(settings.messages, raw));
+        }
+        if settings.only != Some(Contender::Raw) {
+            let cpu = process_cpu();
+            let jetfn = jetfn_throughput(&url, &js, &settings, &overrides).await;
+            println!(
+                "run {run}: jetfn        {:>9.0} msg/s ({:.3} s from the first handler run; {}; \
+                 workers at the end: {}; with the {:.1} ms from start() to it: {:.0} msg/s)",
+                rate(settings.messages, jetfn.steady),
+                jetfn.steady.as_secs_f64(),
+                cpu_per_message(cpu, settings.messages),
+                jetfn.workers.as_deref().unwrap_or("n/a"),
+                jetfn.startup.as_secs_f64() * 1e3,
+                rate(settings.messages, jetfn.startup + jetfn.steady),
+            );
+            jetfn_rates.push(rate(settings.messages, jetfn.steady));
+            jetfn_cold_rates.push(rate(settings.messages, jetfn.startup + jetfn.steady));
+        }
     }
     let raw_median = median(&mut raw_rates);
     let jetfn_median = median(&mut jetfn_rates);
@@ -285,7 +347,12 @@ async fn bench(settings: Settings) {
 
 /// (a) A fresh durable pull consumer, `messages()`, one `ack()` per message; from the first
 /// pull to the server having no ack pending.
-async fn raw_throughput(url: &str, control: &jetstream::Context, settings: &Settings, run: usize) -> Duration {
+async fn raw_throughput(
+    url: &str,
+    control: &jetstream::Context,
+    settings: &Settings,
+    run: usize,
+) -> Duration {
     let client = async_nats::connect(url).await.expect("connect");
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(BENCH_STREAM).await.expect("bench stream");
@@ -322,7 +389,10 @@ async fn raw_throughput(url: &str, control: &jetstream::Context, settings: &Sett
     let elapsed = tokio::time::timeout(settings.patience(settings.messages), work)
         .await
         .expect("raw run did not finish in time");
-    stream.delete_consumer(&durable).await.expect("delete raw consumer");
+    stream
+        .delete_consumer(&durable)
+        .await
+        .expect("delete raw consumer");
     elapsed
 }
 
@@ -336,6 +406,7 @@ fn jetfn_overrides(settings: &Settings) -> Vec<(String, String)> {
             vars.push((key("MAX_WORKERS"), workers.to_string()));
         }
     }
+    vars.extend(settings.extra.iter().cloned());
     vars
 }
 
@@ -355,6 +426,8 @@ async fn start_runtime(url: &str, function: &str, overrides: &[(String, String)]
 
 /// One jetfn throughput run.
 struct JetfnRun {
+    /// The function's `jetfn_workers` gauge at the end of the run, from `/metrics`.
+    workers: Option<String>,
     /// From `start()` to the first handler run: connecting and binding.
     startup: Duration,
     /// From the first handler run to N handled and no ack pending.
@@ -373,24 +446,30 @@ async fn jetfn_throughput(
     let started = now_nanos();
     let handle = start_runtime(url, NOOP, overrides).await;
     let work = async {
-        let mut last = (0, Instant::now());
-        let mut stalls = 0;
+        // (handled, when that count was reached, whether this pause was reported)
+        let mut last = (0, Instant::now(), false);
+        let mut stalled = Duration::ZERO;
         loop {
             let handled = HANDLED.load(Ordering::Relaxed);
             if handled >= settings.messages {
                 break;
             }
             if handled != last.0 {
-                last = (handled, Instant::now());
-            } else if last.1.elapsed() >= STALL && handled > 0 {
-                stalls += 1;
+                if last.2 {
+                    stalled += last.1.elapsed();
+                }
+                last = (handled, Instant::now(), false);
+            } else if !last.2 && handled > 0 && last.1.elapsed() >= STALL {
                 report_stall(control, handled, last.1.elapsed()).await;
-                last.1 = Instant::now();
+                last.2 = true;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        if stalls > 0 {
-            println!("       jetfn made no progress for {stalls} x {STALL:?} in this run");
+        if last.2 {
+            stalled += last.1.elapsed();
+        }
+        if !stalled.is_zero() {
+            println!("       jetfn handled nothing for {stalled:.1?} in total during this run");
         }
         wait_all_acked(control, BENCH_STREAM, NOOP).await;
         now_nanos()
@@ -404,9 +483,13 @@ async fn jetfn_throughput(
                 settings.messages
             )
         });
+    let workers = workers_gauge(&handle, NOOP).await;
     handle.stop().await;
     let handled = HANDLED.load(Ordering::SeqCst);
-    assert_eq!(handled, settings.messages, "every message handled exactly once");
+    assert_eq!(
+        handled, settings.messages,
+        "every message handled exactly once"
+    );
     let first = FIRST_HANDLED.load(Ordering::SeqCst);
     control
         .get_stream(BENCH_STREAM)
@@ -416,6 +499,7 @@ async fn jetfn_throughput(
         .await
         .expect("delete the jetfn durable");
     JetfnRun {
+        workers,
         startup: Duration::from_nanos(first.saturating_sub(started)),
         steady: Duration::from_nanos(finished.saturating_sub(first)),
     }
@@ -452,6 +536,17 @@ async fn report_stall(control: &jetstream::Context, handled: u64, idle: Duration
     }
 }
 
+/// The `jetfn_workers` gauge of `function`, read from the runtime's `/metrics`.
+async fn workers_gauge(handle: &RuntimeHandle, function: &str) -> Option<String> {
+    let (_, body) = jetfn::testing::http_get(handle.http_addr(), "/metrics")
+        .await
+        .ok()?;
+    body.lines()
+        .find(|line| line.starts_with("jetfn_workers{") && line.contains(function))
+        .and_then(|line| line.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
 /// Polls the consumer until nothing is pending or unacknowledged.
 async fn wait_all_acked(js: &jetstream::Context, stream: &str, durable: &str) {
     let mut consumer: consumer::PullConsumer = js
@@ -481,7 +576,10 @@ async fn jetfn_latency(url: &str, control: &jetstream::Context, settings: &Setti
         latencies.reserve(capacity);
     }
     let handle = start_runtime(url, LATENCY, &jetfn_overrides(settings)).await;
-    assert!(handle.wait_ready(Duration::from_secs(20)).await, "runtime not ready");
+    assert!(
+        handle.wait_ready(Duration::from_secs(20)).await,
+        "runtime not ready"
+    );
     let publisher = async_nats::connect(url).await.expect("connect");
     let done = async {
         paced_publish(&publisher, LAT_JETFN_SUBJECT, settings).await;
@@ -490,12 +588,19 @@ async fn jetfn_latency(url: &str, control: &jetstream::Context, settings: &Setti
         }
         wait_all_acked(control, LAT_STREAM, LATENCY).await;
     };
-    tokio::time::timeout(settings.patience(settings.latency_messages) + pacing(settings), done)
-        .await
-        .expect("jetfn latency phase did not finish in time");
+    tokio::time::timeout(
+        settings.patience(settings.latency_messages) + pacing(settings),
+        done,
+    )
+    .await
+    .expect("jetfn latency phase did not finish in time");
     handle.stop().await;
     let samples = std::mem::take(&mut *LATENCIES.lock().expect("latencies lock"));
-    assert_eq!(samples.len(), capacity, "every latency probe handled exactly once");
+    assert_eq!(
+        samples.len(),
+        capacity,
+        "every latency probe handled exactly once"
+    );
     Latencies::new(samples)
 }
 
@@ -541,10 +646,16 @@ async fn raw_latency(url: &str, control: &jetstream::Context, settings: &Setting
         wait_all_acked(control, LAT_STREAM, durable).await;
         samples
     };
-    let samples = tokio::time::timeout(settings.patience(settings.latency_messages) + pacing(settings), done)
+    let samples = tokio::time::timeout(
+        settings.patience(settings.latency_messages) + pacing(settings),
+        done,
+    )
+    .await
+    .expect("raw latency phase did not finish in time");
+    stream
+        .delete_consumer(durable)
         .await
-        .expect("raw latency phase did not finish in time");
-    stream.delete_consumer(durable).await.expect("delete raw latency consumer");
+        .expect("delete raw latency consumer");
     Latencies::new(samples)
 }
 
@@ -562,7 +673,10 @@ async fn paced_publish(client: &async_nats::Client, subject: &'static str, setti
     for _ in 0..settings.latency_messages {
         ticks.tick().await;
         let payload = stamp_payload(now_nanos());
-        client.publish(subject, payload.into()).await.expect("publish");
+        client
+            .publish(subject, payload.into())
+            .await
+            .expect("publish");
     }
     client.flush().await.expect("flush");
 }
@@ -620,6 +734,26 @@ fn now_nanos() -> u64 {
     u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
+/// This process's CPU time (all threads, user + system), when `/proc/self/stat` tells it.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every mainstream Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time of this process spent since `before`, per message, as text.
+fn cpu_per_message(before: Option<Duration>, messages: u64) -> String {
+    match (before, process_cpu()) {
+        (Some(before), Some(after)) => format!(
+            "{:.1} us client CPU/msg",
+            after.saturating_sub(before).as_secs_f64() * 1e6 / messages as f64
+        ),
+        _ => "client CPU n/a".to_owned(),
+    }
+}
+
 async fn create_stream(js: &jetstream::Context, name: &str, subjects: &str) {
     js.create_stream(stream::Config {
         name: name.to_owned(),
@@ -660,7 +794,10 @@ async fn publish_fixed(js: &jetstream::Context, subject: &'static str, count: u6
             .expect("publish");
         acks.push(ack);
         if acks.len() as u64 == BATCH || id + 1 == count {
-            for ack in futures::future::join_all(acks.drain(..).map(std::future::IntoFuture::into_future)).await {
+            for ack in
+                futures::future::join_all(acks.drain(..).map(std::future::IntoFuture::into_future))
+                    .await
+            {
                 ack.expect("publish ack");
             }
         }
@@ -672,6 +809,9 @@ fn rate(messages: u64, elapsed: Duration) -> f64 {
 }
 
 fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
     if values.len() % 2 == 1 {
