@@ -1,10 +1,11 @@
 //! The worker-count controller of one function, between `min_workers` and `max_workers`.
 //!
 //! Every tick it looks at the busy workers and the backlog (the consumer's `num_pending`):
-//! - all workers busy and a backlog waiting: double the workers (at most `max_workers`), so a
-//!   burst reaches `max_workers` in a few ticks;
-//! - fewer than half the workers busy for [`SCALE_DOWN_AFTER`]: halve them (never below the busy
-//!   count or `min_workers`), one step per period.
+//! - a backlog of at least one message per worker, or every worker busy with a backlog waiting:
+//!   double the workers (at most `max_workers`), so a burst reaches `max_workers` in a few ticks.
+//!   (Short handlers are rarely caught busy by a snapshot; the backlog is what shows they lag.)
+//! - no backlog and fewer than half the workers busy for [`SCALE_DOWN_AFTER`]: halve them (never
+//!   below the busy count or `min_workers`), one step per period.
 
 use std::time::Duration;
 
@@ -52,10 +53,15 @@ impl Autoscaler {
 
     /// Takes one observation at `now`; returns the worker count to use.
     pub fn observe(&mut self, seen: Observation, now: Instant) -> u32 {
-        if seen.busy >= self.current && seen.backlog > 0 {
+        let lagging = seen.backlog >= u64::from(self.current)
+            || (seen.busy >= self.current && seen.backlog > 0);
+        if lagging {
             self.current = self.current.saturating_mul(2).min(self.max);
             self.idle_since = None;
-        } else if seen.busy.saturating_mul(2) < self.current && self.current > self.min {
+        } else if seen.backlog == 0
+            && seen.busy.saturating_mul(2) < self.current
+            && self.current > self.min
+        {
             let since = *self.idle_since.get_or_insert(now);
             if now.duration_since(since) >= SCALE_DOWN_AFTER {
                 self.current = (self.current / 2).max(seen.busy).max(self.min);
@@ -89,14 +95,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn no_backlog_means_no_growth() {
+    async fn growth_needs_a_backlog_worth_the_workers() {
         let mut scaler = Autoscaler::new(2, 16);
-        assert_eq!(scaler.observe(busy(2, 0), Instant::now()), 2);
         assert_eq!(
-            scaler.observe(busy(1, 100), Instant::now()),
+            scaler.observe(busy(2, 0), Instant::now()),
             2,
-            "a free worker: no growth"
+            "no backlog: no growth"
         );
+        assert_eq!(
+            scaler.observe(busy(1, 1), Instant::now()),
+            2,
+            "a free worker, one waiting"
+        );
+        assert_eq!(
+            scaler.observe(busy(0, 100), Instant::now()),
+            4,
+            "never seen busy, but lagging"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_holds_the_workers_up() {
+        let mut scaler = Autoscaler::new(1, 16);
+        while scaler.current() < 16 {
+            scaler.observe(busy(0, 1000), Instant::now());
+        }
+        for _ in 0..100 {
+            tokio::time::advance(TICK).await;
+            assert_eq!(
+                scaler.observe(busy(0, 3), Instant::now()),
+                16,
+                "backlog left: no step down"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,8 +27,10 @@ pub(crate) async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100u64 << attempts.min(6)).min(5_000))
+        // No delay before the first attempt (a cold start from zero), then 200 ms doubling to 5 s.
+        .reconnect_delay_callback(|attempts| match attempts {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_millis((100u64 << n.min(6)).min(5_000)),
         });
     let connected = metrics.nats_connected.clone();
     options = options.event_callback(move |event| {

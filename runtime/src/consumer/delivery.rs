@@ -25,7 +25,7 @@ use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
-use crate::handler::{Context, EventMeta};
+use crate::handler::{Context, EventMeta, HandlerError};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry;
@@ -269,20 +269,26 @@ impl Deliverer {
             Ok(future) => AssertUnwindSafe(future).catch_unwind(),
             Err(panic) => return Err(Failure::Panic(panic_message(panic.as_ref()))),
         };
+        let outcome = |result: Result<Result<(), HandlerError>, Box<dyn std::any::Any + Send>>| {
+            match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(Failure::Handler(error)),
+                Err(panic) => Err(Failure::Panic(panic_message(panic.as_ref()))),
+            }
+        };
+        let mut future = std::pin::pin!(future);
+        // Most handlers that do no I/O finish on their first poll: no timers for them.
+        if let Some(result) = (&mut future).now_or_never() {
+            return outcome(result);
+        }
         let timeout = self.config().timeout;
         let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
         let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
         let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(future, deadline);
+        tokio::pin!(deadline);
         loop {
             tokio::select! {
-                result = &mut future => {
-                    return match result {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(error)) => Err(Failure::Handler(error)),
-                        Err(panic) => Err(Failure::Panic(panic_message(panic.as_ref()))),
-                    };
-                }
+                result = &mut future => return outcome(result),
                 () = &mut deadline => return Err(Failure::Timeout(timeout)),
                 _ = progress.tick() => {
                     if let Err(error) = message.ack_with(AckKind::Progress).await {

@@ -160,10 +160,12 @@ pub(crate) async fn run(runner: Runner) {
                     }
                     let deliverer = deliverer.clone();
                     let busy = workers.start();
-                    tasks.spawn(async move {
+                    // Boxed: the delivery future is kilobytes; moving it into the task per message
+                    // costs more than one allocation.
+                    tasks.spawn(Box::pin(async move {
                         deliverer.deliver(message).await;
                         drop(busy);
-                    });
+                    }));
                 }
                 Some(Pulled::Stale) => {}
                 Some(Pulled::Gone(reason)) => {

@@ -36,6 +36,10 @@ pub(crate) struct Puller {
     inbox: async_nats::Subject,
     request_subject: String,
     outstanding: usize,
+    /// When silence means outstanding requests are gone: pushed back at most once a second, so
+    /// the hot path does not re-register a timer per message.
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline_set: tokio::time::Instant,
 }
 
 impl Puller {
@@ -54,6 +58,8 @@ impl Puller {
             inbox,
             request_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             outstanding: 0,
+            deadline: Box::pin(tokio::time::sleep(HEARTBEAT * 2)),
+            deadline_set: tokio::time::Instant::now(),
         })
     }
 
@@ -90,22 +96,31 @@ impl Puller {
     /// The next message; status messages only update the accounting.
     pub(crate) async fn next(&mut self) -> Option<Pulled> {
         loop {
-            let received = tokio::time::timeout(HEARTBEAT * 2, self.subscriber.next()).await;
-            let message = match received {
-                Err(_) => {
+            let received = tokio::select! {
+                message = self.subscriber.next() => message,
+                () = &mut self.deadline => {
+                    self.push_deadline(tokio::time::Instant::now());
                     if self.outstanding == 0 {
                         continue;
                     }
                     self.outstanding = 0;
                     return Some(Pulled::Stale);
                 }
-                Ok(None) => return None,
-                Ok(Some(message)) => message,
             };
+            let message = received?;
+            let now = tokio::time::Instant::now();
+            if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
+                self.push_deadline(now);
+            }
             if let Some(pulled) = self.classify(message) {
                 return Some(pulled);
             }
         }
+    }
+
+    fn push_deadline(&mut self, now: tokio::time::Instant) {
+        self.deadline.as_mut().reset(now + HEARTBEAT * 2);
+        self.deadline_set = now;
     }
 
     /// A message already received, without waiting.
