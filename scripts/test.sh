@@ -24,4 +24,13 @@ cargo build --workspace --all-features --locked --bin functions
 JETFN_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/functions" ./scripts/validate-deploy.sh
 
 echo "==> cargo test"
-cargo test --workspace --all-features --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-features --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals of every test binary (unit, integration, UI, doc).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
