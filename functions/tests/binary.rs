@@ -78,6 +78,42 @@ fn bad_configuration_exits_2_naming_the_variable() {
     }
 }
 
+/// Publishes sample orders `0..count` and waits for each ack.
+async fn place_orders(js: &async_nats::jetstream::Context, count: u64) {
+    for n in 0..count {
+        let order = serde_json::to_vec(&sample_order(n)).expect("JSON");
+        js.publish(subjects::ORDER_CREATED, order.into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
+/// How many messages the SHOP stream holds on `subject`.
+async fn stored(js: &async_nats::jetstream::Context, subject: &str) -> u64 {
+    let stream = js.get_stream("SHOP").await.expect("stream");
+    let counts: Vec<_> = stream
+        .info_with_subjects(subject)
+        .await
+        .expect("stream info")
+        .collect()
+        .await;
+    counts
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(_, n)| n as u64)
+        .sum()
+}
+
+/// Whether the binary at `addr` answers `/ready` with 200 within the test's patience.
+async fn ready(addr: SocketAddr) -> bool {
+    eventually(PATIENCE, || async {
+        matches!(http_get(addr, "/ready").await, Ok((200, _)))
+    })
+    .await
+}
+
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
@@ -100,41 +136,12 @@ async fn orders_flow_through_every_function_and_sigterm_drains() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    assert!(
-        eventually(PATIENCE, || async {
-            matches!(http_get(addr, "/ready").await, Ok((200, _)))
-        })
-        .await,
-        "the binary got ready"
-    );
+    assert!(ready(addr).await, "the binary got ready");
 
     let js = async_nats::jetstream::new(server.client().await);
     const ORDERS: u64 = 20;
-    for n in 0..ORDERS {
-        let order = serde_json::to_vec(&sample_order(n)).expect("JSON");
-        js.publish(subjects::ORDER_CREATED, order.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    }
-    let count = |subject: &'static str| {
-        let js = js.clone();
-        async move {
-            let stream = js.get_stream("SHOP").await.expect("stream");
-            let counts: Vec<_> = stream
-                .info_with_subjects(subject)
-                .await
-                .expect("stream info")
-                .collect()
-                .await;
-            counts
-                .into_iter()
-                .filter_map(Result::ok)
-                .map(|(_, n)| n as u64)
-                .sum::<u64>()
-        }
-    };
+    place_orders(&js, ORDERS).await;
+    let count = |subject: &'static str| stored(&js, subject);
     assert!(
         eventually(PATIENCE, || async {
             count(subjects::NOTIFICATION_SENT).await == ORDERS
@@ -191,12 +198,7 @@ async fn dlq_list_and_replay_from_the_command_line() {
         .spawn()
         .expect("spawn");
     let addr: SocketAddr = addr.parse().expect("addr");
-    assert!(
-        eventually(PATIENCE, || async {
-            matches!(http_get(addr, "/ready").await, Ok((200, _)))
-        })
-        .await
-    );
+    assert!(ready(addr).await, "the binary got ready");
     let mut order = sample_order(1);
     order.data.quantity = 0;
     js.publish(
@@ -318,12 +320,7 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    assert!(
-        eventually(PATIENCE, || async {
-            matches!(http_get(addr, "/ready").await, Ok((200, _)))
-        })
-        .await
-    );
+    assert!(ready(addr).await, "the binary got ready");
     let js = async_nats::jetstream::new(server.client().await);
     js.publish(
         subjects::ORDER_CREATED,
@@ -427,39 +424,11 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() 
     let js = async_nats::jetstream::new(server.client().await);
     let addr = free_addr();
     let mut first = spawn_shop(&server.url(), addr);
-    assert!(
-        eventually(PATIENCE, || async {
-            matches!(http_get(addr, "/ready").await, Ok((200, _)))
-        })
-        .await
-    );
+    assert!(ready(addr).await, "the binary got ready");
 
     const ORDERS: u64 = 300;
-    for n in 0..ORDERS {
-        let order = serde_json::to_vec(&sample_order(n)).expect("JSON");
-        js.publish(subjects::ORDER_CREATED, order.into())
-            .await
-            .expect("publish")
-            .await
-            .expect("ack");
-    }
-    let count = |subject: &'static str| {
-        let js = js.clone();
-        async move {
-            let stream = js.get_stream("SHOP").await.expect("stream");
-            let counts: Vec<_> = stream
-                .info_with_subjects(subject)
-                .await
-                .expect("info")
-                .collect()
-                .await;
-            counts
-                .into_iter()
-                .filter_map(Result::ok)
-                .map(|(_, n)| n as u64)
-                .sum::<u64>()
-        }
-    };
+    place_orders(&js, ORDERS).await;
+    let count = |subject: &'static str| stored(&js, subject);
     // Kill -9 mid-flow.
     assert!(
         eventually(PATIENCE, || async {
