@@ -29,6 +29,7 @@
 //! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | the jetfn function's `max_workers` | runtime default |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
 //! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__MIN_WORKERS=64` | none |
+//! | `JETFN_BENCH_TRACING` | — | `0` leaves out the production log + OpenTelemetry subscriber | on |
 //! | `JETFN_BENCH_ONLY` | `--only raw\|jetfn` | run one side of the throughput comparison (profiling) | both |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -218,7 +219,25 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // As in production: the log subscriber with the OpenTelemetry layer (spans are created and
+    // trace context propagated; nothing is exported). JETFN_BENCH_TRACING=0 leaves it out.
+    let tracing_on = std::env::var("JETFN_BENCH_TRACING").map_or(true, |v| v != "0");
+    let telemetry = tracing_on.then(|| {
+        let config = Config::from_vars([("JETFN_LOG_FORMAT", "text")]).expect("config");
+        runtime.block_on(async { jetfn::telemetry::init(&config) })
+    });
+    println!(
+        "tracing and metrics: {}",
+        if tracing_on {
+            "on (production subscriber)"
+        } else {
+            "metrics only"
+        }
+    );
     runtime.block_on(bench(settings));
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
 }
 
 async fn bench(settings: Settings) {

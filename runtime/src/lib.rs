@@ -61,7 +61,7 @@ pub mod registry;
 mod runtime;
 mod state;
 mod subject;
-mod telemetry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -24,13 +24,13 @@ use crate::handler::EventMeta;
 
 /// The installed tracer provider; [`Telemetry::shutdown`] flushes pending spans.
 #[derive(Debug)]
-pub(crate) struct Telemetry {
+pub struct Telemetry {
     provider: SdkTracerProvider,
 }
 
 impl Telemetry {
     /// Exports what is still buffered (at most a few seconds).
-    pub(crate) fn shutdown(self) {
+    pub fn shutdown(self) {
         if let Err(error) = self.provider.shutdown() {
             tracing::debug!(%error, "tracer provider shutdown");
         }
@@ -38,8 +38,9 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: the log format, and the OpenTelemetry layer (exporting over
-/// OTLP when configured). A second call leaves the first subscriber in place.
-pub(crate) fn init(config: &Config) -> Telemetry {
+/// OTLP when configured). A second call leaves the first subscriber in place. `jetfn::main()`
+/// calls it; call it yourself when you start a [`Runtime`](crate::Runtime) from your own code.
+pub fn init(config: &Config) -> Telemetry {
     let service = config
         .service_name
         .clone()
