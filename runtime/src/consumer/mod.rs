@@ -111,16 +111,19 @@ pub(crate) async fn run(runner: Runner) {
                         pause_on_server(&js, &bound.stream, &state.config.name, until).await;
                         paused_until = Some(until);
                     }
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep_until(until) => continue,
+                    let delay = || until.saturating_duration_since(tokio::time::Instant::now());
+                    let wake = tokio::time::sleep_until(until);
+                    if !hold_off(&mut puller, &deliverer, &cancel, wake, delay).await {
+                        break;
                     }
+                    continue;
                 }
                 Gate::TrialRunning => {
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(TRIAL_POLL) => continue,
+                    let wake = tokio::time::sleep(TRIAL_POLL);
+                    if !hold_off(&mut puller, &deliverer, &cancel, wake, || TRIAL_DEFER).await {
+                        break;
                     }
+                    continue;
                 }
             };
             if connections.has_changed().unwrap_or(false) {
@@ -192,6 +195,33 @@ pub(crate) async fn run(runner: Runner) {
     drain(&state, tasks, shutdown_timeout).await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;
+    }
+}
+
+/// Waits for `wake` (false: cancelled first) while the breaker holds the function back. A message
+/// that was already on its way is handed back at once, for after `delay()`, rather than left
+/// unacknowledged in the subscription until the server redelivers it elsewhere.
+async fn hold_off(
+    puller: &mut Puller,
+    deliverer: &Deliverer,
+    cancel: &CancellationToken,
+    wake: impl std::future::Future<Output = ()>,
+    delay: impl Fn() -> Duration,
+) -> bool {
+    tokio::pin!(wake);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return false,
+            () = &mut wake => return true,
+            pulled = puller.next() => match pulled {
+                Some(Pulled::Message(message)) => {
+                    deliverer.settle(&message, Outcome::Deferred { delay: delay() }).await;
+                }
+                Some(Pulled::Stale | Pulled::Gone(_)) => {}
+                // The main loop sees the closed subscription on its next pull.
+                None => return true,
+            },
+        }
     }
 }
 
