@@ -61,7 +61,8 @@ pub(crate) struct Deliverer {
     js: jetstream::Context,
     auto_create_streams: bool,
     schedule: RetrySchedule,
-    breaker: Mutex<Breaker>,
+    /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
+    breaker: Option<Mutex<Breaker>>,
 }
 
 impl Deliverer {
@@ -81,10 +82,12 @@ impl Deliverer {
             tracing::error!(function = %config.name, %error, "invalid backoff; using 1s..60s");
             RetrySchedule::DEFAULT
         });
-        let breaker = Mutex::new(Breaker::new(
-            config.breaker_failures,
-            config.breaker_cooldown,
-        ));
+        let breaker = (config.breaker_failures > 0).then(|| {
+            Mutex::new(Breaker::new(
+                config.breaker_failures,
+                config.breaker_cooldown,
+            ))
+        });
         Self {
             name: Arc::from(config.name.as_str()),
             state,
@@ -217,15 +220,16 @@ impl Deliverer {
 
     /// What the loop should pull now.
     pub(crate) fn gate(&self) -> Gate {
-        self.breaker
-            .lock()
-            .map_or(Gate::Flow, |breaker| breaker.gate(Instant::now()))
+        match self.breaker.as_ref().map(Mutex::lock) {
+            Some(Ok(breaker)) => breaker.gate(Instant::now()),
+            _ => Gate::Flow,
+        }
     }
 
     /// May this just-arrived message start? (Turns an open breaker whose cool-down has passed
     /// half-open, with this message as the trial.)
     pub(crate) fn admit(&self) -> Admission {
-        let Ok(mut breaker) = self.breaker.lock() else {
+        let Some(Ok(mut breaker)) = self.breaker.as_ref().map(Mutex::lock) else {
             return Admission::Go;
         };
         let admission = breaker.admit(Instant::now());
@@ -236,7 +240,7 @@ impl Deliverer {
     /// Records a run for the breaker: `Some(success)`, or `None` when the outcome says nothing
     /// about the dependency.
     fn record(&self, success: Option<bool>) {
-        let Ok(mut breaker) = self.breaker.lock() else {
+        let Some(Ok(mut breaker)) = self.breaker.as_ref().map(Mutex::lock) else {
             return;
         };
         let Some(success) = success else {
