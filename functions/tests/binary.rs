@@ -1,24 +1,15 @@
 //! The image's binary, run as a user runs it, against a real nats-server.
 
+mod common;
+
+use common::{free_addr, ready, run, BINARY, PATIENCE};
+
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use functions::{sample_order, subjects};
 use futures::StreamExt;
 use jetfn::testing::{eventually, http_get, NatsServer};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_functions");
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(BINARY)
-        .args(args)
-        .env_remove("JETFN_FUNCTIONS")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run the functions binary")
-}
 
 #[test]
 fn the_registry_holds_every_example_function() {
@@ -106,36 +97,11 @@ async fn stored(js: &async_nats::jetstream::Context, subject: &str) -> u64 {
         .sum()
 }
 
-/// Whether the binary at `addr` answers `/ready` with 200 within the test's patience.
-async fn ready(addr: SocketAddr) -> bool {
-    eventually(PATIENCE, || async {
-        matches!(http_get(addr, "/ready").await, Ok((200, _)))
-    })
-    .await
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
 #[tokio::test]
 async fn orders_flow_through_every_function_and_sigterm_drains() {
     let server = NatsServer::start();
     let addr = free_addr();
-    let mut child = tokio::process::Command::new(BINARY)
-        .arg("run")
-        .env("NATS_URL", server.url())
-        .env("JETFN_HTTP_ADDR", addr.to_string())
-        .env_remove("JETFN_FUNCTIONS")
-        // The simulated gateway fails one time in five; leave it room to recover every time.
-        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
-        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..200ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_shop(&server.url(), addr, &[]);
     assert!(ready(addr).await, "the binary got ready");
 
     let js = async_nats::jetstream::new(server.client().await);
@@ -188,16 +154,8 @@ async fn dlq_list_and_replay_from_the_command_line() {
     let url = server.url();
     let env = [("NATS_URL", url.as_str())];
     // Create the streams and let reserve_inventory dead-letter an order of zero items.
-    let addr = free_addr().to_string();
-    let mut child = tokio::process::Command::new(BINARY)
-        .env("NATS_URL", &url)
-        .env("JETFN_HTTP_ADDR", &addr)
-        .env("JETFN_FUNCTIONS", "reserve_inventory")
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let addr: SocketAddr = addr.parse().expect("addr");
+    let addr = free_addr();
+    let mut child = spawn_shop(&url, addr, &[("JETFN_FUNCTIONS", "reserve_inventory")]);
     assert!(ready(addr).await, "the binary got ready");
     let mut order = sample_order(1);
     order.data.quantity = 0;
@@ -306,20 +264,17 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
     let (otlp, received) = otlp_receiver().await;
     let server = NatsServer::start();
     let addr = free_addr();
-    let mut child = tokio::process::Command::new(BINARY)
-        .env("NATS_URL", server.url())
-        .env("JETFN_HTTP_ADDR", addr.to_string())
-        .env("JETFN_FUNCTIONS", "reserve_inventory,charge_payment")
-        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
-        .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..100ms")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_SERVICE_NAME", "shop-test")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let otlp_endpoint = format!("http://{otlp}");
+    let mut child = spawn_shop(
+        &server.url(),
+        addr,
+        &[
+            ("JETFN_FUNCTIONS", "reserve_inventory,charge_payment"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "shop-test"),
+        ],
+    );
     assert!(ready(addr).await, "the binary got ready");
     let js = async_nats::jetstream::new(server.client().await);
     js.publish(
@@ -395,35 +350,38 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
     );
 }
 
-fn spawn_shop(url: &str, addr: SocketAddr) -> tokio::process::Child {
-    let mut command = tokio::process::Command::new(BINARY);
-    command
+/// Runs the shop (`functions run`) against `url`, serving HTTP on `addr`, with `env` on top of
+/// a payment gateway given room to recover every time (it fails one time in five).
+fn spawn_shop(url: &str, addr: SocketAddr, env: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(BINARY)
+        .arg("run")
         .env("NATS_URL", url)
         .env("JETFN_HTTP_ADDR", addr.to_string())
         .env_remove("JETFN_FUNCTIONS")
         .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "30")
         .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..200ms")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true);
-    // What a killed process held is redelivered after ack_wait: keep it short here.
-    for function in [
-        "AUDIT_LOG",
-        "CHARGE_PAYMENT",
-        "RESERVE_INVENTORY",
-        "SEND_NOTIFICATION",
-    ] {
-        command.env(format!("JETFN__FUNCTIONS__{function}__ACK_WAIT"), "2s");
-    }
-    command.spawn().expect("spawn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn")
 }
+
+/// What a killed process held is redelivered after ack_wait: keep it short.
+const SHORT_ACK_WAIT: &[(&str, &str)] = &[
+    ("JETFN__FUNCTIONS__AUDIT_LOG__ACK_WAIT", "2s"),
+    ("JETFN__FUNCTIONS__CHARGE_PAYMENT__ACK_WAIT", "2s"),
+    ("JETFN__FUNCTIONS__RESERVE_INVENTORY__ACK_WAIT", "2s"),
+    ("JETFN__FUNCTIONS__SEND_NOTIFICATION__ACK_WAIT", "2s"),
+];
 
 #[tokio::test]
 async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() {
     let server = NatsServer::start();
     let js = async_nats::jetstream::new(server.client().await);
     let addr = free_addr();
-    let mut first = spawn_shop(&server.url(), addr);
+    let mut first = spawn_shop(&server.url(), addr, SHORT_ACK_WAIT);
     assert!(ready(addr).await, "the binary got ready");
 
     const ORDERS: u64 = 300;
@@ -440,7 +398,7 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() 
     first.wait().await.expect("killed");
     let at_kill = count(subjects::NOTIFICATION_SENT).await;
 
-    let mut second = spawn_shop(&server.url(), addr);
+    let mut second = spawn_shop(&server.url(), addr, SHORT_ACK_WAIT);
     assert!(
         eventually(PATIENCE * 2, || async {
             count(subjects::NOTIFICATION_SENT).await == ORDERS

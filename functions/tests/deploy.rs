@@ -2,10 +2,14 @@
 //! deploy/k8s/ and names the stream and consumer that KEDA reads the lag of, `provision` creates
 //! them (idempotently), `healthcheck` follows `/health`.
 
+mod common;
+
+use common::{free_addr, run, BINARY, PATIENCE};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use functions::{sample_order, subjects};
@@ -13,22 +17,7 @@ use jetfn::testing::{eventually, http_get, NatsServer};
 use serde::Deserialize;
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_functions");
-const PATIENCE: Duration = Duration::from_secs(30);
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/k8s/functions.yaml");
-
-/// Runs the binary with only `env` (no JETFN_* from the caller) in an empty directory (no
-/// jetfn.toml).
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    Command::new(BINARY)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .current_dir(dir.path())
-        .output()
-        .expect("run the functions binary")
-}
 
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "{output:?}");
@@ -170,11 +159,6 @@ async fn lags(triggers: &BTreeMap<String, Trigger>) -> BTreeMap<&str, Option<u64
         lags.insert(name.as_str(), lag(trigger).await);
     }
     lags
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
 }
 
 #[tokio::test]
