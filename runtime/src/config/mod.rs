@@ -27,6 +27,7 @@
 //! `OTEL_SERVICE_NAME` (default: the binary's name).
 
 mod function;
+mod nats;
 mod value;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
+pub use nats::NatsConfig;
 pub use value::Secret;
 
 use crate::registry::Registry;
@@ -85,24 +87,6 @@ pub struct Config {
     /// Per-function overrides (`JETFN__FUNCTIONS__<NAME>__<KEY>`, `[functions.<name>]`), raw
     /// until resolved against the registry by [`Config::functions`].
     overrides: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-/// How to reach NATS.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct NatsConfig {
-    /// Server URLs (`NATS_URL`, comma-separated; default `nats://127.0.0.1:4222`).
-    pub urls: Vec<async_nats::ServerAddr>,
-    /// A credentials file (`NATS_CREDS`).
-    pub creds: Option<PathBuf>,
-    /// User and password (`NATS_USER`, `NATS_PASSWORD`).
-    pub user: Option<(String, Secret)>,
-    /// A token (`NATS_TOKEN`).
-    pub token: Option<Secret>,
-    /// A root certificate to trust (`NATS_CA`).
-    pub ca: Option<PathBuf>,
-    /// A client certificate and its key (`NATS_CERT`, `NATS_KEY`).
-    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where and how spans are exported.
@@ -411,90 +395,6 @@ fn merge(vars: &BTreeMap<String, String>) -> Result<Raw, ConfigError> {
         .build()
         .and_then(|merged| merged.try_deserialize::<Raw>())
         .map_err(|e| file_error(source, e))
-}
-
-impl NatsConfig {
-    fn validate(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        const KNOWN: &[&str] = &[
-            "url", "creds", "user", "password", "token", "ca", "cert", "key",
-        ];
-        if let Some(key) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(ConfigError::invalid(
-                &format!("nats.{key}"),
-                format!("unknown key; known keys: {}", KNOWN.join(", ")),
-            ));
-        }
-        let get = |key: &str| raw.get(key).filter(|v| !v.is_empty());
-        let urls = get("url")
-            .map_or("nats://127.0.0.1:4222", String::as_str)
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(|url| {
-                url.parse::<async_nats::ServerAddr>().map_err(|e| {
-                    ConfigError::invalid("nats.url", format!("cannot parse {url:?}: {e}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if urls.is_empty() {
-            return Err(ConfigError::invalid("nats.url", "no server URL given"));
-        }
-        let file = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
-            get(key)
-                .map(|path| {
-                    let path = PathBuf::from(path);
-                    if path.is_file() {
-                        Ok(path)
-                    } else {
-                        Err(ConfigError::invalid(
-                            &format!("nats.{key}"),
-                            format!("no such file: {}", path.display()),
-                        ))
-                    }
-                })
-                .transpose()
-        };
-        let user = match (get("user"), get("password")) {
-            (Some(user), Some(password)) => Some((user.clone(), Secret::new(password.clone()))),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "nats.password",
-                    "NATS_USER is set without NATS_PASSWORD",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "nats.user",
-                    "NATS_PASSWORD is set without NATS_USER",
-                ))
-            }
-        };
-        let client_cert = match (file("cert")?, file("key")?) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ConfigError::invalid(
-                    "nats.key",
-                    "NATS_CERT is set without NATS_KEY",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    "nats.cert",
-                    "NATS_KEY is set without NATS_CERT",
-                ))
-            }
-        };
-        Ok(Self {
-            urls,
-            creds: file("creds")?,
-            user,
-            token: get("token").cloned().map(Secret::new),
-            ca: file("ca")?,
-            client_cert,
-        })
-    }
 }
 
 #[cfg(test)]
