@@ -29,7 +29,7 @@
 //! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | the jetfn function's `max_workers` | runtime default |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
 //! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__MIN_WORKERS=64` | none |
-//! | `JETFN_BENCH_TRACING` | — | `0` leaves out the production log + OpenTelemetry subscriber | on |
+//! | `JETFN_BENCH_TRACING` | — | `export`: production log + OpenTelemetry subscriber, spans exported over OTLP/HTTP to a sink in the process; `local`: spans made, not exported; `0`: no subscriber | `export` |
 //! | `JETFN_BENCH_ONLY` | `--only raw\|jetfn` | run one side of the throughput comparison (profiling) | both |
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,24 +219,76 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // As in production: the log subscriber with the OpenTelemetry layer (spans are created and
-    // trace context propagated; nothing is exported). JETFN_BENCH_TRACING=0 leaves it out.
-    let tracing_on = std::env::var("JETFN_BENCH_TRACING").map_or(true, |v| v != "0");
-    let telemetry = tracing_on.then(|| {
-        let config = Config::from_vars([("JETFN_LOG_FORMAT", "text")]).expect("config");
+    // As in production: the log subscriber with the OpenTelemetry layer, every delivery span
+    // exported over OTLP/HTTP to a sink in this process (JETFN_BENCH_TRACING=local: spans made,
+    // not exported; 0: no subscriber at all).
+    let tracing = std::env::var("JETFN_BENCH_TRACING").unwrap_or_else(|_| "export".to_owned());
+    let sink = (tracing == "export").then(|| runtime.block_on(OtlpSink::start()));
+    let telemetry = (tracing != "0").then(|| {
+        let mut vars = vec![("JETFN_LOG_FORMAT".to_owned(), "text".to_owned())];
+        if let Some(sink) = &sink {
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.endpoint()));
+            vars.push((
+                "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+                "http/protobuf".to_owned(),
+            ));
+        }
+        let config = Config::from_vars(vars).expect("config");
         runtime.block_on(async { jetfn::telemetry::init(&config) })
     });
     println!(
         "tracing and metrics: {}",
-        if tracing_on {
-            "on (production subscriber)"
-        } else {
-            "metrics only"
+        match (&telemetry, &sink) {
+            (Some(_), Some(_)) => "on, spans exported over OTLP/HTTP to a local sink",
+            (Some(_), None) => "on, spans made but not exported",
+            (None, _) => "metrics only",
         }
     );
     runtime.block_on(bench(settings));
     if let Some(telemetry) = telemetry {
         telemetry.shutdown();
+    }
+    if let Some(sink) = sink {
+        println!("{}", sink.report());
+    }
+}
+
+/// An OTLP/HTTP receiver that answers every request with 200 and counts what it got.
+struct OtlpSink {
+    addr: std::net::SocketAddr,
+    received: std::sync::Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl OtlpSink {
+    async fn start() -> Self {
+        let received = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let counts = received.clone();
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let counts = counts.clone();
+            async move {
+                counts.0.fetch_add(1, Ordering::Relaxed);
+                counts.1.fetch_add(body.len() as u64, Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP sink");
+        let addr = listener.local_addr().expect("sink address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, received }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "OTLP sink: {} export requests, {} bytes",
+            self.received.0.load(Ordering::Relaxed),
+            self.received.1.load(Ordering::Relaxed)
+        )
     }
 }
 
@@ -291,24 +343,28 @@ async fn bench(settings: Settings) {
     for run in 1..=settings.runs {
         if settings.only != Some(Contender::Jetfn) {
             let cpu = process_cpu();
+            let load = ServerLoad::now(&server).await;
             let raw = raw_throughput(&url, &js, &settings, run).await;
             println!(
-                "run {run}: raw async-nats {:>9.0} msg/s ({:.3} s from the first pull; {})",
+                "run {run}: raw async-nats {:>9.0} msg/s ({:.3} s from the first pull; {}; {})",
                 rate(settings.messages, raw),
                 raw.as_secs_f64(),
-                cpu_per_message(cpu, settings.messages)
+                cpu_per_message(cpu, settings.messages),
+                load.since(&server, settings.messages).await,
             );
             raw_rates.push(rate(settings.messages, raw));
         }
         if settings.only != Some(Contender::Raw) {
             let cpu = process_cpu();
+            let load = ServerLoad::now(&server).await;
             let jetfn = jetfn_throughput(&url, &js, &settings, &overrides).await;
             println!(
-                "run {run}: jetfn        {:>9.0} msg/s ({:.3} s from the first handler run; {}; \
+                "run {run}: jetfn        {:>9.0} msg/s ({:.3} s from the first handler run; {}; {}; \
                  workers at the end: {}; with the {:.1} ms from start() to it: {:.0} msg/s)",
                 rate(settings.messages, jetfn.steady),
                 jetfn.steady.as_secs_f64(),
                 cpu_per_message(cpu, settings.messages),
+                load.since(&server, settings.messages).await,
                 jetfn.workers.as_deref().unwrap_or("n/a"),
                 jetfn.startup.as_secs_f64() * 1e3,
                 rate(settings.messages, jetfn.startup + jetfn.steady),
@@ -755,7 +811,12 @@ fn now_nanos() -> u64 {
 
 /// This process's CPU time (all threads, user + system), when `/proc/self/stat` tells it.
 fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of("self")
+}
+
+/// The CPU time of process `pid` (a number or `self`), when `/proc/<pid>/stat` tells it.
+fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every mainstream Linux.
@@ -770,6 +831,53 @@ fn cpu_per_message(before: Option<Duration>, messages: u64) -> String {
             after.saturating_sub(before).as_secs_f64() * 1e6 / messages as f64
         ),
         _ => "client CPU n/a".to_owned(),
+    }
+}
+
+/// The server's CPU time and message counters (`/varz` `in_msgs`, `out_msgs`).
+#[derive(Debug, Clone, Copy)]
+struct ServerLoad {
+    cpu: Option<Duration>,
+    in_msgs: u64,
+    out_msgs: u64,
+}
+
+impl ServerLoad {
+    async fn now(server: &NatsServer) -> Self {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.monitor_port()));
+        let varz = jetfn::testing::http_get(addr, "/varz")
+            .await
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+        let counter = |name: &str| {
+            varz.as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        Self {
+            cpu: server.pid().and_then(|pid| cpu_of(&pid.to_string())),
+            in_msgs: counter("in_msgs"),
+            out_msgs: counter("out_msgs"),
+        }
+    }
+
+    /// What the server did since `self`, per handled message, as text.
+    async fn since(self, server: &NatsServer, messages: u64) -> String {
+        let after = Self::now(server).await;
+        let per = |n: u64| n as f64 / messages as f64;
+        let cpu = match (self.cpu, after.cpu) {
+            (Some(before), Some(after)) => format!(
+                "{:.1} us server CPU/msg",
+                after.saturating_sub(before).as_secs_f64() * 1e6 / messages as f64
+            ),
+            _ => "server CPU n/a".to_owned(),
+        };
+        format!(
+            "{cpu}, server in {:.2} / out {:.2} msgs per msg",
+            per(after.in_msgs.saturating_sub(self.in_msgs)),
+            per(after.out_msgs.saturating_sub(self.out_msgs)),
+        )
     }
 }
 

@@ -8,11 +8,17 @@ use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 
 #[event_handler(subject = "trace.orders.created")]
 async fn first_step(ctx: Context, event: Event<serde_json::Value>) -> Result<(), HandlerError> {
-    ctx.publish("trace.orders.reserved", &event.data).await?;
+    // A span of the handler's own: a child of the delivery span, and the parent of what it
+    // publishes.
+    ctx.publish("trace.orders.reserved", &event.data)
+        .instrument(tracing::info_span!("reserve stock"))
+        .await?;
     Ok(())
 }
 
@@ -37,8 +43,17 @@ async fn a_chain_of_functions_is_one_trace() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // What `jetfn::telemetry::init` sets up: jetfn's delivery spans come from the global tracer
+    // provider; the handler's own `tracing` spans go through a tracing-opentelemetry layer that
+    // leaves out jetfn's log-only delivery spans.
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target() != "jetfn::delivery"
+            })),
+    );
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let server = NatsServer::start();
@@ -72,6 +87,16 @@ async fn a_chain_of_functions_is_one_trace() {
             .collect::<Vec<_>>()
     );
     let spans = spans();
+    let names: Vec<String> = spans.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with("process")).count(),
+        2,
+        "one span per delivery, no duplicates: {names:?}"
+    );
+    let own = spans
+        .iter()
+        .find(|s| s.name == "reserve stock")
+        .expect("the handler's own span");
     let first = spans
         .iter()
         .find(|s| s.name == "trace.orders.created process")
@@ -93,9 +118,14 @@ async fn a_chain_of_functions_is_one_trace() {
         "child of the publisher"
     );
     assert_eq!(
-        second.parent_span_id,
+        own.parent_span_id,
         first.span_context.span_id(),
-        "child of the first function"
+        "the handler's span is a child of its delivery span"
+    );
+    assert_eq!(
+        second.parent_span_id,
+        own.span_context.span_id(),
+        "the second function's span is a child of the span that published to it"
     );
     assert_eq!(first.span_kind, SpanKind::Consumer);
     assert_eq!(

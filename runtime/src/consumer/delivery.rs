@@ -18,8 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::StringValue;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
@@ -28,7 +30,7 @@ use crate::dlq::{self, Provenance};
 use crate::handler::{Context, EventMeta, HandlerError};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
-use crate::telemetry;
+use crate::telemetry::{self, DeliverySpan};
 
 /// How a delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,9 @@ pub(crate) struct Deliverer {
     schedule: RetrySchedule,
     /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
     breaker: Option<Mutex<Breaker>>,
+    tracer: BoxedTracer,
+    /// The function's name as a span attribute value (shared, not copied per delivery).
+    function: StringValue,
 }
 
 impl Deliverer {
@@ -88,13 +93,16 @@ impl Deliverer {
                 config.breaker_cooldown,
             ))
         });
+        let name: Arc<str> = Arc::from(config.name.as_str());
         Self {
-            name: Arc::from(config.name.as_str()),
+            function: StringValue::from(name.clone()),
+            name,
             state,
             js,
             auto_create_streams,
             schedule,
             breaker,
+            tracer: telemetry::tracer(),
         }
     }
 
@@ -113,14 +121,15 @@ impl Deliverer {
             }
         };
         let attempt = meta.attempt;
-        let span = telemetry::delivery_span(&self.name, &meta);
+        let span = DeliverySpan::start(&self.tracer, &self.function, &meta);
         self.state
             .metrics
             .pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         self.deliver_in(message, meta, attempt, &span)
-            .instrument(span.clone())
+            .with_context(span.otel.clone())
             .await;
+        span.end();
     }
 
     async fn deliver_in(
@@ -128,7 +137,7 @@ impl Deliverer {
         message: jetstream::Message,
         meta: EventMeta,
         attempt: u32,
-        span: &tracing::Span,
+        span: &DeliverySpan,
     ) {
         let ctx = Context::new(
             self.name.clone(),
@@ -150,7 +159,7 @@ impl Deliverer {
         match &result {
             Ok(()) => self.record(Some(true)),
             Err(failure) => {
-                telemetry::record_failure(span);
+                span.record_failure(failure);
                 tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
                 // Permanent and decode errors are about the message, not the dependency.
                 self.record(failure.is_retryable().then_some(false));

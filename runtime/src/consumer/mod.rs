@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::PullConsumer;
+use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -162,13 +163,18 @@ pub(crate) async fn run(runner: Runner) {
                         continue;
                     }
                     let deliverer = deliverer.clone();
-                    let busy = workers.start();
-                    // Boxed: the delivery future is kilobytes; moving it into the task per message
-                    // costs more than one allocation.
-                    tasks.spawn(Box::pin(async move {
-                        deliverer.deliver(message).await;
-                        drop(busy);
-                    }));
+                    // Boxed: the delivery future is kilobytes; moving it into a task costs more
+                    // than one allocation.
+                    let mut delivery = Box::pin(async move { deliverer.deliver(message).await });
+                    // A handler that does not wait on anything is done on its first poll, right
+                    // here: no task, no wake-ups. Only one that waits takes a worker task.
+                    if (&mut delivery).now_or_never().is_none() {
+                        let busy = workers.start();
+                        tasks.spawn(async move {
+                            delivery.await;
+                            drop(busy);
+                        });
+                    }
                 }
                 Some(Pulled::Stale) => {}
                 Some(Pulled::Gone(reason)) => {

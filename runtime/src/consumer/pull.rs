@@ -68,10 +68,13 @@ impl Puller {
         &mut self,
         wanted: usize,
     ) -> Result<bool, async_nats::PublishError> {
-        if wanted <= self.outstanding {
+        // Ask again once at least half of what is wanted is not requested yet: one request per
+        // several messages, never more outstanding than `wanted`.
+        let missing = wanted.saturating_sub(self.outstanding);
+        if missing == 0 || (self.outstanding > 0 && missing < wanted.div_ceil(2)) {
             return Ok(false);
         }
-        let batch = wanted - self.outstanding;
+        let batch = missing;
         let request = format!(
             r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
             EXPIRES.as_nanos(),

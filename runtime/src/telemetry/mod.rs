@@ -1,0 +1,229 @@
+//! Logs and traces.
+//!
+//! - Logs: `RUST_LOG` filters (default `info`), `JETFN_LOG_FORMAT` picks text or JSON lines; a
+//!   line logged during a delivery carries that delivery's `trace_id` and `span_id` (see
+//!   [`log`]).
+//! - Traces: every delivery runs in an OpenTelemetry span named `<subject> process` (kind
+//!   consumer) whose parent is the W3C `traceparent` in the message headers, with the
+//!   OpenTelemetry messaging attributes. The span is made with the OpenTelemetry API through the
+//!   global tracer provider (which [`init`] installs), not through `tracing`: a delivery costs one
+//!   span, not a `tracing` span translated field by field. Its context is the current
+//!   OpenTelemetry context while the handler runs, so `tracing` spans the handler opens are its
+//!   children, and `Context::publish` injects it (or that of a handler's span) into what it
+//!   publishes: a chain of functions is one trace. Spans are exported over OTLP when the standard
+//!   `OTEL_*` variables ask for it (see [`crate::config`]); the standard `OTEL_TRACES_SAMPLER` /
+//!   `OTEL_TRACES_SAMPLER_ARG` pick the sampler (default: parent-based, always on). Without an
+//!   exporter, spans still get ids, so trace context is propagated and logs carry ids.
+//!
+//! If you install your own subscriber instead of calling [`init`], set the global tracer provider
+//! too, or deliveries get no spans of their own (trace context still passes through).
+
+mod log;
+
+use async_nats::HeaderMap;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::{KeyValue, StringValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{Config, LogFormat, OtlpConfig, OtlpProtocol};
+use crate::handler::EventMeta;
+use log::{Layout, WithTraceIds};
+
+/// The name of jetfn's tracer (its instrumentation scope).
+const TRACER: &str = "jetfn";
+
+/// The installed tracer provider; [`Telemetry::shutdown`] flushes pending spans.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Exports what is still buffered (at most a few seconds).
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::debug!(%error, "tracer provider shutdown");
+        }
+    }
+}
+
+/// Installs the global subscriber: the log format, and the OpenTelemetry layer (exporting over
+/// OTLP when configured). A second call leaves the first subscriber in place. `jetfn::main()`
+/// calls it; call it yourself when you start a [`Runtime`](crate::Runtime) from your own code.
+pub fn init(config: &Config) -> Telemetry {
+    let service = config
+        .service_name
+        .clone()
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| "jetfn".to_owned());
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service).build());
+    let mut export_error = None;
+    if let Some(otlp) = &config.otlp {
+        match exporter(otlp) {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(error) => export_error = Some(error),
+        }
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    // Spans the user opens in a handler become OpenTelemetry spans too (children of the delivery
+    // span: the layer takes the current OpenTelemetry context as the parent).
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(TRACER))
+        .with_filter(log_filter());
+    let fmt = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(WithTraceIds {
+                inner: tracing_subscriber::fmt::format(),
+                layout: Layout::Text,
+            })
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .event_format(WithTraceIds {
+                inner: tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+                layout: Layout::Json,
+            })
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(log_filter()))
+        .with(otel)
+        .try_init();
+    match (&config.otlp, export_error) {
+        (Some(otlp), None) => {
+            tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, "exporting spans over OTLP")
+        }
+        (Some(_), Some(error)) => {
+            tracing::error!(%error, "OTLP exporter not built; spans are not exported")
+        }
+        (None, _) => {}
+    }
+    Telemetry { provider }
+}
+
+/// `RUST_LOG`, default `info`: what is logged, and which `tracing` spans and events reach the
+/// OpenTelemetry layer (without it, every `trace!` in the libraries below would be built).
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+    let built = match otlp.protocol {
+        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
+            .with_http()
+            .with_endpoint(otlp.endpoint.clone())
+            .build(),
+        OtlpProtocol::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(otlp.endpoint.clone())
+            .build(),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+/// jetfn's tracer, from the global tracer provider as it is when called.
+pub(crate) fn tracer() -> BoxedTracer {
+    opentelemetry::global::tracer(TRACER)
+}
+
+/// The span of one delivery, `<subject> process` (kind consumer, child of the message's
+/// `traceparent` when it has one), as the context the delivery runs in.
+pub(crate) struct DeliverySpan {
+    pub(crate) otel: opentelemetry::Context,
+}
+
+impl DeliverySpan {
+    pub(crate) fn start(tracer: &BoxedTracer, function: &StringValue, meta: &EventMeta) -> Self {
+        let parent = if meta.headers.get("traceparent").is_some() {
+            TraceContextPropagator::new().extract(&HeaderExtractor(&meta.headers))
+        } else {
+            opentelemetry::Context::new()
+        };
+        let mut attributes = Vec::with_capacity(8);
+        attributes.extend([
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", meta.subject.to_string()),
+            KeyValue::new("messaging.consumer.group.name", function.clone()),
+            KeyValue::new(
+                "messaging.message.delivery_attempt",
+                i64::from(meta.attempt),
+            ),
+            KeyValue::new("messaging.nats.stream", meta.stream.clone()),
+            KeyValue::new(
+                "messaging.nats.stream_sequence",
+                i64::try_from(meta.stream_sequence).unwrap_or(i64::MAX),
+            ),
+        ]);
+        if let Some(id) = &meta.id {
+            attributes.push(KeyValue::new("messaging.message.id", id.clone()));
+        }
+        let span = tracer
+            .span_builder(format!("{} process", meta.subject))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        Self {
+            otel: parent.with_span(span),
+        }
+    }
+
+    /// Marks the delivery as failed.
+    pub(crate) fn record_failure(&self, error: &impl std::fmt::Display) {
+        self.otel
+            .span()
+            .set_status(Status::error(error.to_string()));
+    }
+
+    /// Ends the OpenTelemetry span (it is exported, when export is on).
+    pub(crate) fn end(&self) {
+        self.otel.span().end();
+    }
+}
+
+/// Writes the current OpenTelemetry context (`traceparent`, `tracestate`) into `headers`: during
+/// a delivery, that of the delivery span or of a `tracing` span the handler entered.
+pub(crate) fn inject_current(headers: &mut HeaderMap) {
+    let context = opentelemetry::Context::current();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|value| value.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value);
+    }
+}
