@@ -26,7 +26,7 @@
 //! | `JETFN_BENCH_RUNS` | `--runs N` | runs of each of raw and jetfn | 3 / 1 |
 //! | `JETFN_BENCH_LATENCY_MESSAGES` | `--latency-messages N` | messages per latency phase (0 = skip) | 20000 / 500 |
 //! | `JETFN_BENCH_RATE` | `--rate N` | latency publish rate, msg/s | 2000 / 2000 |
-//! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | the jetfn function's `max_workers` | runtime default |
+//! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | the jetfn function's `max_workers` (`default`: the runtime's, 16) | 200, raw's pull batch |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
 //! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__MIN_WORKERS=64` | none |
 //! | `JETFN_BENCH_TRACING` | — | `export`: production log + OpenTelemetry subscriber, spans exported over OTLP/HTTP to a sink in the process; `local`: spans made, not exported; `0`: no subscriber | `export` |
@@ -55,6 +55,10 @@ const LAT_STREAM: &str = "LAT";
 const LAT_JETFN_SUBJECT: &str = "lat.jetfn";
 const LAT_RAW_SUBJECT: &str = "lat.raw";
 const LATENCY: &str = "bench_latency";
+
+/// How many messages async-nats' `messages()` asks for per pull request: raw's depth of
+/// messages in flight, and the jetfn function's `max_workers` by default, for the same depth.
+const RAW_PULL_BATCH: u32 = 200;
 
 /// The size of every payload.
 const PAYLOAD_BYTES: usize = 128;
@@ -130,7 +134,7 @@ impl Settings {
                 runs: 3,
                 latency_messages: 20_000,
                 rate: 2_000,
-                max_workers: None,
+                max_workers: Some(RAW_PULL_BATCH),
                 max_ack_pending: 20_000,
                 only: None,
                 extra: Vec::new(),
@@ -142,7 +146,7 @@ impl Settings {
                 runs: 1,
                 latency_messages: 500,
                 rate: 2_000,
-                max_workers: None,
+                max_workers: Some(RAW_PULL_BATCH),
                 max_ack_pending: 20_000,
                 only: None,
                 extra: Vec::new(),
@@ -174,7 +178,7 @@ impl Settings {
             settings.rate = number("JETFN_BENCH_RATE", v);
         }
         if let Some(v) = knob("JETFN_BENCH_MAX_WORKERS", "--max-workers") {
-            settings.max_workers = Some(number("JETFN_BENCH_MAX_WORKERS", v));
+            settings.max_workers = (v != "default").then(|| number("JETFN_BENCH_MAX_WORKERS", v));
         }
         if let Some(v) = knob("JETFN_BENCH_MAX_ACK_PENDING", "--max-ack-pending") {
             settings.max_ack_pending = number("JETFN_BENCH_MAX_ACK_PENDING", v);

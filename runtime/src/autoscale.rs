@@ -2,8 +2,10 @@
 //!
 //! Every tick it looks at the busy workers and the backlog (the consumer's `num_pending`):
 //! - a backlog of at least one message per worker, or every worker busy with a backlog waiting:
-//!   double the workers (at most `max_workers`), so a burst reaches `max_workers` in a few ticks.
-//!   (Short handlers are rarely caught busy by a snapshot; the backlog is what shows they lag.)
+//!   grow to as many workers as there are messages waiting, at least double (at most
+//!   `max_workers`): a large burst gets `max_workers` on the first tick, a trickle grows step by
+//!   step. (Short handlers are rarely caught busy by a snapshot; the backlog is what shows they
+//!   lag.)
 //! - no backlog and fewer than half the workers busy for [`SCALE_DOWN_AFTER`]: halve them (never
 //!   below the busy count or `min_workers`), one step per period.
 
@@ -56,7 +58,8 @@ impl Autoscaler {
         let lagging = seen.backlog >= u64::from(self.current)
             || (seen.busy >= self.current && seen.backlog > 0);
         if lagging {
-            self.current = self.current.saturating_mul(2).min(self.max);
+            let backlog = u32::try_from(seen.backlog).unwrap_or(u32::MAX);
+            self.current = self.current.saturating_mul(2).max(backlog).min(self.max);
             self.idle_since = None;
         } else if seen.backlog == 0
             && seen.busy.saturating_mul(2) < self.current
@@ -83,15 +86,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_backlog_doubles_workers_up_to_max_within_a_few_ticks() {
+    async fn a_large_backlog_gets_max_workers_on_the_first_tick() {
         let mut scaler = Autoscaler::new(1, 16);
         let mut counts = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..3 {
             let current = scaler.current();
             counts.push(scaler.observe(busy(current, 500), Instant::now()));
             tokio::time::advance(TICK).await;
         }
-        assert_eq!(counts, [2, 4, 8, 16, 16, 16]);
+        assert_eq!(counts, [16, 16, 16]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_backlog_grows_workers_to_its_size_at_least_doubling() {
+        let mut scaler = Autoscaler::new(1, 64);
+        let mut counts = Vec::new();
+        for backlog in [1, 3, 5, 20, 300] {
+            let current = scaler.current();
+            counts.push(scaler.observe(busy(current, backlog), Instant::now()));
+            tokio::time::advance(TICK).await;
+        }
+        assert_eq!(counts, [2, 4, 8, 20, 64]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -108,9 +123,9 @@ mod tests {
             "a free worker, one waiting"
         );
         assert_eq!(
-            scaler.observe(busy(0, 100), Instant::now()),
-            4,
-            "never seen busy, but lagging"
+            scaler.observe(busy(0, 10), Instant::now()),
+            10,
+            "never seen busy, but lagging: as many as are waiting"
         );
     }
 

@@ -251,7 +251,8 @@ async fn scale(state: Arc<FunctionState>, workers: Arc<Workers>, mut consumer: P
     loop {
         tick = tick.wrapping_add(1);
         ticks.tick().await;
-        if tick % PENDING_EVERY_TICKS == 0 {
+        // From the first tick on: a backlog waiting at start-up is seen at once.
+        if tick % PENDING_EVERY_TICKS == 1 {
             if let Ok(info) = consumer.info().await {
                 metrics
                     .pending
