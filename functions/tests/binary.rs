@@ -260,12 +260,12 @@ async fn otlp_receiver() -> (
 }
 
 #[tokio::test]
-async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
+async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order_and_logs_carry_its_ids() {
     let (otlp, received) = otlp_receiver().await;
     let server = NatsServer::start();
     let addr = free_addr();
     let otlp_endpoint = format!("http://{otlp}");
-    let mut child = spawn_shop(
+    let mut child = shop_command(
         &server.url(),
         addr,
         &[
@@ -273,8 +273,19 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_SERVICE_NAME", "shop-test"),
+            ("JETFN_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
         ],
-    );
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
     assert!(ready(addr).await, "the binary got ready");
     let js = async_nats::jetstream::new(server.client().await);
     js.publish(
@@ -343,6 +354,21 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
         charges.iter().all(|c| c.1 == reserve.1),
         "one trace for the order"
     );
+
+    // The handler's own log line carries the ids of its delivery span, as JSON fields.
+    let logs = logs.await.expect("stderr read");
+    let reserved: serde_json::Value = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "inventory reserved")
+        .unwrap_or_else(|| panic!("an `inventory reserved` JSON line in:\n{logs}"));
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(reserved["trace_id"], hex(&reserve.1), "{reserved}");
+    assert_eq!(
+        reserved["span_id"].as_str().map(str::len),
+        Some(16),
+        "{reserved}"
+    );
     assert!(
         reserve.2.contains("shop-test"),
         "service name: {}",
@@ -353,7 +379,16 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order() {
 /// Runs the shop (`functions run`) against `url`, serving HTTP on `addr`, with `env` on top of
 /// a payment gateway given room to recover every time (it fails one time in five).
 fn spawn_shop(url: &str, addr: SocketAddr, env: &[(&str, &str)]) -> tokio::process::Child {
-    tokio::process::Command::new(BINARY)
+    shop_command(url, addr, env)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// The shop binary's `run`, its stdout discarded, stderr left to the caller.
+fn shop_command(url: &str, addr: SocketAddr, env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(BINARY);
+    command
         .arg("run")
         .env("NATS_URL", url)
         .env("JETFN_HTTP_ADDR", addr.to_string())
@@ -362,10 +397,8 @@ fn spawn_shop(url: &str, addr: SocketAddr, env: &[(&str, &str)]) -> tokio::proce
         .env("JETFN__FUNCTIONS__CHARGE_PAYMENT__BACKOFF", "50ms..200ms")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn")
+        .kill_on_drop(true);
+    command
 }
 
 /// What a killed process held is redelivered after ack_wait: keep it short.

@@ -10,7 +10,6 @@ use opentelemetry::trace::{SpanKind, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer;
 
 #[event_handler(subject = "trace.orders.created")]
 async fn first_step(ctx: Context, event: Event<serde_json::Value>) -> Result<(), HandlerError> {
@@ -44,16 +43,10 @@ async fn a_chain_of_functions_is_one_trace() {
         .with_simple_exporter(exporter.clone())
         .build();
     // What `jetfn::telemetry::init` sets up: jetfn's delivery spans come from the global tracer
-    // provider; the handler's own `tracing` spans go through a tracing-opentelemetry layer that
-    // leaves out jetfn's log-only delivery spans.
+    // provider; the handler's own `tracing` spans go through a tracing-opentelemetry layer.
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("test"))
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target() != "jetfn::delivery"
-            })),
-    );
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
 
     let server = NatsServer::start();
