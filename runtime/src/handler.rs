@@ -33,7 +33,7 @@ pub(crate) struct EventMeta {
     pub(crate) subject: async_nats::Subject,
     pub(crate) id: Option<String>,
     pub(crate) headers: HeaderMap,
-    pub(crate) stream: String,
+    pub(crate) stream: Arc<str>,
     pub(crate) stream_sequence: u64,
     pub(crate) attempt: u32,
     pub(crate) published: SystemTime,
@@ -87,16 +87,22 @@ impl<T> Event<T> {
 /// output once however often it is retried (within the stream's duplicate window).
 #[derive(Debug)]
 pub struct Context {
-    function: Arc<str>,
-    jetstream: jetstream::Context,
-    auto_create_streams: bool,
+    function: Arc<Function>,
     input: InputRef,
     next_output: AtomicU32,
 }
 
+/// What every [`Context`] of one function shares (one allocation per function, not per delivery).
+#[derive(Debug)]
+pub(crate) struct Function {
+    pub(crate) name: Arc<str>,
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) auto_create_streams: bool,
+}
+
 #[derive(Debug, Clone)]
 struct InputRef {
-    stream: String,
+    stream: Arc<str>,
     sequence: u64,
 }
 
@@ -131,28 +137,17 @@ pub enum PublishError {
 }
 
 impl Context {
-    pub(crate) fn new(
-        function: Arc<str>,
-        jetstream: jetstream::Context,
-        auto_create_streams: bool,
-        stream: &str,
-        sequence: u64,
-    ) -> Self {
+    pub(crate) fn new(function: Arc<Function>, stream: Arc<str>, sequence: u64) -> Self {
         Self {
             function,
-            jetstream,
-            auto_create_streams,
-            input: InputRef {
-                stream: stream.to_owned(),
-                sequence,
-            },
+            input: InputRef { stream, sequence },
             next_output: AtomicU32::new(0),
         }
     }
 
     /// The function's name.
     pub fn name(&self) -> &str {
-        &self.function
+        &self.function.name
     }
 
     /// Publishes `payload` as JSON to `subject` through JetStream and waits for the stream's ack.
@@ -185,10 +180,10 @@ impl Context {
                     subject: subject.to_owned(),
                     reason,
                 };
-                if !self.auto_create_streams {
+                if !self.function.auto_create_streams {
                     return Err(no_stream("auto_create_streams is off".to_owned()));
                 }
-                crate::consumer::create_stream_for(&self.jetstream, subject)
+                crate::consumer::create_stream_for(&self.function.jetstream, subject)
                     .await
                     .map_err(|e| no_stream(e.to_string()))?;
                 self.send(subject, headers, body).await
@@ -207,7 +202,8 @@ impl Context {
             subject: subject.to_owned(),
             source,
         };
-        self.jetstream
+        self.function
+            .jetstream
             .publish_with_headers(subject.to_owned(), headers, body)
             .await
             .map_err(publish)?
@@ -218,13 +214,13 @@ impl Context {
 
     /// The JetStream context, for anything [`Context::publish`] does not cover.
     pub fn jetstream(&self) -> &jetstream::Context {
-        &self.jetstream
+        &self.function.jetstream
     }
 
     fn output_id(&self, index: u32) -> String {
         format!(
             "jetfn:{}:{}:{}:{index}",
-            self.function, self.input.stream, self.input.sequence
+            self.function.name, self.input.stream, self.input.sequence
         )
     }
 }

@@ -27,7 +27,7 @@ use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
-use crate::handler::{Context, EventMeta, HandlerError};
+use crate::handler::{Context, EventMeta, Function, HandlerError};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan};
@@ -60,8 +60,10 @@ pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
 pub(crate) struct Deliverer {
     state: Arc<FunctionState>,
     name: Arc<str>,
-    js: jetstream::Context,
-    auto_create_streams: bool,
+    /// What each delivery's [`Context`] shares.
+    shared: Arc<Function>,
+    /// The stream of the last delivery: every delivery of a binding shares one allocation.
+    stream: Mutex<Arc<str>>,
     schedule: RetrySchedule,
     /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
     breaker: Option<Mutex<Breaker>>,
@@ -96,10 +98,14 @@ impl Deliverer {
         let name: Arc<str> = Arc::from(config.name.as_str());
         Self {
             function: StringValue::from(name.clone()),
+            shared: Arc::new(Function {
+                name: name.clone(),
+                jetstream: js,
+                auto_create_streams,
+            }),
+            stream: Mutex::new(Arc::from("")),
             name,
             state,
-            js,
-            auto_create_streams,
             schedule,
             breaker,
             tracer: telemetry::tracer(),
@@ -112,7 +118,7 @@ impl Deliverer {
 
     /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered.
     pub(crate) async fn deliver(&self, message: jetstream::Message) {
-        let (meta, pending) = match meta(&message) {
+        let (meta, pending) = match meta(&message, &self.stream) {
             Ok(parsed) => parsed,
             Err(error) => {
                 tracing::warn!(function = %self.name, %error, "not a JetStream delivery; releasing it");
@@ -140,10 +146,8 @@ impl Deliverer {
         span: &DeliverySpan,
     ) {
         let ctx = Context::new(
-            self.name.clone(),
-            self.js.clone(),
-            self.auto_create_streams,
-            &meta.stream,
+            self.shared.clone(),
+            meta.stream.clone(),
             meta.stream_sequence,
         );
         let incoming = Incoming {
@@ -203,7 +207,7 @@ impl Deliverer {
                 let headers =
                     dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, error);
                 dlq::publish(
-                    &self.js,
+                    &self.shared.jetstream,
                     &self.config().dlq,
                     message.payload.clone(),
                     headers,
@@ -330,8 +334,21 @@ impl Deliverer {
 }
 
 /// Everything about a delivery but its payload, and the consumer's `num_pending` as of it.
-fn meta(message: &jetstream::Message) -> Result<(EventMeta, u64), async_nats::Error> {
+/// `last_stream` is reused (and updated) for the stream name.
+fn meta(
+    message: &jetstream::Message,
+    last_stream: &Mutex<Arc<str>>,
+) -> Result<(EventMeta, u64), async_nats::Error> {
     let info = message.info()?;
+    let stream = match last_stream.lock() {
+        Ok(mut last) => {
+            if &**last != info.stream {
+                *last = Arc::from(info.stream);
+            }
+            last.clone()
+        }
+        Err(_) => Arc::from(info.stream),
+    };
     let headers = message.headers.clone().unwrap_or_default();
     let id = headers
         .get(async_nats::header::NATS_MESSAGE_ID)
@@ -342,7 +359,7 @@ fn meta(message: &jetstream::Message) -> Result<(EventMeta, u64), async_nats::Er
         subject: message.subject.clone(),
         id,
         headers,
-        stream: info.stream.to_owned(),
+        stream,
         stream_sequence: info.stream_sequence,
         attempt: u32::try_from(info.delivered).unwrap_or(u32::MAX),
         published,

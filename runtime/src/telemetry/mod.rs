@@ -163,13 +163,19 @@ impl DeliverySpan {
         attributes.extend([
             KeyValue::new("messaging.system", "nats"),
             KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", meta.subject.to_string()),
+            KeyValue::new(
+                "messaging.destination.name",
+                meta.subject.as_str().to_owned(),
+            ),
             KeyValue::new("messaging.consumer.group.name", function.clone()),
             KeyValue::new(
                 "messaging.message.delivery_attempt",
                 i64::from(meta.attempt),
             ),
-            KeyValue::new("messaging.nats.stream", meta.stream.clone()),
+            KeyValue::new(
+                "messaging.nats.stream",
+                StringValue::from(meta.stream.clone()),
+            ),
             KeyValue::new(
                 "messaging.nats.stream_sequence",
                 i64::try_from(meta.stream_sequence).unwrap_or(i64::MAX),
@@ -178,8 +184,11 @@ impl DeliverySpan {
         if let Some(id) = &meta.id {
             attributes.push(KeyValue::new("messaging.message.id", id.clone()));
         }
+        let mut name = String::with_capacity(meta.subject.len() + 8);
+        name.push_str(&meta.subject);
+        name.push_str(" process");
         let span = tracer
-            .span_builder(format!("{} process", meta.subject))
+            .span_builder(name)
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
