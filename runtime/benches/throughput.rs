@@ -6,7 +6,12 @@
 //!
 //! 1. Throughput: N messages of 128 bytes of JSON are stored in stream `BENCH` once; then, runs
 //!    times, alternately, (a) a fresh durable pull consumer read with `messages()` and acked one by
-//!    one with raw async-nats, and (b) the jetfn runtime with a no-op handler on a fresh durable.
+//!    one with raw async-nats, and (b) the jetfn runtime with a no-op handler on a fresh durable,
+//!    with `max_workers` 200 (raw's pull batch: the same depth of messages in flight) and, as in
+//!    production, logs, metrics and a span per delivery exported over OTLP/HTTP (to a sink in
+//!    this process that answers 200). The standard `OTEL_TRACES_SAMPLER`/`_ARG` variables apply.
+//!    After each run: this process's CPU time per message, and the server's (from `/proc`), with
+//!    the messages it received and sent per handled message (from `/varz`).
 //!    Each run's rate is printed, then the medians and their ratio. Raw is timed from its first
 //!    pull, jetfn from its first handler run (the time from `start()` to it, connecting and
 //!    binding, is printed apart), both until N messages are handled and the server has no ack
