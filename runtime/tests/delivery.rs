@@ -3,6 +3,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -226,5 +227,62 @@ async fn publishing_to_a_subject_without_a_stream_creates_one() {
         "no retry was needed"
     );
     assert_eq!(stored(&js, "SHIPPING", "shipping.requested").await, 3);
+    runtime.stop().await;
+}
+
+// --- handlers that block before their first await still run side by side -----------------
+
+static BLOCKING_NOW: AtomicUsize = AtomicUsize::new(0);
+static BLOCKING_MOST: AtomicUsize = AtomicUsize::new(0);
+static BLOCKING_DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Blocks its thread for 50 ms without awaiting (heavy computation, or a blocking call).
+#[event_handler(subject = "blocking.jobs", max_workers = 4)]
+async fn blocking_job(_ctx: Context, event: Event<Order>) -> Result<(), HandlerError> {
+    let now = BLOCKING_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+    BLOCKING_MOST.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(50));
+    BLOCKING_NOW.fetch_sub(1, Ordering::SeqCst);
+    BLOCKING_DONE
+        .lock()
+        .expect("lock")
+        .push(event.data.order_id);
+    Ok(())
+}
+
+/// The pull loop runs a delivery's first poll itself only while first polls are quick; a handler
+/// that holds its thread goes to tasks, so such deliveries run on all the runtime's threads
+/// instead of one after another in the loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_block_before_awaiting_still_run_side_by_side() {
+    let server = NatsServer::start();
+    let js = async_nats::jetstream::new(server.client().await);
+    const N: usize = 12;
+    let runtime = start(&server, "blocking_job", &[]).await;
+    publish_all(&js, "blocking.jobs", orders(N)).await;
+    assert!(
+        eventually(PATIENCE, || async {
+            BLOCKING_DONE.lock().expect("lock").len() >= N
+        })
+        .await,
+        "handled {} of {N}",
+        BLOCKING_DONE.lock().expect("lock").len()
+    );
+    assert!(
+        eventually(PATIENCE, || async {
+            consumer_counts(&js, "BLOCKING", "blocking_job").await == (0, 0)
+        })
+        .await,
+        "every message acked"
+    );
+    let done = BLOCKING_DONE.lock().expect("lock").clone();
+    let unique: HashSet<_> = done.iter().collect();
+    assert_eq!(unique.len(), N, "each handled once: {done:?}");
+    let most = BLOCKING_MOST.load(Ordering::SeqCst);
+    println!("blocking handlers: at most {most} at once on 2 threads");
+    assert!(
+        most >= 2,
+        "deliveries of a blocking handler ran one at a time (at most {most} at once)"
+    );
     runtime.stop().await;
 }

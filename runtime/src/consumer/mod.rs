@@ -20,7 +20,7 @@ pub(crate) use bind::{create_stream_for, derived_stream_name, provision_function
 use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
 use pull::{Pulled, Puller};
-use workers::Workers;
+use workers::{Inline, Workers};
 
 use crate::autoscale::{self, Autoscaler, Observation};
 use crate::breaker::{Admission, Gate};
@@ -66,6 +66,7 @@ pub(crate) async fn run(runner: Runner) {
         auto_create_streams,
     ));
     let workers = Workers::new(state.config.min_workers as usize);
+    let mut inline = Inline::default();
     let mut tasks = JoinSet::new();
     let mut watcher = None;
 
@@ -167,8 +168,15 @@ pub(crate) async fn run(runner: Runner) {
                     // than one allocation.
                     let mut delivery = Box::pin(async move { deliverer.deliver(message).await });
                     // A handler that does not wait on anything is done on its first poll, right
-                    // here: no task, no wake-ups. Only one that waits takes a worker task.
-                    if (&mut delivery).now_or_never().is_none() {
+                    // here: no task, no wake-ups. One that waits (or computes long, see
+                    // `Inline`) takes a worker task.
+                    let done = inline.allowed() && {
+                        let started = std::time::Instant::now();
+                        let done = (&mut delivery).now_or_never().is_some();
+                        inline.observe(started.elapsed());
+                        done
+                    };
+                    if !done {
                         let busy = workers.start();
                         tasks.spawn(async move {
                             delivery.await;

@@ -65,9 +65,74 @@ impl Drop for Busy {
     }
 }
 
+/// Whether the pull loop may run a delivery's first poll itself.
+///
+/// A handler that finishes on its first poll without waiting is cheapest run right in the loop:
+/// no task, no wake-ups. But a handler that computes for long before its first `.await` would
+/// hold the loop and run deliveries one after another instead of on all the runtime's threads.
+/// So the loop keeps a moving average of how long its inline first polls take, and above
+/// [`Inline::MAX_AVERAGE`] hands deliveries to tasks instead, trying inline again now and then
+/// to notice when handlers got quick again.
+#[derive(Debug, Default)]
+pub(crate) struct Inline {
+    /// Moving average of inline first polls, in nanoseconds.
+    average_nanos: u64,
+    /// Deliveries handed to tasks since inline was last tried.
+    skipped: u32,
+}
+
+impl Inline {
+    /// The longest average first poll that is still run inline.
+    pub(crate) const MAX_AVERAGE: std::time::Duration = std::time::Duration::from_micros(100);
+    /// While inline is off, one delivery in this many is tried inline to re-measure.
+    const RETRY_EVERY: u32 = 256;
+
+    /// Should the next delivery's first poll run inline?
+    pub(crate) fn allowed(&mut self) -> bool {
+        if u128::from(self.average_nanos) <= Self::MAX_AVERAGE.as_nanos() {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= Self::RETRY_EVERY {
+            self.skipped = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Records how long an inline first poll took.
+    pub(crate) fn observe(&mut self, took: std::time::Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        // An average over the last ~8 polls: one slow poll counts, one fast one does not erase it.
+        self.average_nanos = self.average_nanos - self.average_nanos / 8 + took / 8;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn quick_first_polls_stay_inline_slow_ones_go_to_tasks_and_are_retried() {
+        let mut inline = Inline::default();
+        for _ in 0..100 {
+            assert!(inline.allowed());
+            inline.observe(Duration::from_micros(5));
+        }
+        // A handler that computes for 10 ms before it waits: off after the first such poll.
+        assert!(inline.allowed());
+        inline.observe(Duration::from_millis(10));
+        let tried: usize = (0..1024).filter(|_| inline.allowed()).count();
+        assert_eq!(tried, 4, "one in 256 is tried inline while it stays off");
+        // Quick again: the retries bring the average down and inline back.
+        let mut polls = 0;
+        while !inline.allowed() || polls == 0 {
+            inline.observe(Duration::from_micros(5));
+            polls += 1;
+            assert!(polls < 100, "inline comes back after quick polls");
+        }
+    }
 
     #[tokio::test]
     async fn counts_free_workers_and_wakes_on_release() {
