@@ -54,8 +54,10 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: the log format, and the OpenTelemetry layer (exporting over
-/// OTLP when configured). A second call leaves the first subscriber in place. `jetfn::main()`
+/// Installs the global subscriber (the log format, and the OpenTelemetry layer for the handlers'
+/// own `tracing` spans) and the global tracer provider (exporting over OTLP when configured),
+/// which the delivery spans of runtimes started afterwards use. A second call leaves the first
+/// subscriber in place and replaces the tracer provider. `jetfn::main()`
 /// calls it; call it yourself when you start a [`Runtime`](crate::Runtime) from your own code.
 pub fn init(config: &Config) -> Telemetry {
     let service = config
