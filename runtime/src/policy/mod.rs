@@ -1,6 +1,6 @@
 //! Delivery policy: what to do with a handler's result.
 //!
-//! [`retry`] holds the backoff schedule. [`decide`] turns a handler run into a [`Verdict`]:
+//! [`retry`] holds the backoff schedule. `decide` turns a handler run into a `Verdict`:
 //! ack, retry after a delay, or dead-letter, from the failure's kind and the delivery count.
 
 pub mod retry;

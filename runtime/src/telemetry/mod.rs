@@ -2,7 +2,7 @@
 //!
 //! - Logs: `RUST_LOG` filters (default `info`), `JETFN_LOG_FORMAT` picks text or JSON lines; a
 //!   line logged during a delivery carries that delivery's `trace_id` and `span_id` (see
-//!   [`log`]).
+//!   the `log` module).
 //! - Traces: every delivery runs in an OpenTelemetry span named `<subject> process` (kind
 //!   consumer) whose parent is the W3C `traceparent` in the message headers, with the
 //!   OpenTelemetry messaging attributes. The span is made with the OpenTelemetry API through the
