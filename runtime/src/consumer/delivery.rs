@@ -20,7 +20,6 @@ use async_nats::jetstream::{self, AckKind};
 use futures::FutureExt;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::StringValue;
 use tokio::time::Instant;
 
 use crate::breaker::{Admission, Breaker, Gate, Transition};
@@ -59,17 +58,12 @@ pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
 /// What every delivery of one function shares.
 pub(crate) struct Deliverer {
     state: Arc<FunctionState>,
-    name: Arc<str>,
-    /// What each delivery's [`Context`] shares.
+    /// What each delivery's [`Context`] shares (the function's name among it).
     shared: Arc<Function>,
-    /// The stream of the last delivery: every delivery of a binding shares one allocation.
-    stream: Mutex<Arc<str>>,
     schedule: RetrySchedule,
     /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
     breaker: Option<Mutex<Breaker>>,
     tracer: BoxedTracer,
-    /// The function's name as a span attribute value (shared, not copied per delivery).
-    function: StringValue,
 }
 
 impl Deliverer {
@@ -97,14 +91,11 @@ impl Deliverer {
         });
         let name: Arc<str> = Arc::from(config.name.as_str());
         Self {
-            function: StringValue::from(name.clone()),
             shared: Arc::new(Function {
-                name: name.clone(),
+                name,
                 jetstream: js,
                 auto_create_streams,
             }),
-            stream: Mutex::new(Arc::from("")),
-            name,
             state,
             schedule,
             breaker,
@@ -116,18 +107,19 @@ impl Deliverer {
         &self.state.config
     }
 
-    /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered.
-    pub(crate) async fn deliver(&self, message: jetstream::Message) {
-        let (meta, pending) = match meta(&message, &self.stream) {
+    /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered. `stream` is the
+    /// name of the stream the function is bound to (one allocation for all its deliveries).
+    pub(crate) async fn deliver(&self, message: jetstream::Message, stream: Arc<str>) {
+        let (meta, pending) = match meta(&message, stream) {
             Ok(parsed) => parsed,
             Err(error) => {
-                tracing::warn!(function = %self.name, %error, "not a JetStream delivery; releasing it");
+                tracing::warn!(function = %self.shared.name, %error, "not a JetStream delivery; releasing it");
                 self.settle(&message, Outcome::Released).await;
                 return;
             }
         };
         let attempt = meta.attempt;
-        let span = DeliverySpan::start(&self.tracer, &self.function, &meta);
+        let span = DeliverySpan::start(&self.tracer, &self.shared.name, &meta);
         self.state
             .metrics
             .pending
@@ -164,7 +156,7 @@ impl Deliverer {
             Ok(()) => self.record(Some(true)),
             Err(failure) => {
                 span.record_failure(failure);
-                tracing::warn!(function = %self.name, attempt, error = %failure, "handler failed");
+                tracing::warn!(function = %self.shared.name, attempt, error = %failure, "handler failed");
                 // Permanent and decode errors are about the message, not the dependency.
                 self.record(failure.is_retryable().then_some(false));
             }
@@ -198,7 +190,7 @@ impl Deliverer {
         let stored = match message.info() {
             Ok(info) => {
                 let from = Provenance {
-                    function: &self.name,
+                    function: &self.shared.name,
                     subject: &message.subject,
                     stream: info.stream,
                     stream_sequence: info.stream_sequence,
@@ -219,11 +211,11 @@ impl Deliverer {
         };
         match stored {
             Ok(()) => {
-                tracing::warn!(function = %self.name, kind = kind.as_str(), %error, "dead-lettered");
+                tracing::warn!(function = %self.shared.name, kind = kind.as_str(), %error, "dead-lettered");
                 Outcome::DeadLettered
             }
             Err(dlq_error) => {
-                tracing::error!(function = %self.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
+                tracing::error!(function = %self.shared.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
                 Outcome::Retried {
                     delay: self.schedule.delay(attempt, &mut rand::rng()),
                 }
@@ -262,12 +254,12 @@ impl Deliverer {
         };
         match breaker.record(success, Instant::now()) {
             Some(Transition::Opened(until)) => tracing::warn!(
-                function = %self.name,
+                function = %self.shared.name,
                 cooldown = %humantime::format_duration(until - Instant::now()),
                 "circuit breaker opened"
             ),
             Some(Transition::Closed) => {
-                tracing::info!(function = %self.name, "circuit breaker closed")
+                tracing::info!(function = %self.shared.name, "circuit breaker closed")
             }
             None => {}
         }
@@ -309,7 +301,7 @@ impl Deliverer {
                 () = &mut deadline => return Err(Failure::Timeout(timeout)),
                 _ = progress.tick() => {
                     if let Err(error) = message.ack_with(AckKind::Progress).await {
-                        tracing::debug!(function = %self.name, %error, "in-progress ack failed");
+                        tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
                     }
                 }
             }
@@ -320,7 +312,7 @@ impl Deliverer {
     pub(crate) async fn settle(&self, message: &jetstream::Message, outcome: Outcome) {
         if let Err(error) = message.ack_with(ack_kind(outcome)).await {
             // The server redelivers an unacknowledged message after ack_wait: nothing is lost.
-            tracing::warn!(function = %self.name, %error, ?outcome, "ack not sent; the server will redeliver");
+            tracing::warn!(function = %self.shared.name, %error, ?outcome, "ack not sent; the server will redeliver");
             return;
         }
         let metrics = &self.state.metrics;
@@ -334,20 +326,16 @@ impl Deliverer {
 }
 
 /// Everything about a delivery but its payload, and the consumer's `num_pending` as of it.
-/// `last_stream` is reused (and updated) for the stream name.
+/// `bound` is the bound stream's name, used when the message names the same stream.
 fn meta(
     message: &jetstream::Message,
-    last_stream: &Mutex<Arc<str>>,
+    bound: Arc<str>,
 ) -> Result<(EventMeta, u64), async_nats::Error> {
     let info = message.info()?;
-    let stream = match last_stream.lock() {
-        Ok(mut last) => {
-            if &**last != info.stream {
-                *last = Arc::from(info.stream);
-            }
-            last.clone()
-        }
-        Err(_) => Arc::from(info.stream),
+    let stream = if *bound == *info.stream {
+        bound
+    } else {
+        Arc::from(info.stream)
     };
     let headers = message.headers.clone().unwrap_or_default();
     let id = headers

@@ -98,6 +98,7 @@ pub(crate) async fn run(runner: Runner) {
             workers.clone(),
             bound.consumer.clone(),
         )));
+        let stream: Arc<str> = Arc::from(bound.stream.as_str());
         state.set_bound(&bound.stream);
         tracing::info!(function = %state.config.name, stream = %bound.stream, subject = %state.config.subject, "consumer bound");
         connections.mark_unchanged();
@@ -164,9 +165,11 @@ pub(crate) async fn run(runner: Runner) {
                         continue;
                     }
                     let deliverer = deliverer.clone();
+                    let stream = stream.clone();
                     // Boxed: the delivery future is kilobytes; moving it into a task costs more
                     // than one allocation.
-                    let mut delivery = Box::pin(async move { deliverer.deliver(message).await });
+                    let mut delivery =
+                        Box::pin(async move { deliverer.deliver(message, stream).await });
                     // A handler that does not wait on anything is done on its first poll, right
                     // here: no task, no wake-ups. One that waits (or computes long, see
                     // `Inline`) takes a worker task.

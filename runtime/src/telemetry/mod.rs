@@ -20,6 +20,8 @@
 
 mod log;
 
+use std::sync::Arc;
+
 use async_nats::HeaderMap;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -155,7 +157,7 @@ pub(crate) struct DeliverySpan {
 }
 
 impl DeliverySpan {
-    pub(crate) fn start(tracer: &BoxedTracer, function: &StringValue, meta: &EventMeta) -> Self {
+    pub(crate) fn start(tracer: &BoxedTracer, function: &Arc<str>, meta: &EventMeta) -> Self {
         let parent = if meta.headers.get("traceparent").is_some() {
             TraceContextPropagator::new().extract(&HeaderExtractor(&meta.headers))
         } else {
@@ -169,7 +171,10 @@ impl DeliverySpan {
                 "messaging.destination.name",
                 meta.subject.as_str().to_owned(),
             ),
-            KeyValue::new("messaging.consumer.group.name", function.clone()),
+            KeyValue::new(
+                "messaging.consumer.group.name",
+                StringValue::from(function.clone()),
+            ),
             KeyValue::new(
                 "messaging.message.delivery_attempt",
                 i64::from(meta.attempt),
