@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{free_addr, ready, run, BINARY, PATIENCE};
+use common::{free_addr, ready, run, BINARY, PATIENCE, SHOP_FUNCTIONS};
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -22,15 +22,7 @@ fn the_registry_holds_every_example_function() {
         .iter()
         .map(|f| f["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(
-        names,
-        [
-            "audit_log",
-            "charge_payment",
-            "reserve_inventory",
-            "send_notification"
-        ]
-    );
+    assert_eq!(names, SHOP_FUNCTIONS);
     let charge = &list[1];
     assert_eq!(charge["subject"], "shop.inventory.reserved");
     assert_eq!(charge["max_deliver"], 6);

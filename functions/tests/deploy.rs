@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_addr, run, BINARY, PATIENCE};
+use common::{free_addr, run, BINARY, PATIENCE, SHOP_FUNCTIONS};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -177,15 +177,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
     ));
     let triggers = triggers(&yaml);
     let names: Vec<&str> = triggers.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        [
-            "audit_log",
-            "charge_payment",
-            "reserve_inventory",
-            "send_notification"
-        ]
-    );
+    assert_eq!(names, SHOP_FUNCTIONS);
     assert!(triggers
         .values()
         .all(|t| t.stream == "SHOP" && t.account == "$G"));

@@ -441,17 +441,7 @@ async fn raw_throughput(
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(BENCH_STREAM).await.expect("bench stream");
     let durable = format!("raw_{run}");
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(durable.clone()),
-            filter_subject: BENCH_SUBJECT.to_owned(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            deliver_policy: consumer::DeliverPolicy::All,
-            max_ack_pending: i64::from(settings.max_ack_pending),
-            ..Default::default()
-        })
-        .await
-        .expect("raw consumer");
+    let consumer = raw_consumer(&stream, BENCH_SUBJECT, &durable, settings).await;
 
     let work = async {
         let started = Instant::now();
@@ -478,6 +468,26 @@ async fn raw_throughput(
         .await
         .expect("delete raw consumer");
     elapsed
+}
+
+/// A fresh durable pull consumer of `subject` for raw async-nats: explicit acks, from the start.
+async fn raw_consumer(
+    stream: &stream::Stream,
+    subject: &str,
+    durable: &str,
+    settings: &Settings,
+) -> consumer::PullConsumer {
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(durable.to_owned()),
+            filter_subject: subject.to_owned(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            deliver_policy: consumer::DeliverPolicy::All,
+            max_ack_pending: i64::from(settings.max_ack_pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("raw consumer {durable}: {e}"))
 }
 
 /// The per-function overrides given to the runtime, as `JETFN__FUNCTIONS__<NAME>__<KEY>`.
@@ -696,17 +706,7 @@ async fn raw_latency(url: &str, control: &jetstream::Context, settings: &Setting
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(LAT_STREAM).await.expect("latency stream");
     let durable = "raw_latency";
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(durable.to_owned()),
-            filter_subject: LAT_RAW_SUBJECT.to_owned(),
-            ack_policy: consumer::AckPolicy::Explicit,
-            deliver_policy: consumer::DeliverPolicy::All,
-            max_ack_pending: i64::from(settings.max_ack_pending),
-            ..Default::default()
-        })
-        .await
-        .expect("raw latency consumer");
+    let consumer = raw_consumer(&stream, LAT_RAW_SUBJECT, durable, settings).await;
     let mut messages = consumer.messages().await.expect("pull");
     let reader = tokio::spawn(async move {
         let mut samples = Vec::with_capacity(capacity);

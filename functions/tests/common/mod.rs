@@ -9,6 +9,13 @@ use jetfn::testing::{eventually, http_get};
 
 /// The image's binary, built by cargo for the tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_functions");
+/// The example shop's functions, sorted by name.
+pub const SHOP_FUNCTIONS: [&str; 4] = [
+    "audit_log",
+    "charge_payment",
+    "reserve_inventory",
+    "send_notification",
+];
 /// How long a test waits for what should take a moment.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
