@@ -18,10 +18,12 @@ fi
 
 echo "==> building the example functions"
 cargo build --quiet -p functions --bins
+# Where cargo put them: CARGO_TARGET_DIR when set, as scripts/test.sh honours it too.
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
 echo "==> starting the functions (jetfn dev starts nats-server with data under .jetfn/)"
-./target/debug/functions list
-./target/debug/functions dev &
+"$bin/functions" list
+"$bin/functions" dev &
 runtime=$!
 trap 'kill -TERM $runtime 2>/dev/null; wait $runtime 2>/dev/null || true' EXIT
 
@@ -43,7 +45,7 @@ done
 get "$http/ready" >/dev/null || { echo "the runtime did not get ready"; exit 1; }
 
 echo "==> placing $orders orders"
-./target/debug/place-orders "$orders" 250
+"$bin/place-orders" "$orders" 250
 
 echo "==> waiting for every order to be notified"
 for _ in $(seq 1 600); do
@@ -61,5 +63,5 @@ echo "Look around: curl http://$http/metrics | curl http://$http/functions | cur
 if [[ "${DEMO_EXIT:-0}" == "1" ]]; then
   exit 0
 fi
-echo "The functions keep running; place more orders with ./target/debug/place-orders. Ctrl-C stops."
+echo "The functions keep running; place more orders with $bin/place-orders. Ctrl-C stops."
 wait $runtime

@@ -15,6 +15,10 @@ echo "==> nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 
+echo "==> no import cycles between the runtime's top-level modules"
+# A copy of the workplace's shared/tools/module_cycles.py, so a clone alone can run it.
+python3 scripts/module_cycles.py runtime/src
+
 echo "==> cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 

@@ -5,14 +5,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::command::{block_on, config_error};
 use crate::config::Config;
 use crate::local_server::{answers, find_nats_server, INSTALL_HINT};
 use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::telemetry;
-
-/// Exit code for unusable configuration.
-pub(crate) const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,11 +94,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn config_error(error: impl std::fmt::Display) -> ExitCode {
-    eprintln!("jetfn: invalid configuration: {error}");
-    ExitCode::from(EXIT_CONFIG)
-}
-
 fn list(runtime: &Runtime, json: bool) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(runtime.functions()) {
@@ -120,7 +113,7 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
         let stream = f
             .stream
             .clone()
-            .or_else(|| crate::consumer::derived_stream_name(&f.subject))
+            .or_else(|| crate::topology::derived_stream_name(&f.subject))
             .unwrap_or_else(|| "?".to_owned());
         println!(
             "{:<24} {:<32} {:<10} {:<24} {:>5} {:>12} {:>8} {:>7}",
@@ -195,16 +188,6 @@ fn print_dead_letters(letters: &[crate::dlq::DeadLetter]) {
             letter.header(h::ERROR),
         );
     }
-}
-
-pub(crate) fn block_on<T>(
-    future: impl std::future::Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?
-        .block_on(future)
 }
 
 fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {

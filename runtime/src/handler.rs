@@ -10,7 +10,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::telemetry;
+use crate::{propagation, topology};
 
 /// The boxed error a handler failure carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -170,7 +170,7 @@ impl Context {
         let index = self.next_output.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
-        telemetry::inject_current(&mut headers);
+        propagation::inject_current(&mut headers);
         let body = Bytes::from(body);
         match self.send(subject, headers.clone(), body.clone()).await {
             Err(PublishError::Publish { source, .. })
@@ -183,7 +183,7 @@ impl Context {
                 if !self.function.auto_create_streams {
                     return Err(no_stream("auto_create_streams is off".to_owned()));
                 }
-                crate::consumer::create_stream_for(&self.function.jetstream, subject)
+                topology::create_stream_for(&self.function.jetstream, subject)
                     .await
                     .map_err(|e| no_stream(e.to_string()))?;
                 self.send(subject, headers, body).await

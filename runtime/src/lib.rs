@@ -45,6 +45,7 @@ pub mod autoscale;
 pub mod breaker;
 mod cli;
 mod codec;
+mod command;
 pub mod config;
 mod consumer;
 pub mod dlq;
@@ -56,6 +57,7 @@ mod metrics;
 mod nats;
 pub mod policy;
 mod probe;
+mod propagation;
 mod provision;
 pub mod registry;
 mod runtime;
@@ -64,6 +66,7 @@ mod subject;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod topology;
 
 pub use async_nats;
 pub use cli::main;

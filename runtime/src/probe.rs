@@ -37,7 +37,7 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u
 /// wildcard address replaced by loopback) answers 200 within 3 s, else 1.
 pub(crate) fn healthcheck(config: &Config) -> ExitCode {
     let addr = local(config.http_addr);
-    let checked = crate::cli::block_on(async {
+    let checked = crate::command::block_on(async {
         match tokio::time::timeout(HEALTHCHECK_TIMEOUT, http_get(addr, "/health")).await {
             Ok(Ok((200, _))) => Ok(()),
             Ok(Ok((status, _))) => Err(format!("http://{addr}/health answered {status}")),

@@ -25,9 +25,9 @@ pub(crate) struct ProvisionArgs {
 pub(crate) fn command(args: &ProvisionArgs, config: &Config, registry: &Registry) -> ExitCode {
     let functions = match config.functions(registry) {
         Ok(functions) => functions,
-        Err(error) => return crate::cli::config_error(error),
+        Err(error) => return crate::command::config_error(error),
     };
-    let provisioned = crate::cli::block_on(async {
+    let provisioned = crate::command::block_on(async {
         let client =
             crate::nats::connect_once(&config.nats, "jetfn-provision", args.connect_timeout)
                 .await

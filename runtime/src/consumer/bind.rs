@@ -1,26 +1,20 @@
 //! Binding a function to its stream and durable pull consumer.
 
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer};
 
 use crate::config::FunctionConfig;
 use crate::dlq::{self, advisory, DlqError};
+use crate::topology::{create_stream, stream_name_for, TopologyError};
 
 /// Why a function could not be bound (yet).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BindError {
-    #[error("no stream captures `{subject}` and auto_create_streams is off")]
-    NoStream { subject: String },
-    #[error("cannot derive a stream name from `{subject}`; set the function's `stream`")]
-    NoStreamName { subject: String },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
     #[error("looking up the stream for `{subject}` failed: {source}")]
     Lookup {
         subject: String,
         source: jetstream::context::GetStreamByNameError,
-    },
-    #[error("creating stream `{stream}` failed: {source}")]
-    CreateStream {
-        stream: String,
-        source: jetstream::context::CreateStreamError,
     },
     #[error("getting stream `{stream}` failed: {source}")]
     GetStream {
@@ -124,7 +118,7 @@ async fn find_or_create_stream(
         return match js.get_stream(stream).await {
             Ok(_) => Ok(stream.clone()),
             Err(error) if is_stream_not_found(&error) => {
-                create_stream(js, stream, subject, auto_create_streams).await
+                Ok(create_stream(js, stream, subject, auto_create_streams).await?)
             }
             Err(source) => Err(BindError::GetStream {
                 stream: stream.clone(),
@@ -135,10 +129,8 @@ async fn find_or_create_stream(
     match js.stream_by_subject(subject.clone()).await {
         Ok(name) => Ok(name),
         Err(error) if error.kind() == jetstream::context::GetStreamByNameErrorKind::NotFound => {
-            let name = derived_stream_name(subject).ok_or_else(|| BindError::NoStreamName {
-                subject: subject.clone(),
-            })?;
-            create_stream(js, &name, subject, auto_create_streams).await
+            let name = stream_name_for(subject)?;
+            Ok(create_stream(js, &name, subject, auto_create_streams).await?)
         }
         Err(source) => Err(BindError::Lookup {
             subject: subject.clone(),
@@ -153,68 +145,4 @@ fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(inner)
             if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
-}
-
-async fn create_stream(
-    js: &jetstream::Context,
-    name: &str,
-    subject: &str,
-    auto_create_streams: bool,
-) -> Result<String, BindError> {
-    if !auto_create_streams {
-        return Err(BindError::NoStream {
-            subject: subject.to_owned(),
-        });
-    }
-    let first = subject.split('.').next().unwrap_or(subject);
-    let config = stream::Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{first}.>")],
-        storage: stream::StorageType::File,
-        description: Some("created by jetfn".to_owned()),
-        ..Default::default()
-    };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|source| BindError::CreateStream {
-            stream: name.to_owned(),
-            source,
-        })?;
-    tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
-    Ok(name.to_owned())
-}
-
-/// Creates the stream a subject would get by the auto-create rule (an output subject of
-/// `Context::publish`, say); returns its name.
-pub(crate) async fn create_stream_for(
-    js: &jetstream::Context,
-    subject: &str,
-) -> Result<String, BindError> {
-    let name = derived_stream_name(subject).ok_or_else(|| BindError::NoStreamName {
-        subject: subject.to_owned(),
-    })?;
-    create_stream(js, &name, subject, true).await
-}
-
-/// `orders.created` -> `ORDERS`; `None` when the first token is a wildcard.
-pub(crate) fn derived_stream_name(subject: &str) -> Option<String> {
-    let first = subject.split('.').next()?;
-    (!first.is_empty() && first != "*" && first != ">")
-        .then(|| first.to_uppercase().replace('-', "_"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_names_from_subjects() {
-        assert_eq!(
-            derived_stream_name("orders.created").as_deref(),
-            Some("ORDERS")
-        );
-        assert_eq!(derived_stream_name("shop.>").as_deref(), Some("SHOP"));
-        assert_eq!(derived_stream_name("*.created"), None);
-        assert_eq!(derived_stream_name(">"), None);
-    }
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use bind::{create_stream_for, derived_stream_name, provision_function, Bound};
+pub(crate) use bind::{provision_function, Bound};
 use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
 use pull::{Pulled, Puller};

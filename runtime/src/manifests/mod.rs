@@ -31,8 +31,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{Config, FunctionConfig};
-use crate::consumer::derived_stream_name;
 use crate::registry::Registry;
+use crate::topology::derived_stream_name;
 
 /// Flags of `manifests`.
 #[derive(Debug, clap::Args)]
@@ -146,7 +146,7 @@ pub(crate) fn stream_of(function: &FunctionConfig) -> Result<String, ManifestErr
 pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry) -> ExitCode {
     let functions = match config.functions(registry) {
         Ok(functions) => functions,
-        Err(error) => return crate::cli::config_error(error),
+        Err(error) => return crate::command::config_error(error),
     };
     let rendered = functions
         .iter()
@@ -166,7 +166,7 @@ pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry
         }
         Err(error) => {
             eprintln!("jetfn manifests: {error}");
-            ExitCode::from(crate::cli::EXIT_CONFIG)
+            ExitCode::from(crate::command::EXIT_CONFIG)
         }
     }
 }

@@ -22,12 +22,9 @@ mod log;
 
 use std::sync::Arc;
 
-use async_nats::HeaderMap;
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{KeyValue, StringValue};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
@@ -36,6 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat, OtlpConfig, OtlpProtocol};
 use crate::handler::EventMeta;
+use crate::propagation;
 use log::{Layout, WithTraceIds};
 
 /// The name of jetfn's tracer (its instrumentation scope).
@@ -158,11 +156,7 @@ pub(crate) struct DeliverySpan {
 
 impl DeliverySpan {
     pub(crate) fn start(tracer: &BoxedTracer, function: &Arc<str>, meta: &EventMeta) -> Self {
-        let parent = if meta.headers.get("traceparent").is_some() {
-            TraceContextPropagator::new().extract(&HeaderExtractor(&meta.headers))
-        } else {
-            opentelemetry::Context::new()
-        };
+        let parent = propagation::extract(&meta.headers);
         let mut attributes = Vec::with_capacity(8);
         attributes.extend([
             KeyValue::new("messaging.system", "nats"),
@@ -214,32 +208,5 @@ impl DeliverySpan {
     /// Ends the OpenTelemetry span (it is exported, when export is on).
     pub(crate) fn end(&self) {
         self.otel.span().end();
-    }
-}
-
-/// Writes the current OpenTelemetry context (`traceparent`, `tracestate`) into `headers`: during
-/// a delivery, that of the delivery span or of a `tracing` span the handler entered.
-pub(crate) fn inject_current(headers: &mut HeaderMap) {
-    let context = opentelemetry::Context::current();
-    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
-}
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|value| value.as_str())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(name, _)| name.as_ref()).collect()
-    }
-}
-
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value);
     }
 }

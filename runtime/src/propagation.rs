@@ -1,0 +1,45 @@
+//! W3C trace context in NATS headers: reading a message's `traceparent` and writing the current
+//! context into a message about to be published.
+//!
+//! Below the handler (whose `Context::publish` injects) and telemetry (whose delivery span
+//! extracts its parent), so both use one implementation.
+
+use async_nats::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+/// The trace context the headers carry; an empty context when they carry none.
+pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
+    if headers.get("traceparent").is_some() {
+        TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+    } else {
+        opentelemetry::Context::new()
+    }
+}
+
+/// Writes the current OpenTelemetry context (`traceparent`, `tracestate`) into `headers`: during
+/// a delivery, that of the delivery span or of a `tracing` span the handler entered.
+pub(crate) fn inject_current(headers: &mut HeaderMap) {
+    let context = opentelemetry::Context::current();
+    TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|value| value.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value);
+    }
+}
