@@ -1,6 +1,6 @@
 //! Live state shared between the consumers and the HTTP endpoints.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -24,6 +24,18 @@ pub(crate) struct FunctionState {
     pub(crate) metrics: FunctionMetrics,
     bound: AtomicBool,
     detail: Mutex<Detail>,
+    pulling: Pulling,
+}
+
+/// What the pull loop last asked for, updated with each pull request (not per message).
+#[derive(Debug, Default)]
+pub(crate) struct Pulling {
+    /// Messages requested and not yet received, right after the latest request.
+    pub(crate) requested: AtomicUsize,
+    /// Of those, the ones asked for beyond the free workers.
+    pub(crate) ahead: AtomicUsize,
+    /// The measured pull round trip, microseconds.
+    pub(crate) round_trip_us: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -40,6 +52,9 @@ pub(crate) struct FunctionReport {
     bound: bool,
     stream: Option<String>,
     last_error: Option<String>,
+    requested: usize,
+    ahead: usize,
+    round_trip_us: u64,
 }
 
 impl RuntimeState {
@@ -66,7 +81,13 @@ impl FunctionState {
             config: Arc::new(config),
             bound: AtomicBool::new(false),
             detail: Mutex::new(Detail::default()),
+            pulling: Pulling::default(),
         }
+    }
+
+    /// What the pull loop reports of its requests.
+    pub(crate) fn pulling(&self) -> &Pulling {
+        &self.pulling
     }
 
     pub(crate) fn bound(&self) -> bool {
@@ -94,6 +115,9 @@ impl FunctionState {
             bound: self.bound(),
             stream: detail.stream,
             last_error: detail.last_error,
+            requested: self.pulling.requested.load(Ordering::Relaxed),
+            ahead: self.pulling.ahead.load(Ordering::Relaxed),
+            round_trip_us: self.pulling.round_trip_us.load(Ordering::Relaxed),
         }
     }
 

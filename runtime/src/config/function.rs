@@ -62,6 +62,13 @@ pub struct FunctionConfig {
     /// How long an open breaker waits before a trial (default `30s`).
     #[serde(serialize_with = "human")]
     pub breaker_cooldown: Duration,
+    /// The most time of work this process holds fetched but not started (default `5ms`): pull
+    /// requests ask for what keeps the workers busy across a round trip, within this.
+    #[serde(serialize_with = "human")]
+    pub prefetch: Duration,
+    /// The most bytes this process has requested and not started (default 8 MiB; at least one
+    /// message of the server's `max_payload` is always allowed).
+    pub prefetch_bytes: u32,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
@@ -85,6 +92,8 @@ const KEYS: &[&str] = &[
     "dlq",
     "breaker_failures",
     "breaker_cooldown",
+    "prefetch",
+    "prefetch_bytes",
 ];
 
 impl FunctionConfig {
@@ -107,6 +116,8 @@ impl FunctionConfig {
             dlq: format!("jetfn.dlq.{}", spec.name),
             breaker_failures: 0,
             breaker_cooldown: Duration::from_secs(30),
+            prefetch: Duration::from_millis(5),
+            prefetch_bytes: 8 << 20,
             handler: spec.handler,
         }
     }
@@ -183,6 +194,8 @@ impl FunctionConfig {
             "ack_wait" => self.ack_wait = duration(path, value)?,
             "timeout" => self.timeout = duration(path, value)?,
             "breaker_cooldown" => self.breaker_cooldown = duration(path, value)?,
+            "prefetch" => self.prefetch = duration(path, value)?,
+            "prefetch_bytes" => self.prefetch_bytes = integer(path, value, 1)?,
             "backoff" => self.backoff = backoff(path, value)?,
             _ => {
                 return Err(ConfigError::invalid(

@@ -1,11 +1,14 @@
-//! The pull loop of one function: bind, pull as many messages as there are free workers, run
-//! each delivery, scale the workers, and on shutdown hand back what was fetched but not started.
+//! The pull loop of one function: bind, pull what keeps the workers busy (see `prefetch`), run
+//! each delivery, scale the workers, and on shutdown hand back what was fetched but not started
+//! and, past the shutdown deadline, what is still running.
 
 mod bind;
 mod delivery;
+mod prefetch;
 mod pull;
 mod workers;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +20,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use bind::{provision_function, Bound};
+use delivery::ack_kind;
 use delivery::Deliverer;
 pub(crate) use delivery::Outcome;
+use prefetch::Prefetch;
 use pull::{Pulled, Puller};
-use workers::{Inline, Workers};
+use workers::{Inline, ServiceTimes, Workers};
 
 use crate::autoscale::{self, Autoscaler, Observation};
 use crate::breaker::{Admission, Gate};
@@ -32,6 +37,12 @@ const TRIAL_POLL: Duration = Duration::from_millis(20);
 
 /// How long a message that arrives during the half-open trial is handed back for.
 const TRIAL_DEFER: Duration = Duration::from_secs(1);
+
+/// How long a draining loop waits for more of what its requests bring before it unsubscribes.
+const RELEASE_QUIET: Duration = Duration::from_millis(20);
+
+/// The most time spent handing back fetched or abandoned deliveries on shutdown.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The longest pause between two attempts to bind a function.
 const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
@@ -67,6 +78,15 @@ pub(crate) async fn run(runner: Runner) {
     ));
     let workers = Workers::new(state.config.min_workers as usize);
     let mut inline = Inline::default();
+    let mut prefetch = Prefetch::new(
+        state.config.prefetch,
+        state.config.prefetch_bytes as usize,
+        state.config.max_ack_pending,
+    );
+    // Deliveries that can run at once: 1 while handlers finish inline, else the workers.
+    let mut parallel = 1;
+    let services = ServiceTimes::default();
+    let abandon = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut watcher = None;
 
@@ -106,9 +126,16 @@ pub(crate) async fn run(runner: Runner) {
         let mut paused_until = None;
         loop {
             while tasks.try_join_next().is_some() {}
-            let wanted = match deliverer.gate() {
-                Gate::Flow => workers.free(),
-                Gate::Trial => workers.free().min(1),
+            if let Some(took) = services.take() {
+                prefetch.observe_service(took);
+            }
+            if let Some(took) = puller.take_round_trip() {
+                prefetch.observe_round_trip(took);
+            }
+            let free = workers.free();
+            let want = match deliverer.gate() {
+                Gate::Flow => prefetch.want(free, parallel),
+                Gate::Trial => prefetch.want(free.min(1), 1).at_most(1),
                 Gate::Paused(until) => {
                     if paused_until != Some(until) {
                         pause_on_server(&js, &bound.stream, &state.config.name, until).await;
@@ -133,13 +160,37 @@ pub(crate) async fn run(runner: Runner) {
                 connections.mark_unchanged();
                 puller.reset();
             }
-            if wanted > 0 {
-                if let Err(error) = puller.request_up_to(wanted).await {
-                    tracing::debug!(function = %state.config.name, %error, "pull request not sent");
-                    if !backoff_pause(&cancel, Duration::from_millis(200)).await {
-                        break;
+            if want.messages > 0 {
+                match puller.request(want).await {
+                    Ok(true) => {
+                        let pulling = state.pulling();
+                        pulling
+                            .requested
+                            .store(puller.outstanding(), Ordering::Relaxed);
+                        pulling
+                            .ahead
+                            .store(want.messages.saturating_sub(free), Ordering::Relaxed);
+                        let round_trip = prefetch.round_trip().as_micros();
+                        pulling
+                            .round_trip_us
+                            .store(round_trip as u64, Ordering::Relaxed);
                     }
-                    continue;
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(function = %state.config.name, %error, "pull request not sent");
+                        if !backoff_pause(&cancel, Duration::from_millis(200)).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            // What was fetched ahead waits in the subscription until a worker is free.
+            if free == 0 {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = workers.changed() => continue,
                 }
             }
             let pulled = tokio::select! {
@@ -150,6 +201,7 @@ pub(crate) async fn run(runner: Runner) {
             };
             match pulled {
                 Some(Pulled::Message(message)) => {
+                    prefetch.observe_size(message.length);
                     // The breaker may have opened while this message was on its way.
                     let delay = match deliverer.admit() {
                         Admission::Go => None,
@@ -164,6 +216,7 @@ pub(crate) async fn run(runner: Runner) {
                             .await;
                         continue;
                     }
+                    let reply = message.reply.clone();
                     let deliverer = deliverer.clone();
                     let stream = stream.clone();
                     // Boxed: the delivery future is kilobytes; moving it into a task costs more
@@ -173,21 +226,33 @@ pub(crate) async fn run(runner: Runner) {
                     // A handler that does not wait on anything is done on its first poll, right
                     // here: no task, no wake-ups. One that waits (or computes long, see
                     // `Inline`) takes a worker task.
+                    let started = std::time::Instant::now();
                     let done = inline.allowed() && {
-                        let started = std::time::Instant::now();
                         let done = (&mut delivery).now_or_never().is_some();
                         inline.observe(started.elapsed());
                         done
                     };
-                    if !done {
+                    if done {
+                        prefetch.observe_service(started.elapsed());
+                        parallel = 1;
+                    } else {
+                        parallel = workers.target();
                         let busy = workers.start();
+                        let services = services.clone();
+                        let abandon = abandon.clone();
+                        let client = js.client();
                         tasks.spawn(async move {
-                            delivery.await;
+                            tokio::select! {
+                                () = delivery => services.record(started.elapsed()),
+                                // Past the shutdown deadline: hand it back for another pod now
+                                // rather than after ack_wait.
+                                () = abandon.cancelled() => release(&client, reply).await,
+                            }
                             drop(busy);
                         });
                     }
                 }
-                Some(Pulled::Stale) => {}
+                Some(Pulled::Ended | Pulled::Stale) => {}
                 Some(Pulled::Gone(reason)) => {
                     tracing::warn!(function = %state.config.name, %reason, "consumer gone; binding again");
                     state.set_unbound(reason);
@@ -200,16 +265,14 @@ pub(crate) async fn run(runner: Runner) {
             }
         }
 
-        // Draining: whatever was fetched but not started goes back at once.
-        puller.stop().await;
-        while let Some(message) = puller.next_buffered() {
-            deliverer.settle(&message, Outcome::Released).await;
-        }
+        // Draining: whatever was fetched but not started goes back at once, including what
+        // the outstanding requests still bring while the subscription closes.
+        release_fetched(&mut puller, &deliverer).await;
         drop(scaler);
         break;
     }
 
-    drain(&state, tasks, shutdown_timeout).await;
+    drain(&state, tasks, shutdown_timeout, &abandon).await;
     if let Some(watcher) = watcher {
         let _ = watcher.await;
     }
@@ -234,7 +297,7 @@ async fn hold_off(
                 Some(Pulled::Message(message)) => {
                     deliverer.settle(&message, Outcome::Deferred { delay: delay() }).await;
                 }
-                Some(Pulled::Stale | Pulled::Gone(_)) => {}
+                Some(Pulled::Ended | Pulled::Stale | Pulled::Gone(_)) => {}
                 // The main loop sees the closed subscription on its next pull.
                 None => return true,
             },
@@ -311,21 +374,65 @@ async fn pause_on_server(
     }
 }
 
-/// Waits for in-flight deliveries, at most `timeout`.
-async fn drain(state: &FunctionState, mut tasks: JoinSet<()>, timeout: Duration) {
+/// Waits for in-flight deliveries, at most `timeout`; then hands back (NAK, no delay) those
+/// still running, so another pod starts them at once instead of after `ack_wait`.
+async fn drain(
+    state: &FunctionState,
+    mut tasks: JoinSet<()>,
+    timeout: Duration,
+    abandon: &CancellationToken,
+) {
     while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     let finished = tokio::time::timeout(timeout, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    match finished {
-        Ok(()) => tracing::info!(function = %state.config.name, in_flight, "drained"),
-        Err(_) => tracing::warn!(
-            function = %state.config.name,
-            left = tasks.len(),
-            "shutdown timeout: unfinished deliveries are abandoned; the server redelivers them after ack_wait"
-        ),
+    if finished.is_ok() {
+        tracing::info!(function = %state.config.name, in_flight, "drained");
+        return;
+    }
+    let left = tasks.len();
+    abandon.cancel();
+    let released = tokio::time::timeout(RELEASE_PATIENCE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tracing::warn!(
+        function = %state.config.name,
+        left,
+        released = released.is_ok(),
+        "shutdown timeout: unfinished deliveries handed back for another pod"
+    );
+}
+
+/// Hands back a delivery that will not finish here (NAK without delay).
+async fn release(client: &async_nats::Client, reply: Option<async_nats::Subject>) {
+    let Some(reply) = reply else { return };
+    let nak: bytes::Bytes = ack_kind(Outcome::Released).into();
+    if let Err(error) = client.publish(reply, nak).await {
+        tracing::debug!(%error, "could not hand back an abandoned delivery; the server redelivers it after ack_wait");
+    }
+}
+
+/// NAKs (no delay) what was fetched but not started: what arrives until the outstanding
+/// requests are satisfied or quiet for a moment, then what is left in the subscription.
+async fn release_fetched(puller: &mut Puller, deliverer: &Deliverer) {
+    let quiet = async {
+        while puller.outstanding() > 0 {
+            match tokio::time::timeout(RELEASE_QUIET, puller.next()).await {
+                Ok(Some(Pulled::Message(message))) => {
+                    deliverer.settle(&message, Outcome::Released).await;
+                }
+                Ok(Some(Pulled::Ended | Pulled::Stale)) => {}
+                Ok(Some(Pulled::Gone(_)) | None) | Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(RELEASE_PATIENCE, quiet).await;
+    puller.stop().await;
+    while let Some(message) = puller.next_buffered() {
+        deliverer.settle(&message, Outcome::Released).await;
     }
 }
 

@@ -1,20 +1,28 @@
-//! Pulling exactly as many messages as there are free workers.
+//! The function's pull subscription and what it has asked the server for.
 //!
 //! One subscription on an inbox for the function's life; pull requests
-//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) ask for the number of workers that are free
-//! and not already covered by an outstanding request. So a pod never holds messages it cannot
-//! start (other pods get them), and a waiting request delivers a new message at once.
+//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) keep what [`Prefetch`](super::prefetch)
+//! wants on its way, in messages and in bytes (`max_bytes`). A request that ends (expired,
+//! byte allowance used up, ...) is reported so the loop asks again at once: a pod with free
+//! workers always has a request waiting at the server.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::StatusCode;
 use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use super::prefetch::Want;
 
 /// How long one pull request waits on the server.
 const EXPIRES: Duration = Duration::from_secs(30);
 /// How often the server confirms a waiting request.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// What a request may take beyond the largest payload: subject, reply subject, headers.
+const ENVELOPE_BYTES: usize = 4096;
+/// A first message later than this after its request was waiting, not travelling: no sample.
+const MAX_ROUND_TRIP_SAMPLE: Duration = Duration::from_millis(50);
 
 /// What the subscription brought.
 // Nearly every value is a `Message`; boxing it would add an allocation per message.
@@ -22,24 +30,34 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 pub(crate) enum Pulled {
     /// A message to run.
     Message(jetstream::Message),
+    /// A request ended (expired, or its byte allowance is used up): ask again.
+    Ended,
     /// Nothing came for two heartbeats: outstanding requests are presumed gone.
     Stale,
     /// The consumer was deleted (or became push-based): bind again.
     Gone(String),
 }
 
-/// A function's pull subscription and the count of messages requested but not yet received.
+/// A function's pull subscription and what is requested but not yet received.
 pub(crate) struct Puller {
     client: async_nats::Client,
     context: jetstream::Context,
     subscriber: async_nats::Subscriber,
     inbox: async_nats::Subject,
     request_subject: String,
+    /// Messages requested and not yet received.
     outstanding: usize,
+    /// Bytes the outstanding requests may still bring (the server's count of them).
+    outstanding_bytes: usize,
+    /// The least `max_bytes` a request carries: the largest message the server accepts.
+    min_request_bytes: usize,
+    /// When the request that found nothing on its way went out (a round-trip sample).
+    probe: Option<Instant>,
+    round_trip: Option<Duration>,
     /// When silence means outstanding requests are gone: pushed back at most once a second, so
     /// the hot path does not re-register a timer per message.
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    deadline_set: tokio::time::Instant,
+    deadline_set: Instant,
 }
 
 impl Puller {
@@ -51,6 +69,7 @@ impl Puller {
     ) -> Result<Self, async_nats::SubscribeError> {
         let inbox = async_nats::Subject::from(client.new_inbox());
         let subscriber = client.subscribe(inbox.clone()).await?;
+        let max_payload = client.server_info().max_payload.max(1 << 20);
         Ok(Self {
             client: client.clone(),
             context: context.clone(),
@@ -58,25 +77,35 @@ impl Puller {
             inbox,
             request_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             outstanding: 0,
+            outstanding_bytes: 0,
+            min_request_bytes: max_payload + ENVELOPE_BYTES,
+            probe: None,
+            round_trip: None,
             deadline: Box::pin(tokio::time::sleep(HEARTBEAT * 2)),
-            deadline_set: tokio::time::Instant::now(),
+            deadline_set: Instant::now(),
         })
     }
 
-    /// Makes sure `wanted` messages are requested in all; returns whether a request went out.
-    pub(crate) async fn request_up_to(
-        &mut self,
-        wanted: usize,
-    ) -> Result<bool, async_nats::PublishError> {
-        // Ask again once at least half of what is wanted is not requested yet: one request per
-        // several messages, never more outstanding than `wanted`.
-        let missing = wanted.saturating_sub(self.outstanding);
-        if missing == 0 || (self.outstanding > 0 && missing < wanted.div_ceil(2)) {
+    /// Makes sure about `want` is on its way; returns whether a request went out.
+    ///
+    /// A request goes out once less than half of what is wanted is outstanding (so one request
+    /// per many messages), for the difference, carrying the byte allowance not yet requested
+    /// (at least one message of the largest size).
+    pub(crate) async fn request(&mut self, want: Want) -> Result<bool, async_nats::PublishError> {
+        // Requests whose byte allowance is used up bring nothing more.
+        if self.outstanding_bytes == 0 {
+            self.outstanding = 0;
+        }
+        let missing = want.messages.saturating_sub(self.outstanding);
+        if missing == 0 || (self.outstanding > 0 && missing < want.messages.div_ceil(2)) {
             return Ok(false);
         }
-        let batch = missing;
+        let max_bytes = want
+            .bytes
+            .saturating_sub(self.outstanding_bytes)
+            .max(self.min_request_bytes);
         let request = format!(
-            r#"{{"batch":{batch},"expires":{},"idle_heartbeat":{}}}"#,
+            r#"{{"batch":{missing},"max_bytes":{max_bytes},"expires":{},"idle_heartbeat":{}}}"#,
             EXPIRES.as_nanos(),
             HEARTBEAT.as_nanos()
         );
@@ -87,31 +116,46 @@ impl Puller {
                 request.into(),
             )
             .await?;
-        self.outstanding = wanted;
+        if self.outstanding == 0 {
+            self.probe = Some(Instant::now());
+        }
+        self.outstanding += missing;
+        self.outstanding_bytes += max_bytes;
         Ok(true)
+    }
+
+    /// Messages requested and not yet received.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+
+    /// The round trip of the last request that found nothing on its way, once.
+    pub(crate) fn take_round_trip(&mut self) -> Option<Duration> {
+        self.round_trip.take()
     }
 
     /// Forgets outstanding requests (after a reconnect the server has dropped them).
     pub(crate) fn reset(&mut self) {
         self.outstanding = 0;
+        self.outstanding_bytes = 0;
     }
 
-    /// The next message; status messages only update the accounting.
+    /// The next message; heartbeats only update the accounting.
     pub(crate) async fn next(&mut self) -> Option<Pulled> {
         loop {
             let received = tokio::select! {
                 message = self.subscriber.next() => message,
                 () = &mut self.deadline => {
-                    self.push_deadline(tokio::time::Instant::now());
+                    self.push_deadline(Instant::now());
                     if self.outstanding == 0 {
                         continue;
                     }
-                    self.outstanding = 0;
+                    self.reset();
                     return Some(Pulled::Stale);
                 }
             };
             let message = received?;
-            let now = tokio::time::Instant::now();
+            let now = Instant::now();
             if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
                 self.push_deadline(now);
             }
@@ -121,7 +165,7 @@ impl Puller {
         }
     }
 
-    fn push_deadline(&mut self, now: tokio::time::Instant) {
+    fn push_deadline(&mut self, now: Instant) {
         self.deadline.as_mut().reset(now + HEARTBEAT * 2);
         self.deadline_set = now;
     }
@@ -147,6 +191,13 @@ impl Puller {
         match message.status {
             None | Some(StatusCode::OK) => {
                 self.outstanding = self.outstanding.saturating_sub(1);
+                self.outstanding_bytes = self.outstanding_bytes.saturating_sub(message.length);
+                if let Some(sent) = self.probe.take() {
+                    let took = sent.elapsed();
+                    if took <= MAX_ROUND_TRIP_SAMPLE {
+                        self.round_trip = Some(took);
+                    }
+                }
                 Some(Pulled::Message(jetstream::Message {
                     message,
                     context: self.context.clone(),
@@ -156,17 +207,27 @@ impl Puller {
             Some(StatusCode::NOT_FOUND | StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED) => {
                 let description = message.description.clone().unwrap_or_default();
                 if description.contains("Consumer Deleted") || description.contains("push based") {
-                    self.outstanding = 0;
+                    self.reset();
                     return Some(Pulled::Gone(description));
                 }
-                let left = message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get("Nats-Pending-Messages"))
-                    .and_then(|value| value.as_str().parse().ok())
-                    .unwrap_or(self.outstanding);
-                self.outstanding = self.outstanding.saturating_sub(left);
-                None
+                // The ended request's unused part, as the server counts it.
+                let pending = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|headers| headers.get(name))
+                        .and_then(|value| value.as_str().parse::<usize>().ok())
+                };
+                match pending("Nats-Pending-Messages") {
+                    Some(left) => {
+                        self.outstanding = self.outstanding.saturating_sub(left);
+                        let bytes = pending("Nats-Pending-Bytes").unwrap_or(0);
+                        self.outstanding_bytes = self.outstanding_bytes.saturating_sub(bytes);
+                    }
+                    None => self.reset(),
+                }
+                self.probe = None;
+                Some(Pulled::Ended)
             }
             Some(other) => {
                 tracing::debug!(status = %other, description = ?message.description, "pull status");

@@ -1,6 +1,6 @@
 //! How many deliveries of one function may run at once, and how many do.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -62,6 +62,29 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::SeqCst);
         self.0.changed.notify_one();
+    }
+}
+
+/// How long the latest delivery that ran as a task took, handed from the task to the loop.
+///
+/// One value, not a queue: the loop samples what tasks report (a moving average does not need
+/// every sample), and a task only stores.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServiceTimes(Arc<AtomicU64>);
+
+impl ServiceTimes {
+    /// Reports a task's time (called once per delivery that ran as a task).
+    pub(crate) fn record(&self, took: std::time::Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The latest report not yet taken.
+    pub(crate) fn take(&self) -> Option<std::time::Duration> {
+        match self.0.swap(0, Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
     }
 }
 
