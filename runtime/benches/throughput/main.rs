@@ -1,0 +1,350 @@
+//! Throughput and latency of jetfn against raw async-nats, on a fresh local nats-server.
+//!
+//! ```text
+//! cargo bench -p jetfn --features testing --bench throughput
+//! ```
+//!
+//! 1. Throughput: N messages of 128 bytes of JSON are stored in stream `BENCH` once; then, runs
+//!    times, each row on a fresh durable consumer, in turn:
+//!    - raw async-nats, `messages()` with pull batches of 200 (its default) and of 1,000, one
+//!      `ack()` per message;
+//!    - jetfn with a no-op handler and default attributes (`max_workers` 16, `prefetch` 5 ms);
+//!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`).
+//!
+//!    jetfn runs as in production: logs, metrics, and a span per delivery exported over
+//!    OTLP/HTTP (to a sink in this process that answers 200); the standard `OTEL_TRACES_SAMPLER`
+//!    and `_ARG` variables apply. Each row gives msg/s, this process's and the server's CPU time
+//!    per message (`/proc`), and the server's messages in and out per message (`/varz`); the
+//!    summary gives the medians and their ratios to raw. Raw is timed from its first pull, jetfn
+//!    from its first handler run, both until N handled and no ack pending.
+//! 2. I/O-bound: a handler awaiting 10 ms at the default `max_workers` (16), against the
+//!    Little's-law bound `max_workers / 10 ms` = 1,600 msg/s.
+//! 3. Latency: publish-to-handler latency at a fixed publish rate, jetfn then raw async-nats.
+//!
+//! Without `--bench` (that is, under `cargo test`) it does a small smoke run and checks the
+//! counts, so that the benchmark keeps compiling and working.
+//!
+//! Knobs (environment variable, or the argument in parentheses):
+//!
+//! | variable | argument | meaning | full / smoke |
+//! |---|---|---|---|
+//! | `JETFN_BENCH_MESSAGES` | `--messages N` | messages per throughput run | 200000 / 2000 |
+//! | `JETFN_BENCH_RUNS` | `--runs N` | runs of each row | 3 / 1 |
+//! | `JETFN_BENCH_IO_MESSAGES` | `--io-messages N` | messages of the I/O-bound row (0 = skip) | 4000 / 200 |
+//! | `JETFN_BENCH_LATENCY_MESSAGES` | `--latency-messages N` | messages per latency phase (0 = skip) | 20000 / 500 |
+//! | `JETFN_BENCH_RATE` | `--rate N` | latency publish rate, msg/s | 2000 / 2000 |
+//! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | `max_workers` of the tuned row (`default`: the runtime's) | 256 |
+//! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
+//! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__PREFETCH=10ms` | none |
+//! | `JETFN_BENCH_TRACING` | — | `export`: production log + OpenTelemetry subscriber, spans exported over OTLP/HTTP to a sink in the process; `local`: spans made, not exported; `0`: no subscriber | `export` |
+//! | `JETFN_BENCH_ONLY` | `--only raw\|jetfn` | run one side of the throughput comparison (profiling) | both |
+
+mod latency;
+mod measure;
+mod otlp_sink;
+mod settings;
+mod sides;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use jetfn::testing::NatsServer;
+use jetfn::{event_handler, Config, Context, Event, HandlerError};
+use serde::Deserialize;
+
+use measure::{
+    cpu_per_message, create_stream, median, now_nanos, process_cpu, publish_fixed, rate, ServerLoad,
+};
+use otlp_sink::OtlpSink;
+use settings::{Contender, Settings};
+use sides::{jetfn_overrides, jetfn_throughput, raw_throughput};
+
+/// The throughput stream, its subjects, and the jetfn functions reading them.
+const BENCH_STREAM: &str = "BENCH";
+const BENCH_SUBJECT: &str = "bench.events";
+const IO_SUBJECT: &str = "bench.io";
+const NOOP: &str = "bench_noop";
+const IO: &str = "bench_io";
+
+/// The latency stream, its two subjects (one per contender) and the jetfn function.
+const LAT_STREAM: &str = "LAT";
+const LAT_JETFN_SUBJECT: &str = "lat.jetfn";
+const LAT_RAW_SUBJECT: &str = "lat.raw";
+const LATENCY: &str = "bench_latency";
+
+/// async-nats' default pull batch of `messages()`, and the larger one of the second raw row.
+const RAW_PULL_BATCH: usize = 200;
+const RAW_LARGE_BATCH: usize = 1_000;
+
+/// `max_workers` of the tuned jetfn row.
+const TUNED_WORKERS: u32 = 256;
+
+/// The runtime's default `max_workers`, and what the I/O-bound handler awaits.
+const DEFAULT_WORKERS: u32 = 16;
+const IO_WAIT: Duration = Duration::from_millis(10);
+
+/// The size of every payload.
+const PAYLOAD_BYTES: usize = 128;
+
+// --- the jetfn functions ----------------------------------------------------------------------
+
+/// Completions of the throughput function running in the current row.
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+/// When it first ran in the current row, in nanoseconds since the time base (0 = not yet).
+static FIRST_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+fn count_handled() {
+    if FIRST_HANDLED.load(Ordering::Relaxed) == 0 {
+        let _ =
+            FIRST_HANDLED.compare_exchange(0, now_nanos(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+}
+
+#[event_handler(subject = "bench.events", stream = "BENCH")]
+async fn bench_noop(
+    _ctx: Context,
+    _event: Event<serde::de::IgnoredAny>,
+) -> Result<(), HandlerError> {
+    count_handled();
+    Ok(())
+}
+
+#[event_handler(subject = "bench.io", stream = "BENCH")]
+async fn bench_io(_ctx: Context, _event: Event<serde::de::IgnoredAny>) -> Result<(), HandlerError> {
+    tokio::time::sleep(IO_WAIT).await;
+    count_handled();
+    Ok(())
+}
+
+/// A latency probe: its send time in nanoseconds since the time base (the padding is ignored).
+#[derive(Deserialize)]
+struct Stamp {
+    t: u64,
+}
+
+/// Publish-to-handler latencies of [`bench_latency`], in nanoseconds.
+static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+#[event_handler(subject = "lat.jetfn", stream = "LAT")]
+async fn bench_latency(_ctx: Context, event: Event<Stamp>) -> Result<(), HandlerError> {
+    let latency = now_nanos().saturating_sub(event.data.t);
+    LATENCIES.lock().expect("latencies lock").push(latency);
+    Ok(())
+}
+
+fn main() {
+    let settings = Settings::from_env_and_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // As in production: the log subscriber with the OpenTelemetry layer, every delivery span
+    // exported over OTLP/HTTP to a sink in this process (JETFN_BENCH_TRACING=local: spans made,
+    // not exported; 0: no subscriber at all).
+    let tracing = std::env::var("JETFN_BENCH_TRACING").unwrap_or_else(|_| "export".to_owned());
+    let sink = (tracing == "export").then(|| runtime.block_on(OtlpSink::start()));
+    let telemetry = (tracing != "0").then(|| {
+        let mut vars = vec![("JETFN_LOG_FORMAT".to_owned(), "text".to_owned())];
+        if let Some(sink) = &sink {
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.endpoint()));
+            vars.push((
+                "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+                "http/protobuf".to_owned(),
+            ));
+        }
+        let config = Config::from_vars(vars).expect("config");
+        runtime.block_on(async { jetfn::telemetry::init(&config) })
+    });
+    println!(
+        "tracing and metrics: {}",
+        match (&telemetry, &sink) {
+            (Some(_), Some(_)) => "on, spans exported over OTLP/HTTP to a local sink",
+            (Some(_), None) => "on, spans made but not exported",
+            (None, _) => "metrics only",
+        }
+    );
+    runtime.block_on(bench(settings));
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    if let Some(sink) = sink {
+        println!("{}", sink.report());
+    }
+}
+
+/// One row of the throughput table: the rates and CPU figures of its runs.
+#[derive(Default)]
+struct Row {
+    rates: Vec<f64>,
+    client: Vec<f64>,
+    server: Vec<f64>,
+}
+
+impl Row {
+    fn push(&mut self, rate: f64, client: Option<f64>, server: Option<f64>) {
+        self.rates.push(rate);
+        self.client.extend(client);
+        self.server.extend(server);
+    }
+
+    fn line(&mut self, name: &str, raw: f64, raw_large: f64) -> String {
+        let rate = median(&mut self.rates);
+        format!(
+            "| {name:<34} | {rate:>9.0} | {:>5.2} | {:>5.2} | {:>6.1} | {:>6.1} |",
+            rate / raw,
+            rate / raw_large,
+            median(&mut self.client),
+            median(&mut self.server),
+        )
+    }
+}
+
+async fn bench(settings: Settings) {
+    let _ = now_nanos(); // fix the time base
+    for id in [0, 123_456, u64::MAX] {
+        let payload = measure::fixed_payload(id);
+        serde_json::from_str::<serde::de::IgnoredAny>(&payload).expect("a JSON payload");
+        let stamp: Stamp = serde_json::from_str(&measure::stamp_payload(id)).expect("a JSON probe");
+        assert_eq!(stamp.t, id);
+    }
+    let server = NatsServer::start();
+    let url = server.url();
+    let control = server.client().await;
+    let js = jetstream::new(control.clone());
+    let mode = if settings.full {
+        "full"
+    } else {
+        "smoke (no --bench)"
+    };
+    println!("jetfn throughput benchmark, {mode}: {settings:?}");
+    println!("nats-server at {url}");
+
+    // --- throughput ---------------------------------------------------------------------------
+    create_stream(&js, BENCH_STREAM, "bench.>").await;
+    let started = Instant::now();
+    publish_fixed(&js, BENCH_SUBJECT, settings.messages).await;
+    let elapsed = started.elapsed();
+    println!(
+        "published {} x {PAYLOAD_BYTES} B in {:.2} s ({:.0} msg/s)",
+        settings.messages,
+        elapsed.as_secs_f64(),
+        rate(settings.messages, elapsed)
+    );
+
+    let n = settings.messages;
+    let mut rows: [Row; 4] = Default::default();
+    let names = [
+        "raw async-nats, batch 200 (default)",
+        "raw async-nats, batch 1000",
+        "jetfn, default attributes",
+        "jetfn, tuned",
+    ];
+    for run in 1..=settings.runs {
+        if settings.only != Some(Contender::Jetfn) {
+            for (row, batch) in [(0, RAW_PULL_BATCH), (1, RAW_LARGE_BATCH)] {
+                let cpu = process_cpu();
+                let load = ServerLoad::now(&server).await;
+                let durable = format!("raw_{batch}_{run}");
+                let took =
+                    raw_throughput(&url, &js, &settings, BENCH_SUBJECT, &durable, batch).await;
+                let (client, text) = cpu_per_message(cpu, n);
+                let (server_cpu, server_text) = load.since(&server, n).await;
+                println!(
+                    "run {run}: {:<36} {:>9.0} msg/s ({:.3} s; {text}; {server_text})",
+                    names[row],
+                    rate(n, took),
+                    took.as_secs_f64(),
+                );
+                rows[row].push(rate(n, took), client, server_cpu);
+            }
+        }
+        if settings.only != Some(Contender::Raw) {
+            for (row, workers) in [(2, None), (3, settings.max_workers)] {
+                let overrides = jetfn_overrides(&settings, NOOP, workers);
+                let cpu = process_cpu();
+                let load = ServerLoad::now(&server).await;
+                let jetfn = jetfn_throughput(&url, &js, &settings, NOOP, n, &overrides).await;
+                let (client, text) = cpu_per_message(cpu, n);
+                let (server_cpu, server_text) = load.since(&server, n).await;
+                println!(
+                    "run {run}: {:<36} {:>9.0} msg/s ({:.3} s from the first handler run, {:.1} ms \
+                     start-up before it; {text}; {server_text}; workers at the end: {})",
+                    names[row],
+                    rate(n, jetfn.steady),
+                    jetfn.steady.as_secs_f64(),
+                    jetfn.startup.as_secs_f64() * 1e3,
+                    jetfn.workers.as_deref().unwrap_or("n/a"),
+                );
+                rows[row].push(rate(n, jetfn.steady), client, server_cpu);
+            }
+        }
+    }
+
+    // --- I/O-bound ------------------------------------------------------------------------------
+    let io = if settings.io_messages > 0 && settings.only != Some(Contender::Raw) {
+        publish_fixed(&js, IO_SUBJECT, settings.io_messages).await;
+        let overrides = jetfn_overrides(&settings, IO, None);
+        let run =
+            jetfn_throughput(&url, &js, &settings, IO, settings.io_messages, &overrides).await;
+        let measured = rate(settings.io_messages, run.steady);
+        let bound = f64::from(DEFAULT_WORKERS) / IO_WAIT.as_secs_f64();
+        println!(
+            "I/O-bound: {} messages, handler awaiting {IO_WAIT:?}, default max_workers \
+             {DEFAULT_WORKERS}: {measured:.0} msg/s against the bound {bound:.0} msg/s",
+            settings.io_messages
+        );
+        Some((measured, bound))
+    } else {
+        None
+    };
+
+    // --- latency ------------------------------------------------------------------------------
+    let latency = if settings.latency_messages > 0 {
+        create_stream(&js, LAT_STREAM, "lat.>").await;
+        let jetfn = latency::jetfn_latency(&url, &js, &settings).await;
+        println!("latency jetfn: {}", jetfn.line());
+        let raw = latency::raw_latency(&url, &js, &settings).await;
+        println!("latency raw:   {}", raw.line());
+        Some((jetfn, raw))
+    } else {
+        None
+    };
+
+    // --- summary ------------------------------------------------------------------------------
+    println!();
+    println!(
+        "==== summary: N={n} x {PAYLOAD_BYTES} B, medians of {} runs, max_ack_pending={} ====",
+        settings.runs, settings.max_ack_pending
+    );
+    let raw = median(&mut rows[0].rates.clone());
+    let raw_large = median(&mut rows[1].rates.clone());
+    println!(
+        "| {:<34} | {:>9} | {:>5} | {:>5} | {:>6} | {:>6} |",
+        "consumer", "msg/s", "/raw", "/1000", "cli µs", "srv µs"
+    );
+    for (row, name) in rows.iter_mut().zip(names) {
+        if !row.rates.is_empty() {
+            println!("{}", row.line(name, raw, raw_large));
+        }
+    }
+    if let Some((measured, bound)) = io {
+        println!(
+            "I/O-bound (10 ms handler, max_workers 16): {measured:.0} msg/s, {:.2} of the Little's-law bound {bound:.0} msg/s",
+            measured / bound
+        );
+    }
+    if let Some((jetfn, raw)) = latency {
+        println!(
+            "latency at {} msg/s ({} msgs): jetfn {} | raw {}",
+            settings.rate,
+            settings.latency_messages,
+            jetfn.short(),
+            raw.short()
+        );
+    }
+    control.flush().await.expect("flush");
+    drop(server);
+}
