@@ -29,7 +29,7 @@ use crate::dlq::{self, Provenance};
 use crate::handler::{Context, EventMeta, Function, HandlerError};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
-use crate::telemetry::{self, DeliverySpan};
+use crate::telemetry::{self, DeliverySpan, SpanNames};
 
 /// How a delivery was settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,7 @@ pub(crate) struct Deliverer {
     /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
     breaker: Option<Mutex<Breaker>>,
     tracer: BoxedTracer,
+    span_names: SpanNames,
 }
 
 impl Deliverer {
@@ -96,6 +97,7 @@ impl Deliverer {
                 jetstream: js,
                 auto_create_streams,
             }),
+            span_names: SpanNames::new(&state.config.subject),
             state,
             schedule,
             breaker,
@@ -119,7 +121,7 @@ impl Deliverer {
             }
         };
         let attempt = meta.attempt;
-        let span = DeliverySpan::start(&self.tracer, &self.shared.name, &meta);
+        let span = DeliverySpan::start(&self.tracer, &self.shared.name, &self.span_names, &meta);
         self.state
             .metrics
             .pending

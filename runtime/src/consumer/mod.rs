@@ -193,11 +193,21 @@ pub(crate) async fn run(runner: Runner) {
                     () = workers.changed() => continue,
                 }
             }
-            let pulled = tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                () = workers.changed() => continue,
-                pulled = puller.next() => pulled,
+            // Fast path: a message already here is taken without waiting on anything.
+            let pulled = match puller.try_next() {
+                Some(pulled) if !cancel.is_cancelled() => Some(pulled),
+                Some(pulled) => {
+                    if let Pulled::Message(message) = pulled {
+                        deliverer.settle(&message, Outcome::Released).await;
+                    }
+                    break;
+                }
+                None => tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = workers.changed() => continue,
+                    pulled = puller.next() => pulled,
+                },
             };
             match pulled {
                 Some(Pulled::Message(message)) => {

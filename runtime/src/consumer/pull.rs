@@ -165,6 +165,21 @@ impl Puller {
         }
     }
 
+    /// The next message if one is already here, without waiting (and without registering a
+    /// wake-up: the loop's fast path while messages stream in).
+    pub(crate) fn try_next(&mut self) -> Option<Pulled> {
+        while let Some(Some(message)) = self.subscriber.next().now_or_never() {
+            let now = Instant::now();
+            if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
+                self.push_deadline(now);
+            }
+            if let Some(pulled) = self.classify(message) {
+                return Some(pulled);
+            }
+        }
+        None
+    }
+
     fn push_deadline(&mut self, now: Instant) {
         self.deadline.as_mut().reset(now + HEARTBEAT * 2);
         self.deadline_set = now;

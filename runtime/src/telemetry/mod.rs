@@ -20,6 +20,7 @@
 
 mod log;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use opentelemetry::global::BoxedTracer;
@@ -154,17 +155,54 @@ pub(crate) struct DeliverySpan {
     pub(crate) otel: opentelemetry::Context,
 }
 
+/// The span name and destination of a function's deliveries, made once when its subject is
+/// one subject (no wildcard), so a delivery allocates neither.
+#[derive(Debug)]
+pub(crate) struct SpanNames {
+    /// The subject and its `<subject> process` span name (kept for the process's life).
+    fixed: Option<(Arc<str>, &'static str)>,
+}
+
+impl SpanNames {
+    pub(crate) fn new(subject: &str) -> Self {
+        let wildcard = subject.split('.').any(|token| token == "*" || token == ">");
+        let fixed = (!wildcard).then(|| {
+            let name: &'static str = Box::leak(format!("{subject} process").into_boxed_str());
+            (Arc::<str>::from(subject), name)
+        });
+        Self { fixed }
+    }
+
+    /// The span name and destination of a message on `subject`.
+    fn of(&self, subject: &str) -> (Cow<'static, str>, StringValue) {
+        match &self.fixed {
+            Some((fixed, name)) if **fixed == *subject => {
+                (Cow::Borrowed(*name), StringValue::from(fixed.clone()))
+            }
+            _ => {
+                let mut name = String::with_capacity(subject.len() + 8);
+                name.push_str(subject);
+                name.push_str(" process");
+                (Cow::Owned(name), StringValue::from(subject.to_owned()))
+            }
+        }
+    }
+}
+
 impl DeliverySpan {
-    pub(crate) fn start(tracer: &BoxedTracer, function: &Arc<str>, meta: &EventMeta) -> Self {
+    pub(crate) fn start(
+        tracer: &BoxedTracer,
+        function: &Arc<str>,
+        names: &SpanNames,
+        meta: &EventMeta,
+    ) -> Self {
         let parent = propagation::extract(&meta.headers);
+        let (name, destination) = names.of(&meta.subject);
         let mut attributes = Vec::with_capacity(8);
         attributes.extend([
             KeyValue::new("messaging.system", "nats"),
             KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new(
-                "messaging.destination.name",
-                meta.subject.as_str().to_owned(),
-            ),
+            KeyValue::new("messaging.destination.name", destination),
             KeyValue::new(
                 "messaging.consumer.group.name",
                 StringValue::from(function.clone()),
@@ -185,9 +223,6 @@ impl DeliverySpan {
         if let Some(id) = &meta.id {
             attributes.push(KeyValue::new("messaging.message.id", id.clone()));
         }
-        let mut name = String::with_capacity(meta.subject.len() + 8);
-        name.push_str(&meta.subject);
-        name.push_str(" process");
         let span = tracer
             .span_builder(name)
             .with_kind(SpanKind::Consumer)
