@@ -15,6 +15,7 @@ fn options() -> Options {
         account: "$G".to_owned(),
         max_replicas: 10,
         service_monitor: false,
+        monitoring: false,
         shutdown_timeout: Duration::from_secs(25),
         command_line: "shop manifests --image registry.example/shop:1.0.0".to_owned(),
     }
