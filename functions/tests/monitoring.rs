@@ -104,7 +104,7 @@ fn the_manifests_hold_the_same_rules_and_dashboard() {
 }
 
 #[test]
-fn emit_without_image_works_and_a_bad_value_is_an_error() {
+fn a_bad_emit_value_or_a_missing_image_is_an_error() {
     let output = run(&["manifests", "--emit", "dashboards"], &[]);
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
