@@ -24,8 +24,14 @@
 //! ```
 //!
 //! The binary then takes the commands `run` (the default), `dev`, `list`, `dlq`, `manifests`
-//! (Kubernetes + KEDA YAML), `provision` and `healthcheck`; see the README for
+//! (Kubernetes + KEDA YAML), `provision`, `healthcheck` and `asyncapi` (an AsyncAPI 3.0
+//! document of the functions); see the README for
 //! configuration (`NATS_URL`, `JETFN_FUNCTIONS`, `JETFN__FUNCTIONS__<NAME>__<KEY>`, ...).
+//!
+//! The payload type chooses the decoding ([`codec`]): `bytes::Bytes` as is, `String` as UTF-8
+//! text, `jetfn::Protobuf<M>` as protobuf (cargo feature `protobuf`), any other
+//! `T: DeserializeOwned` as JSON. [`Context::publish`] writes JSON, [`Context::publish_bytes`]
+//! bytes as given.
 //!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
 //! compile:

@@ -174,11 +174,11 @@ mod protobuf {
     use prost::Message;
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Reading {
+    struct Reading {
         #[prost(string, tag = "1")]
-        pub sensor: String,
+        sensor: String,
         #[prost(double, tag = "2")]
-        pub value: f64,
+        value: f64,
     }
 
     static READINGS: Mutex<Vec<Reading>> = Mutex::new(Vec::new());
