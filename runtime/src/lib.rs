@@ -86,8 +86,6 @@ pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishErro
 pub use jetfn_macros::event_handler;
 pub use registry::{Registry, RegistryError};
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
-#[cfg(feature = "schema")]
-pub use schemars;
 
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
