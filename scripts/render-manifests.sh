@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Renders deploy/k8s/functions.yaml: the example functions' `manifests`, run with a clean
-# environment (no JETFN_* override, no jetfn.toml). A test (functions/tests/deploy.rs) fails when
-# the file and the command's output differ: run this after changing a function's attributes or
-# the renderer, and commit the result.
+# Renders what deploy/ holds of the binary's own output, each with a clean environment (no
+# JETFN_* override, no jetfn.toml):
+#   deploy/k8s/functions.yaml            the example functions' `manifests --monitoring`
+#   deploy/prometheus/jetfn-rules.yaml   `manifests --emit prometheus-rules` (the alerts)
+#   deploy/grafana/jetfn.json            `manifests --emit grafana-dashboard`
+# Tests (functions/tests/deploy.rs) fail when a file and the command's output differ: run this
+# after changing a function's attributes or the renderer, and commit the result.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,8 +15,14 @@ bin="${CARGO_TARGET_DIR:-$root/target}/debug/functions"
 bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && env -i "$bin" manifests --image ghcr.io/jetfn/functions:0.1.0 --app shop) \
-  >"$work/functions.yaml"
-mkdir -p deploy/k8s
-mv "$work/functions.yaml" deploy/k8s/functions.yaml
-echo "rendered deploy/k8s/functions.yaml"
+render() {
+  local out="$1"
+  shift
+  (cd "$work" && env -i "$bin" manifests "$@") >"$work/out"
+  mkdir -p "$(dirname "$out")"
+  mv "$work/out" "$out"
+  echo "rendered $out"
+}
+render deploy/k8s/functions.yaml --image ghcr.io/jetfn/functions:0.1.0 --app shop --monitoring
+render deploy/prometheus/jetfn-rules.yaml --emit prometheus-rules
+render deploy/grafana/jetfn.json --emit grafana-dashboard

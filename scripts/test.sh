@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: format, lints (warnings denied), unit, UI (trybuild),
-# doc and integration tests against a real nats-server (installed into .tools/ when missing),
-# and the offline checks of deploy/ (scripts/validate-deploy.sh).
+# doc and integration tests against a real nats-server and a real Prometheus (both installed
+# into .tools/ when missing), the offline checks of deploy/ (scripts/validate-deploy.sh) and of
+# the AsyncAPI documents (scripts/validate-asyncapi.sh; needs Node.js with npm).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,6 +12,11 @@ if [[ -z "${NATS_SERVER_BIN:-}" ]]; then
   export NATS_SERVER_BIN
 fi
 echo "==> nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
+
+# prometheus and promtool (Debian's package, unpacked into .tools/) and Python's
+# prometheus-client, for the monitoring tests; the tests find them under .tools/.
+tools="$(./scripts/install-prometheus.sh | tail -n 1)"
+echo "==> prometheus: $("$tools/prometheus" --version 2>&1 | head -n 1)"
 
 echo "==> cargo fmt --check"
 cargo fmt --all --check
@@ -26,6 +32,9 @@ echo "==> deploy/: Dockerfile, manifests and compose stack, checked offline"
 # The same build of the binary that the tests use, so nothing is compiled twice.
 cargo build --workspace --all-features --locked --bin functions
 JETFN_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/functions" ./scripts/validate-deploy.sh
+
+echo "==> deploy/asyncapi.yaml and a fresh render, checked with the official AsyncAPI parser"
+JETFN_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/functions" ./scripts/validate-asyncapi.sh
 
 echo "==> cargo test"
 log="$(mktemp)"

@@ -2,9 +2,12 @@
 # Offline checks of deploy/ (no cluster, no Docker engine):
 #   - the Dockerfile: hadolint, no finding at any level; its Rust version = rust-toolchain.toml;
 #   - the manifests, deploy/k8s/ as checked in and a render with every flag: built-in kinds with
-#     `kubernetes-validate --strict`, ScaledObject and ServiceMonitor against the CRDs in
-#     ../shared/schemas (unknown fields rejected); the kustomization builds (when kubectl is here);
-#   - the compose stack: services, build and mounted files.
+#     `kubernetes-validate --strict`, ScaledObject, ServiceMonitor and PrometheusRule against the
+#     CRDs in ../shared/schemas (unknown fields rejected); the kustomization builds (when kubectl
+#     is here);
+#   - the monitoring files: the Grafana dashboard's JSON and the Prometheus rules file (promtool
+#     checks and unit-tests those in functions/tests/monitoring.rs);
+#   - the compose stack: services, build and mounted files (Prometheus, Grafana provisioning).
 # Its tools (pinned PyPI packages) go into a venv under .tools/ on first use.
 #   JETFN_BIN=PATH      the functions binary to render with (default: built here with cargo)
 #   JETFN_SCHEMAS=DIR   the CRD schemas (default: ../shared/schemas beside the repository)
@@ -24,7 +27,8 @@ if [[ "$(cat "$venv/.installed" 2>/dev/null)" != "${requirements[*]}" ]]; then
 fi
 
 schemas="${JETFN_SCHEMAS:-$root/../shared/schemas}"
-for crd in keda.sh_scaledobjects.yaml monitoring.coreos.com_servicemonitors.yaml; do
+for crd in keda.sh_scaledobjects.yaml monitoring.coreos.com_servicemonitors.yaml \
+  monitoring.coreos.com_prometheusrules.yaml; do
   if [[ ! -f "$schemas/$crd" ]]; then
     echo "validate-deploy: $schemas/$crd is missing: the CRD schemas are expected in shared/schemas" \
       "beside the repository (../shared/schemas); set JETFN_SCHEMAS=DIR to use another copy" >&2
@@ -52,7 +56,7 @@ trap 'rm -rf "$work"' EXIT
 # A clean environment and an empty working directory: no JETFN_* override, no jetfn.toml.
 (cd "$work" && env -i "$bin" manifests --image registry.example/shop/functions:1.2.3 --app shop \
   --namespace shop --group payments=charge_payment,reserve_inventory --service-monitor \
-  --max-replicas 5 --nats-account ACCOUNT_A) >"$work/every-flag.yaml"
+  --max-replicas 5 --nats-account ACCOUNT_A --monitoring) >"$work/every-flag.yaml"
 manifests=(deploy/k8s/functions.yaml "$work/every-flag.yaml")
 if command -v kubectl >/dev/null 2>&1; then
   kubectl kustomize deploy/k8s >"$work/kustomized.yaml"
@@ -61,6 +65,10 @@ fi
 
 echo "==> manifests: kubernetes-validate --strict, CRD schemas from $schemas"
 "$venv/bin/python" scripts/validate_deploy.py manifests "$schemas" "${manifests[@]}"
+
+echo "==> deploy/grafana, deploy/prometheus"
+"$venv/bin/python" scripts/validate_deploy.py monitoring deploy/grafana/jetfn.json \
+  deploy/prometheus/jetfn-rules.yaml
 
 echo "==> deploy/compose.yaml"
 "$venv/bin/python" scripts/validate_deploy.py compose deploy/compose.yaml

@@ -9,10 +9,11 @@
 //! audit_log records every shop.> event
 //! ```
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Every shop event: an envelope with id, type, source and correlation id around the data.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct ShopEvent<T> {
     /// Unique id of this event.
     pub id: String,
@@ -41,7 +42,7 @@ impl<T> ShopEvent<T> {
 }
 
 /// A customer placed an order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct OrderCreated {
     /// The order.
     pub order_id: String,
@@ -56,7 +57,7 @@ pub struct OrderCreated {
 }
 
 /// Stock was set aside for an order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct InventoryReserved {
     /// The order.
     pub order_id: String,
@@ -69,7 +70,7 @@ pub struct InventoryReserved {
 }
 
 /// The payment went through.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct PaymentCompleted {
     /// The order.
     pub order_id: String,
@@ -82,7 +83,7 @@ pub struct PaymentCompleted {
 }
 
 /// The customer was told.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct NotificationSent {
     /// The order.
     pub order_id: String,

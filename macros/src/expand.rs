@@ -23,6 +23,7 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
     let ctx = Ident::new("ctx", Span::mixed_site());
     let incoming = Ident::new("incoming", Span::mixed_site());
     let invoke = invoke(function, handler, &ctx, &incoming);
+    let payload = payload(handler);
     quote! {
         #item
 
@@ -38,6 +39,7 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
                 ..::jetfn::__private::Attributes::NONE
             },
             handler: |#ctx, #incoming| #invoke,
+            payload: || #payload,
             location: ::jetfn::__private::Location {
                 module_path: ::core::module_path!(),
                 file: ::core::file!(),
@@ -48,14 +50,50 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
 }
 
 /// The call to the user's function. It is the only place with bounds on the user's types, and
-/// its tokens carry the user's spans: a payload that cannot be decoded is reported on `T`, a
+/// its tokens carry the user's spans: a payload that fits no codec is reported on `T`, a
 /// future that is not `Send` (or a wrong signature) on the fn's name.
+///
+/// The codec is chosen on the concrete payload type by autoref specialization (see
+/// `jetfn::__private::Select`): `Bytes`, `String`, `Protobuf<M>`, else JSON. The choice itself
+/// has no bound, so it cannot fail; `invoke`'s `T: Payload<C>` is the one check.
 fn invoke(function: &ItemFn, handler: &Handler, ctx: &Ident, incoming: &Ident) -> TokenStream {
     let ident = &function.sig.ident;
     let payload = &handler.payload;
-    quote_spanned! {ident.span()=>
-        ::jetfn::__private::invoke::<#payload, _, _>(#ctx, #incoming, #ident)
-    }
+    let codec = codec(payload);
+    // Chosen in a statement of its own, so the codec is known when `invoke`'s bounds are
+    // checked: `Protobuf<NotAMessage>` then names the missing `prost::Message`.
+    let chosen = Ident::new("codec", Span::mixed_site());
+    let call = quote_spanned! {ident.span()=>
+        ::jetfn::__private::invoke::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
+    };
+    quote! {{
+        let #chosen = #codec;
+        #call
+    }}
+}
+
+/// The codec marker chosen for `payload`.
+fn codec(payload: &syn::Type) -> TokenStream {
+    quote! {{
+        #[allow(unused_imports)]
+        use ::jetfn::__private::{JsonCodec as _, SpecificCodec as _};
+        (&&::jetfn::__private::Select::<#payload>::NEW).codec()
+    }}
+}
+
+/// The payload's description for `asyncapi`: codec, type name, and a JSON Schema generator when
+/// the type implements `schemars::JsonSchema` (again by autoref; never an error).
+fn payload(handler: &Handler) -> TokenStream {
+    let payload = &handler.payload;
+    let codec = codec(payload);
+    quote! {{
+        #[allow(unused_imports)]
+        use ::jetfn::__private::{WithSchema as _, WithoutSchema as _};
+        ::jetfn::__private::payload_spec::<#payload, _>(
+            #codec,
+            (&&::jetfn::__private::Select::<#payload>::NEW).schema(),
+        )
+    }}
 }
 
 fn attr_value(attr: &Attr) -> TokenStream {

@@ -29,8 +29,11 @@ mod validate;
 /// ```
 ///
 /// The function must be `async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`
-/// with `T: serde::de::DeserializeOwned + Send + 'static`, not generic and without `self`; its
-/// future must be `Send`. The parameter names and patterns are free. Its visibility is kept.
+/// where the payload type `T` chooses the decoding: `bytes::Bytes` (as is), `String` (UTF-8
+/// text), `jetfn::Protobuf<M>` (cargo feature `protobuf` of jetfn), or any other
+/// `T: serde::de::DeserializeOwned + Send + 'static` (JSON). The function is not generic and
+/// takes no `self`; its future must be `Send`. The parameter names and patterns are free. Its
+/// visibility is kept.
 ///
 /// # Options
 ///
@@ -73,10 +76,11 @@ mod validate;
 ///   `stream`; a malformed duration or backoff; an integer out of range; `max_workers` below
 ///   `min_workers`;
 /// - on the function: not `async` (on `fn`), `unsafe`, generic, taking `self`, a number of
-///   parameters other than two, a second parameter that is not `Event<T>`, no return type, or
-///   (without `name`) a fn name that cannot be a consumer name;
-/// - from the type checker, on the user's tokens: a payload that is not `DeserializeOwned` on
-///   `T`; a future that is not `Send`, a first parameter that is not `Context` or another error
+///   parameters other than two, a second parameter that is not `Event<T>`, a borrowed payload
+///   (`Event<&str>`), no return type, or (without `name`) a fn name that cannot be a consumer
+///   name;
+/// - from the type checker, on the user's tokens: a payload that fits no codec ("`T` cannot be
+///   an event payload") on `T`; a future that is not `Send`, a first parameter that is not `Context` or another error
 ///   type on the fn's name.
 ///
 /// ```text
@@ -113,10 +117,17 @@ mod validate;
 ///             )),
 ///             ..::jetfn::__private::Attributes::NONE
 ///         },
-///         // Spanned on the fn's name; `OrderCreated` keeps its own span.
+///         // Spanned on the fn's name; `OrderCreated` keeps its own span. The codec is chosen
+///         // on the concrete type by autoref specialization: `Json` here.
 ///         handler: |ctx, incoming| {
-///             ::jetfn::__private::invoke::<OrderCreated, _, _>(ctx, incoming, reserve_inventory)
+///             let codec = {
+///                 use ::jetfn::__private::{JsonCodec as _, SpecificCodec as _};
+///                 (&&::jetfn::__private::Select::<OrderCreated>::NEW).codec()
+///             };
+///             ::jetfn::__private::invoke::<OrderCreated, _, _, _>(ctx, incoming, reserve_inventory, codec)
 ///         },
+///         // For `asyncapi`: type name, codec, and a schema when `OrderCreated: JsonSchema`.
+///         payload: || { /* ::jetfn::__private::payload_spec::<OrderCreated, _>(codec, schema) */ },
 ///         location: ::jetfn::__private::Location {
 ///             module_path: ::core::module_path!(),
 ///             file: ::core::file!(),

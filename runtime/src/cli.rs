@@ -45,6 +45,9 @@ enum Command {
     /// Create the streams and durable consumers of the selected functions, then exit
     /// (idempotent).
     Provision(crate::provision::ProvisionArgs),
+    /// Print an AsyncAPI 3.0 document (YAML) of the selected functions: a channel per subject,
+    /// a receive operation and a message per function.
+    Asyncapi,
     /// Exit 0 when this host's /health (JETFN_HTTP_ADDR) answers 200; for Docker HEALTHCHECK.
     Healthcheck,
 }
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Manifests(args) => crate::manifests::command(&args, &config, &registry),
         Command::Provision(args) => crate::provision::command(&args, &config, &registry),
         Command::Healthcheck => crate::probe::healthcheck(&config),
+        Command::Asyncapi => crate::asyncapi::command(&config, &registry),
         Command::List { json } => match runtime(&config) {
             Ok(runtime) => list(&runtime, json),
             Err(error) => config_error(error),

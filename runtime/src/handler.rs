@@ -17,7 +17,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One delivery of a message, decoded into the handler's payload type `T`.
 ///
-/// `data` is the JSON payload; when the payload is a CloudEvents 1.0 structured envelope
+/// The payload type chooses the decoding (see [`codec`](crate::codec)): `bytes::Bytes` as is,
+/// `String` as UTF-8 text, `jetfn::Protobuf<M>` as protobuf (feature `protobuf`), any other
+/// `T: DeserializeOwned` as JSON; when a JSON payload is a CloudEvents 1.0 structured envelope
 /// (a JSON object with `specversion`), `data` is the envelope's `data`.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -82,9 +84,10 @@ impl<T> Event<T> {
 
 /// What a handler gets besides its event: its name, a deduplicating publisher and JetStream.
 ///
-/// Outputs published through [`Context::publish`] carry a `Nats-Msg-Id` derived from the input
-/// message and the output's index, so a handler that publishes and then fails publishes each
-/// output once however often it is retried (within the stream's duplicate window).
+/// Outputs published through [`Context::publish`] and [`Context::publish_bytes`] carry a
+/// `Nats-Msg-Id` derived from the input message and the output's index, so a handler that
+/// publishes and then fails publishes each output once however often it is retried (within the
+/// stream's duplicate window).
 #[derive(Debug)]
 pub struct Context {
     function: Arc<Function>,
@@ -106,7 +109,7 @@ struct InputRef {
     sequence: u64,
 }
 
-/// A [`Context::publish`] that did not reach a stream.
+/// A [`Context::publish`] or [`Context::publish_bytes`] that did not reach a stream.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
@@ -167,11 +170,23 @@ impl Context {
             subject: subject.to_owned(),
             source,
         })?;
+        self.publish_bytes(subject, body).await
+    }
+
+    /// Publishes `payload` to `subject` as given (no encoding), exactly like
+    /// [`Context::publish`] otherwise: awaited to the stream's ack, trace context injected, the
+    /// stream created when missing, and the derived `Nats-Msg-Id`, whose output index is shared
+    /// with `publish` (one sequence per delivery across both).
+    pub async fn publish_bytes(
+        &self,
+        subject: &str,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), PublishError> {
+        let body = payload.into();
         let index = self.next_output.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
         propagation::inject_current(&mut headers);
-        let body = Bytes::from(body);
         match self.send(subject, headers.clone(), body.clone()).await {
             Err(PublishError::Publish { source, .. })
                 if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>

@@ -24,8 +24,14 @@
 //! ```
 //!
 //! The binary then takes the commands `run` (the default), `dev`, `list`, `dlq`, `manifests`
-//! (Kubernetes + KEDA YAML), `provision` and `healthcheck`; see the README for
+//! (Kubernetes + KEDA YAML), `provision`, `healthcheck` and `asyncapi` (an AsyncAPI 3.0
+//! document of the functions); see the README for
 //! configuration (`NATS_URL`, `JETFN_FUNCTIONS`, `JETFN__FUNCTIONS__<NAME>__<KEY>`, ...).
+//!
+//! The payload type chooses the decoding ([`codec`]): `bytes::Bytes` as is, `String` as UTF-8
+//! text, `jetfn::Protobuf<M>` as protobuf (cargo feature `protobuf`), any other
+//! `T: DeserializeOwned` as JSON. [`Context::publish`] writes JSON, [`Context::publish_bytes`]
+//! bytes as given.
 //!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
 //! compile:
@@ -41,10 +47,11 @@
 #[allow(unused_extern_crates)]
 extern crate self as jetfn;
 
+mod asyncapi;
 pub mod autoscale;
 pub mod breaker;
 mod cli;
-mod codec;
+pub mod codec;
 mod command;
 pub mod config;
 mod consumer;
@@ -61,6 +68,7 @@ mod propagation;
 mod provision;
 pub mod registry;
 mod runtime;
+mod select;
 mod state;
 mod subject;
 pub mod telemetry;
@@ -70,6 +78,8 @@ mod topology;
 
 pub use async_nats;
 pub use cli::main;
+#[cfg(feature = "protobuf")]
+pub use codec::Protobuf;
 pub use codec::{DecodeError, Incoming};
 pub use config::{Config, ConfigError};
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
@@ -80,23 +90,35 @@ pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{Attributes, HandlerFuture, HandlerSpec, Location, HANDLERS};
+    pub use crate::registry::{
+        Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, HANDLERS,
+    };
+    pub use crate::select::{
+        payload_spec, JsonCodec, Select, SpecificCodec, WithSchema, WithoutSchema,
+    };
     pub use linkme;
 
+    use crate::codec::{Codec, Payload};
     use crate::{Context, Event, HandlerError, Incoming};
-    use serde::de::DeserializeOwned;
     use std::future::Future;
 
-    /// Decodes the payload into `Event<T>` and calls the user's function with it.
-    pub fn invoke<T, F, Fut>(ctx: Context, incoming: Incoming, handler: F) -> HandlerFuture
+    /// Decodes the payload into `Event<T>` with codec `C` (chosen by the macro through
+    /// [`Select`]) and calls the user's function with it.
+    pub fn invoke<T, C, F, Fut>(
+        ctx: Context,
+        incoming: Incoming,
+        handler: F,
+        _codec: C,
+    ) -> HandlerFuture
     where
-        T: DeserializeOwned + Send + 'static,
+        T: Payload<C>,
+        C: Codec,
         F: FnOnce(Context, Event<T>) -> Fut,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        match incoming.decode::<T>() {
+        match T::decode(incoming) {
             Ok(event) => Box::pin(handler(ctx, event)),
-            Err(error) => Box::pin(std::future::ready(Err(error))),
+            Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
         }
     }
 }

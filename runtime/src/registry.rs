@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::codec::Incoming;
+use crate::codec::{Incoming, PayloadKind};
 use crate::handler::{Context, HandlerError};
 
 /// The future a registered handler returns.
@@ -38,6 +38,9 @@ pub struct HandlerSpec {
     pub attrs: Attributes,
     /// The type-erased entry point.
     pub handler: HandlerFn,
+    /// What the payload is (for `asyncapi`); a function so that `#[event_handler]` can choose
+    /// it on the concrete type, and so it costs nothing until asked.
+    pub payload: fn() -> PayloadSpec,
     /// Where the function is defined, for error messages.
     pub location: Location,
 }
@@ -86,6 +89,18 @@ impl Attributes {
         breaker_failures: None,
         breaker_cooldown: None,
     };
+}
+
+/// A function's payload type, as `asyncapi` describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadSpec {
+    /// The payload type (`std::any::type_name`).
+    pub type_name: &'static str,
+    /// How the payload is encoded: the codec the payload type chose.
+    pub kind: PayloadKind,
+    /// The payload's JSON Schema (draft 07), when the type implements `schemars::JsonSchema`
+    /// and the cargo feature `schema` is on. Its definitions sit under `/components/schemas`.
+    pub schema: Option<fn() -> serde_json::Value>,
 }
 
 /// Where a function is defined.
@@ -198,12 +213,21 @@ mod tests {
         Box::pin(async { Ok(()) })
     }
 
+    fn json() -> PayloadSpec {
+        PayloadSpec {
+            type_name: "serde_json::Value",
+            kind: PayloadKind::Json,
+            schema: None,
+        }
+    }
+
     const fn spec(name: &'static str, line: u32) -> HandlerSpec {
         HandlerSpec {
             name,
             subject: "orders.created",
             attrs: Attributes::NONE,
             handler: noop,
+            payload: json,
             location: Location {
                 module_path: "tests",
                 file: "src/orders.rs",

@@ -20,8 +20,13 @@ use std::time::{Duration, Instant};
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
 mod cluster;
+mod prometheus;
 
 pub use cluster::NatsCluster;
+pub use prometheus::{
+    http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
+    Prometheus,
+};
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -267,10 +267,16 @@ fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
     let event = *params.get(1)?;
     let payload = event_payload(event);
     if payload.is_none() && !matches!(event, Type::ImplTrait(_)) {
-        let message =
-            "the second parameter must be `Event<T>`, where `T: serde::de::DeserializeOwned` \
-                       is the payload type";
+        let message = "the second parameter must be `Event<T>`, where `T` is the payload type: \
+                       `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
+                       `serde::de::DeserializeOwned` type";
         errors.push(syn::Error::new_spanned(event, message));
+    }
+    if let Some(Type::Reference(reference)) = &payload {
+        let message = "an event payload cannot borrow from the message: use an owned type \
+                       (`String` for text, `bytes::Bytes` for bytes)";
+        errors.push(syn::Error::new_spanned(reference, message));
+        return None;
     }
     payload
 }
@@ -418,6 +424,24 @@ mod tests {
                     .to_string()
                     .starts_with("the second parameter must be `Event<T>`"),
                 "{ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_cannot_borrow() {
+        for ty in [quote!(&'static str), quote!(&[u8]), quote!(&'static Order)] {
+            let function = parse_quote! {
+                async fn f(c: Context, e: Event<#ty>) -> Result<(), HandlerError> { Ok(()) }
+            };
+            let error = validate(quote!(subject = "a"), function)
+                .err()
+                .expect("invalid");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("an event payload cannot borrow"),
+                "{ty}: {error}"
             );
         }
     }

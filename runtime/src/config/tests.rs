@@ -1,9 +1,18 @@
 use super::*;
-use crate::registry::{Attributes, HandlerFuture, HandlerSpec, Location, Registry};
+use crate::codec::PayloadKind;
+use crate::registry::{Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, Registry};
 use crate::{Context, Incoming};
 
 fn noop(_: Context, _: Incoming) -> HandlerFuture {
     Box::pin(async { Ok(()) })
+}
+
+fn json() -> PayloadSpec {
+    PayloadSpec {
+        type_name: "serde_json::Value",
+        kind: PayloadKind::Json,
+        schema: None,
+    }
 }
 
 const fn spec(name: &'static str, attrs: Attributes) -> HandlerSpec {
@@ -12,6 +21,7 @@ const fn spec(name: &'static str, attrs: Attributes) -> HandlerSpec {
         subject: "shop.orders.created",
         attrs,
         handler: noop,
+        payload: json,
         location: Location {
             module_path: "tests",
             file: "tests.rs",

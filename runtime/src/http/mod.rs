@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FunctionConfig;
+use crate::metrics::Format;
 use crate::state::{FunctionReport, RuntimeState};
 
 type AppState = Arc<RuntimeState>;
@@ -64,17 +65,28 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state
-        .metrics
-        .nats_connected
-        .set(i64::from(state.connected()));
+/// OpenMetrics when the `Accept` header asks for it, else the text format 0.0.4.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let connected = state.connected();
+    let draining = state.draining();
+    state.metrics.nats_connected.set(i64::from(connected));
+    for function in &state.functions {
+        let ready = connected && !draining && function.bound();
+        function.metrics.ready.set(i64::from(ready));
+    }
+    // A header that is not text is no preference.
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect::<Vec<_>>();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
+        state.metrics.encode(format),
     )
 }
 

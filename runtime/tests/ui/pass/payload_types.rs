@@ -1,6 +1,7 @@
-// Any `DeserializeOwned + Send + 'static` payload: a derived struct (plain JSON or the `data` of
-// a CloudEvents envelope), std types, `serde_json::Value`, a path-qualified `jetfn::Event`, a
-// generic payload type, a unit payload; parameter patterns are free.
+// Any `DeserializeOwned + Send + 'static` payload, decoded as JSON: a derived struct (plain JSON
+// or the `data` of a CloudEvents envelope), std types, `serde_json::Value`, a path-qualified
+// `jetfn::Event`, a generic payload type, a unit payload; parameter patterns are free. (`String`
+// is text, not JSON: see codec_payloads.rs.)
 use std::collections::HashMap;
 
 use jetfn::{event_handler, Context, Event, HandlerError};

@@ -8,7 +8,18 @@
 //! | `jetfn_workers` | gauge: concurrent runs allowed now | `function` |
 //! | `jetfn_consumer_pending` | gauge: the consumer's `num_pending` | `function` |
 //! | `jetfn_breaker_state` | gauge: 0 closed, 1 half-open, 2 open | `function` |
+//! | `jetfn_ready` | gauge: 1 when this process is ready for the function (connected, its consumer bound, not draining) | `function` |
 //! | `jetfn_nats_connected` | gauge: 1 when connected | — |
+//!
+//! `/metrics` writes OpenMetrics or the classic text format 0.0.4, as the scrape's `Accept`
+//! header asks ([`Format::negotiate`]); `prometheus-client` encodes only OpenMetrics, and
+//! [`classic`] rewrites that. The gauges that describe the process as a whole
+//! (`jetfn_ready`, `jetfn_nats_connected`) are set when scraped: no work per delivery.
+
+mod classic;
+mod negotiate;
+
+pub(crate) use negotiate::Format;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +49,7 @@ pub(crate) struct Metrics {
     workers: Family<FunctionLabel, Gauge>,
     pending: Family<FunctionLabel, Gauge>,
     breaker: Family<FunctionLabel, Gauge>,
+    ready: Family<FunctionLabel, Gauge>,
     pub(crate) nats_connected: Gauge,
 }
 
@@ -52,6 +64,8 @@ pub(crate) struct FunctionMetrics {
     pub(crate) workers: Gauge,
     pub(crate) pending: Gauge,
     pub(crate) breaker: Gauge,
+    /// Set when `/metrics` is scraped, never per delivery.
+    pub(crate) ready: Gauge,
 }
 
 impl Metrics {
@@ -66,6 +80,7 @@ impl Metrics {
         let workers = Family::<FunctionLabel, Gauge>::default();
         let pending = Family::<FunctionLabel, Gauge>::default();
         let breaker = Family::<FunctionLabel, Gauge>::default();
+        let ready = Family::<FunctionLabel, Gauge>::default();
         let nats_connected = Gauge::default();
         registry.register(
             "jetfn_messages",
@@ -98,6 +113,11 @@ impl Metrics {
             breaker.clone(),
         );
         registry.register(
+            "jetfn_ready",
+            "1 while this process is ready for the function: connected, consumer bound, not draining",
+            ready.clone(),
+        );
+        registry.register(
             "jetfn_nats_connected",
             "1 while connected to NATS",
             nats_connected.clone(),
@@ -110,6 +130,7 @@ impl Metrics {
             workers,
             pending,
             breaker,
+            ready,
             nats_connected,
         }
     }
@@ -135,14 +156,18 @@ impl Metrics {
             workers: self.workers.get_or_create(&label).clone(),
             pending: self.pending.get_or_create(&label).clone(),
             breaker: self.breaker.get_or_create(&label).clone(),
+            ready: self.ready.get_or_create(&label).clone(),
         }
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn encode(&self) -> String {
+    /// The exposition in `format`.
+    pub(crate) fn encode(&self, format: Format) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Text => classic::from_openmetrics(&text),
+        }
     }
 }
