@@ -27,6 +27,8 @@ pub(crate) async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
+        // A path that dies without closing is noticed by unanswered pings (three intervals).
+        .ping_interval(config.ping_interval)
         // No delay before the first attempt (a cold start from zero), then 200 ms doubling to 5 s.
         .reconnect_delay_callback(|attempts| match attempts {
             0 | 1 => Duration::ZERO,

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
 mod cluster;
+mod proxy;
 
 pub use cluster::NatsCluster;
+pub use proxy::TcpProxy;
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
