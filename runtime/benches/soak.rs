@@ -198,10 +198,16 @@ async fn main() {
             pending.push(async move { publish_surely(&js, n).await });
             published += 1;
         }
-        while futures::FutureExt::now_or_never(pending.next()).flatten().is_some() {}
+        while futures::FutureExt::now_or_never(pending.next())
+            .flatten()
+            .is_some()
+        {}
         if !restarted && started.elapsed() >= duration / 2 {
             restarted = true;
-            println!("t={:>6.0}s restarting nats-server", started.elapsed().as_secs_f64());
+            println!(
+                "t={:>6.0}s restarting nats-server",
+                started.elapsed().as_secs_f64()
+            );
             tokio::task::block_in_place(|| server.restart());
         }
         if Instant::now() >= next_sample {
@@ -220,10 +226,18 @@ async fn main() {
     loop {
         let seen = SEEN
             .get()
-            .map(|seen| seen.iter().filter(|s| s.load(Ordering::Relaxed) == 1).count() as u64)
+            .map(|seen| {
+                seen.iter()
+                    .filter(|s| s.load(Ordering::Relaxed) == 1)
+                    .count() as u64
+            })
             .unwrap_or(0);
         dead = match js.get_stream("JETFN_DLQ").await {
-            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(dead),
+            Ok(mut stream) => stream
+                .info()
+                .await
+                .map(|i| i.state.messages)
+                .unwrap_or(dead),
             Err(_) => dead,
         };
         if (seen == ok_expected && dead == dead_expected) || Instant::now() >= deadline {
@@ -268,7 +282,11 @@ async fn main() {
     let lost = ok_expected
         - SEEN
             .get()
-            .map(|seen| seen.iter().filter(|s| s.load(Ordering::Relaxed) == 1).count() as u64)
+            .map(|seen| {
+                seen.iter()
+                    .filter(|s| s.load(Ordering::Relaxed) == 1)
+                    .count() as u64
+            })
             .unwrap_or(0);
     assert_eq!(lost, 0, "messages never handled");
     assert_eq!(dead, dead_expected, "dead letters");

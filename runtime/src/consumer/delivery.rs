@@ -200,7 +200,10 @@ impl Deliverer {
                     tracing::warn!(function = %self.shared.name, kind = kind.as_str(), %error, "dead-lettered");
                     return Outcome::DeadLettered;
                 }
-                Err(dlq_error) if attempt < self.config().max_deliver => {
+                Err(dlq_error)
+                    if attempt < self.config().max_deliver
+                        || matches!(dlq_error, dlq::DlqError::TooLarge { .. }) =>
+                {
                     tracing::error!(function = %self.shared.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
                     return Outcome::Retried {
                         delay: self.schedule.delay(attempt, &mut rand::rng()),
@@ -227,8 +230,10 @@ impl Deliverer {
         message: &jetstream::Message,
         kind: DeadLetterKind,
         error: &str,
-    ) -> Result<(), String> {
-        let info = message.info().map_err(|e| e.to_string())?;
+    ) -> Result<(), dlq::DlqError> {
+        let info = message
+            .info()
+            .map_err(|e| dlq::DlqError::NotJetStream(e.to_string()))?;
         let from = Provenance {
             function: &self.shared.name,
             subject: &message.subject,
@@ -244,7 +249,6 @@ impl Deliverer {
             headers,
         )
         .await
-        .map_err(|e| e.to_string())
     }
 
     /// Waits `delay` while keeping `message` from redelivery with in-progress acks.
