@@ -7,7 +7,8 @@
 //! | variable | file key | meaning | default |
 //! |---|---|---|---|
 //! | `NATS_URL` | `nats.url` | server URL(s), comma-separated | `nats://127.0.0.1:4222` |
-//! | `NATS_CREDS` | `nats.creds` | credentials file | none |
+//! | `NATS_CREDS` | `nats.creds` | credentials file (user JWT + seed) | none |
+//! | `NATS_NKEY` | `nats.nkey` | file holding a user NKEY seed (`SU...`) | none |
 //! | `NATS_USER` / `NATS_PASSWORD` | `nats.user` / `nats.password` | user and password | none |
 //! | `NATS_TOKEN` | `nats.token` | token | none |
 //! | `NATS_CA` / `NATS_CERT` / `NATS_KEY` | `nats.ca` / `nats.cert` / `nats.key` | TLS root and client certificate | none |
@@ -51,6 +52,7 @@ const FUNCTION_PREFIX: &str = "JETFN__FUNCTIONS__";
 const ENV_KEYS: &[(&str, &str)] = &[
     ("NATS_URL", "nats.url"),
     ("NATS_CREDS", "nats.creds"),
+    ("NATS_NKEY", "nats.nkey"),
     ("NATS_USER", "nats.user"),
     ("NATS_PASSWORD", "nats.password"),
     ("NATS_TOKEN", "nats.token"),

@@ -18,6 +18,8 @@ pub struct NatsConfig {
     pub urls: Vec<async_nats::ServerAddr>,
     /// A credentials file (`NATS_CREDS`).
     pub creds: Option<PathBuf>,
+    /// A file holding a user NKEY seed (`NATS_NKEY`; `SU...`, as the `nats` CLI's `--nkey`).
+    pub nkey: Option<PathBuf>,
     /// User and password (`NATS_USER`, `NATS_PASSWORD`).
     pub user: Option<(String, Secret)>,
     /// A token (`NATS_TOKEN`).
@@ -38,6 +40,7 @@ impl NatsConfig {
         const KNOWN: &[&str] = &[
             "url",
             "creds",
+            "nkey",
             "user",
             "password",
             "token",
@@ -117,6 +120,7 @@ impl NatsConfig {
         Ok(Self {
             urls,
             creds: file("creds")?,
+            nkey: file("nkey")?,
             user,
             token: get("token").cloned().map(Secret::new),
             ca: file("ca")?,
