@@ -1,7 +1,8 @@
 //! TLS and NKEY authentication against a real nats-server, with certificates and keys made in
 //! the test (rcgen, nkeys): a server-verified connection (`NATS_CA`), mutual TLS
-//! (`NATS_CERT`/`NATS_KEY`), a wrong CA (never ready, one clear log line, no crash), and an NKEY
-//! seed (`NATS_NKEY`).
+//! (`NATS_CERT`/`NATS_KEY`), a wrong CA (never ready, one clear log line, no crash), an NKEY
+//! seed (`NATS_NKEY`), and a credentials file (`NATS_CREDS`) against a server in operator mode
+//! with JWTs minted in the test.
 
 mod common;
 
@@ -313,4 +314,113 @@ async fn connects_with_an_nkey_seed() {
         "a stranger is not let in"
     );
     refused.stop().await;
+}
+
+// --- a credentials file, against a server in operator (JWT) mode ------------------------------------
+
+/// A NATS JWT: `claims` (`nats` and `name`) for `subject`, issued and signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+    let issued = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("jetfn-test-{subject}"),
+        "iat": issued,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signed.as_bytes()).expect("signature");
+    format!("{signed}.{}", b64(&signature))
+}
+
+#[tokio::test]
+async fn connects_with_a_credentials_file() {
+    capture_logs();
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let system = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "jetfn-test",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let limits = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "shop",
+        serde_json::json!({"limits": limits, "type": "account", "version": 2}),
+    );
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        "jetfn",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2,
+        }),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "operator: {operator_jwt}\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {acc}: {account_jwt}\n  {sys}: {system_jwt}\n}}\n",
+            sys = system.public_key(),
+            acc = account.public_key(),
+        ),
+    )
+    .expect("server config");
+    let creds = dir.path().join("jetfn.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().expect("seed")
+        ),
+    )
+    .expect("creds file");
+    let server = NatsServer::builder().config_file(&config).start();
+    let runtime = start(
+        &server,
+        "over_tls",
+        &[("NATS_CREDS", &creds.display().to_string())],
+    )
+    .await;
+    let client = async_nats::ConnectOptions::with_credentials_file(&creds)
+        .await
+        .expect("creds")
+        .connect(server.url())
+        .await
+        .expect("test client with the credentials");
+    assert!(
+        processes(&jetstream::new(client), "creds").await,
+        "processed with JWT authentication"
+    );
+    runtime.stop().await;
 }
