@@ -177,3 +177,70 @@ async fn an_output_over_max_payload_fails_at_once_and_is_retried() {
     assert_eq!(stored(&js, "OVERSIZED", "oversized.outputs").await, 0);
     runtime.stop().await;
 }
+
+// --- a payload that leaves no room for the dead letter's provenance --------------------------------
+
+#[event_handler(subject = "huge.inputs", max_deliver = 2, backoff = "100ms..200ms")]
+async fn gets_huge_inputs(
+    _ctx: Context,
+    _event: Event<serde_json::Value>,
+) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_payload_too_big_to_dead_letter_stays_in_its_stream() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "gets_huge_inputs", &[]).await;
+    let client = server.client().await;
+    let max_payload = client.server_info().max_payload;
+    let js = jetstream::new(client);
+    // Not JSON (a decode failure, to be dead-lettered), 64 bytes under max_payload: no room
+    // for the provenance headers.
+    let bytes: Vec<u8> = (0..max_payload - 64).map(|i| (i % 251) as u8).collect();
+    let ack = js
+        .publish("huge.inputs", bytes.clone().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    // Both deliveries fail to dead-letter, then the advisory path tries and gives up too.
+    let advisories = js
+        .get_stream(jetfn::dlq::ADVISORY_STREAM)
+        .await
+        .expect("advisory stream");
+    assert!(
+        eventually(PATIENCE, || async {
+            let mut consumer: jetstream::consumer::PullConsumer = advisories
+                .get_consumer("jetfn_advisories_gets_huge_inputs")
+                .await
+                .expect("advisory consumer");
+            let info = consumer.info().await.expect("info");
+            info.delivered.stream_sequence >= 1
+                && info.num_ack_pending == 0
+                && info.num_pending == 0
+        })
+        .await,
+        "the MAX_DELIVERIES advisory was handled"
+    );
+    assert_eq!(
+        consumer_counts(&js, "HUGE", "gets_huge_inputs").await,
+        (0, 0),
+        "no more deliveries"
+    );
+    assert_eq!(
+        stored(&js, "JETFN_DLQ", "jetfn.dlq.gets_huge_inputs").await,
+        0,
+        "no dead letter could be stored"
+    );
+    let kept = js
+        .get_stream("HUGE")
+        .await
+        .expect("stream")
+        .get_raw_message(ack.sequence)
+        .await
+        .expect("the message is still in its stream");
+    assert!(kept.payload == bytes, "unchanged");
+    assert!(runtime.is_ready(), "the runtime carries on");
+    runtime.stop().await;
+}
