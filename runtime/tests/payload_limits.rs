@@ -1,5 +1,5 @@
 //! Payloads at the server's `max_payload`: one just under it is handled, or dead-lettered
-//! byte-exact with its original headers; an output over it fails the handler at once with a
+//! byte-exact with its original headers (and replayed with them); an output over it fails the handler at once with a
 //! retryable `PublishError` (`MaxPayloadExceeded`), never a hang.
 
 mod common;
@@ -93,6 +93,29 @@ async fn a_payload_just_under_max_payload_is_handled_or_dead_lettered_byte_exact
         );
     }
     assert_eq!(letter.header(h::ORIGINAL_MSG_ID), "big-1");
+    let first_seq = letter.header(h::STREAM_SEQ).to_owned();
+
+    // Replayed over the wire: the original headers and payload come back as they were (and, still
+    // not JSON, it is dead-lettered again, byte-exact again).
+    assert_eq!(jetfn::dlq::replay(&js, dlq, None).await.expect("replay"), 1);
+    assert!(
+        eventually(PATIENCE, || async {
+            let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+            letters.len() == 1 && letters[0].header(h::STREAM_SEQ) != first_seq
+        })
+        .await,
+        "dead-lettered again after the replay"
+    );
+    let again = &jetfn::dlq::list(&js, dlq, None).await.expect("list")[0];
+    assert!(again.payload == bytes, "byte-exact after a replay");
+    for name in ["X-Empty", "X-Unicode", "X-Four-KiB"] {
+        assert_eq!(
+            again.header(name),
+            original.get(name).expect("set").as_str(),
+            "{name} after a replay"
+        );
+    }
+    assert_eq!(again.header("Jetfn-Replayed-From-Msg-Id"), "big-1");
     assert!(
         eventually(PATIENCE, || async {
             consumer_counts(&js, "BIG", "takes_big_inputs").await == (0, 0)
