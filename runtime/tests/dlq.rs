@@ -197,3 +197,56 @@ async fn a_dead_letter_refused_on_the_last_delivery_is_stored_later_as_exhausted
     assert_eq!(GATEWAY_CALLS.load(Ordering::SeqCst), 2);
     runtime.stop().await;
 }
+
+// --- the dead-letter stream is deleted on the last delivery ----------------------------------------
+
+static DELETED_CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[event_handler(
+    subject = "ledger.posts",
+    max_deliver = 2,
+    backoff = "100ms..400ms",
+    ack_wait = "2s"
+)]
+async fn posts_to_a_dead_ledger(
+    ctx: Context,
+    event: Event<serde_json::Value>,
+) -> Result<(), HandlerError> {
+    DELETED_CALLS.fetch_add(1, Ordering::SeqCst);
+    if event.attempt() == 2 {
+        ctx.jetstream()
+            .delete_stream("JETFN_DLQ")
+            .await
+            .expect("delete JETFN_DLQ");
+    }
+    Err(HandlerError::retryable("ledger down"))
+}
+
+#[tokio::test]
+async fn a_dead_letter_stream_deleted_on_the_last_delivery_is_made_again_and_gets_it() {
+    let server = NatsServer::start();
+    let runtime = start(&server, "posts_to_a_dead_ledger", &[]).await;
+    let js = jetstream::new(server.client().await);
+    publish_all(&js, "ledger.posts", [r#"{"post":1}"#.to_owned()]).await;
+    let dlq = "jetfn.dlq.posts_to_a_dead_ledger";
+    assert!(
+        eventually(PATIENCE, || async {
+            js.get_stream("JETFN_DLQ").await.is_ok() && stored(&js, "JETFN_DLQ", dlq).await == 1
+        })
+        .await,
+        "JETFN_DLQ made again, the dead letter stored"
+    );
+    assert!(
+        eventually(PATIENCE, || async {
+            consumer_counts(&js, "LEDGER", "posts_to_a_dead_ledger").await == (0, 0)
+        })
+        .await,
+        "the original is acked"
+    );
+    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].header(h::ERROR_KIND), "exhausted");
+    assert_eq!(letters[0].header(h::ERROR), "ledger down");
+    assert_eq!(DELETED_CALLS.load(Ordering::SeqCst), 2);
+    runtime.stop().await;
+}

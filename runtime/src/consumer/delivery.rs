@@ -217,6 +217,12 @@ impl Deliverer {
                         retry_in = %humantime::format_duration(delay),
                         "dead-letter publish failed on the last delivery; keeping the message and retrying"
                     );
+                    if dlq_error.is_stream_not_found() {
+                        // JETFN_DLQ was deleted: make it again (a custom `dlq` subject's stream is
+                        // the operator's to restore).
+                        let _ =
+                            dlq::ensure_stream(&self.shared.jetstream, &self.config().dlq).await;
+                    }
                     self.hold(message, delay).await;
                     tries = tries.saturating_add(1);
                 }

@@ -77,6 +77,14 @@ pub(crate) enum DlqError {
     NotJetStream(String),
 }
 
+impl DlqError {
+    /// No stream captures the dead-letter subject (for instance, `JETFN_DLQ` was deleted).
+    pub(crate) fn is_stream_not_found(&self) -> bool {
+        matches!(self, Self::Publish { source, .. }
+            if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound)
+    }
+}
+
 /// Where a dead-lettered message came from.
 #[derive(Debug, Clone)]
 pub(crate) struct Provenance<'a> {
