@@ -57,6 +57,8 @@ pub mod config;
 mod consumer;
 pub mod dlq;
 mod handler;
+#[cfg(test)]
+mod hostile_input;
 mod http;
 mod local_server;
 mod manifests;

@@ -27,20 +27,63 @@ pub(crate) async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
+        // A path that dies without closing is noticed by unanswered pings (three intervals).
+        .ping_interval(config.ping_interval)
         // No delay before the first attempt (a cold start from zero), then 200 ms doubling to 5 s.
         .reconnect_delay_callback(|attempts| match attempts {
             0 | 1 => Duration::ZERO,
             n => Duration::from_millis((100u64 << n.min(6)).min(5_000)),
         });
     let connected = metrics.nats_connected.clone();
+    let tls = tls_settings(config);
+    // The connection errors logged: each distinct one is logged once (at warn) until a
+    // connection succeeds, not on every retry.
+    let last_error = std::sync::Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeSet::<String>::new(),
+    ));
+    // Called before every connection attempt with each server's last error (the events carry
+    // only its kind): logs why the previous attempt failed, e.g. a certificate not signed by
+    // NATS_CA. `None`: the client's own choice of server.
+    let reported = last_error.clone();
+    options = options.reconnect_to_server_callback(move |servers, _info| {
+        let failures: Vec<(String, String)> = servers
+            .iter()
+            .filter_map(|server| {
+                let error = server.last_error.clone()?;
+                // host:port only: a URL may carry a password.
+                Some((format!("{}:{}", server.addr.host(), server.addr.port()), error))
+            })
+            .collect();
+        let reported = reported.clone();
+        let tls = tls.clone();
+        async move {
+            for (server, error) in failures {
+                let line = format!("{server}: {error}");
+                let new = reported
+                    .lock()
+                    .map(|mut logged| logged.insert(line))
+                    .unwrap_or(true);
+                if new {
+                    tracing::warn!(%server, %error, %tls, "cannot connect to NATS; retrying (not ready until connected)");
+                } else {
+                    tracing::debug!(%server, %error, "cannot connect to NATS; retrying");
+                }
+            }
+            None
+        }
+    });
     options = options.event_callback(move |event| {
         let connected = connected.clone();
         let connections = connections.clone();
+        let last_error = last_error.clone();
         async move {
             match event {
                 Event::Connected => {
                     connected.set(1);
                     connections.send_modify(|count| *count += 1);
+                    if let Ok(mut logged) = last_error.lock() {
+                        logged.clear();
+                    }
                     tracing::info!("connected to NATS");
                 }
                 Event::Disconnected => {
@@ -89,11 +132,38 @@ pub(crate) async fn connect_once(
     }
 }
 
+/// The TLS settings in force, for log lines: `off`, or the files named by `NATS_CA`,
+/// `NATS_CERT` and `NATS_KEY`.
+fn tls_settings(config: &NatsConfig) -> String {
+    let mut parts = Vec::new();
+    if let Some(ca) = &config.ca {
+        parts.push(format!("NATS_CA={}", ca.display()));
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        parts.push(format!("NATS_CERT={}", cert.display()));
+        parts.push(format!("NATS_KEY={}", key.display()));
+    }
+    if parts.is_empty() {
+        "off".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Connect options carrying the configured credentials and TLS settings.
 async fn authenticated(config: &NatsConfig) -> Result<ConnectOptions, ConnectError> {
     let mut options = ConnectOptions::new();
     if let Some(path) = &config.creds {
         options = options.credentials_file(path).await.map_err(ConnectError)?;
+    }
+    if let Some(path) = &config.nkey {
+        let seed = tokio::fs::read_to_string(path).await.map_err(|e| {
+            ConnectError(std::io::Error::new(
+                e.kind(),
+                format!("cannot read the NKEY seed {}: {e}", path.display()),
+            ))
+        })?;
+        options = options.nkey(seed.trim().to_owned());
     }
     if let Some((user, password)) = &config.user {
         options = options.user_and_password(user.clone(), password.expose().to_owned());

@@ -21,12 +21,14 @@ use crate::local_server::{find_nats_server, INSTALL_HINT};
 
 mod cluster;
 mod prometheus;
+mod proxy;
 
 pub use cluster::NatsCluster;
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
     Prometheus,
 };
+pub use proxy::TcpProxy;
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,7 +44,7 @@ pub struct NatsServer {
     monitor_port: u16,
 }
 
-/// Options for [`NatsServer`]: authentication.
+/// Options for [`NatsServer`]: authentication, TLS, a configuration file.
 #[derive(Debug, Default, Clone)]
 pub struct NatsServerBuilder {
     args: Vec<String>,
@@ -63,6 +65,33 @@ impl NatsServerBuilder {
     /// Require this token.
     pub fn token(mut self, token: &str) -> Self {
         self.args.extend(["--auth".into(), token.into()]);
+        self
+    }
+
+    /// Serve TLS with this certificate and key (PEM files); clients must use TLS.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.args.push("--tls".into());
+        self.args.push("--tlscert".into());
+        self.args.push(cert.display().to_string());
+        self.args.push("--tlskey".into());
+        self.args.push(key.display().to_string());
+        self
+    }
+
+    /// Require a client certificate signed by this CA (mutual TLS); use with
+    /// [`NatsServerBuilder::tls`].
+    pub fn tls_verify(mut self, ca: &Path) -> Self {
+        self.args.push("--tlsverify".into());
+        self.args.push("--tlscacert".into());
+        self.args.push(ca.display().to_string());
+        self
+    }
+
+    /// Run with this configuration file (`-c`), e.g. for NKEY or JWT authentication; the
+    /// harness's own flags (ports, JetStream, store) still apply.
+    pub fn config_file(mut self, path: &Path) -> Self {
+        self.args.push("-c".into());
+        self.args.push(path.display().to_string());
         self
     }
 

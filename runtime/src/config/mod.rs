@@ -7,10 +7,12 @@
 //! | variable | file key | meaning | default |
 //! |---|---|---|---|
 //! | `NATS_URL` | `nats.url` | server URL(s), comma-separated | `nats://127.0.0.1:4222` |
-//! | `NATS_CREDS` | `nats.creds` | credentials file | none |
+//! | `NATS_CREDS` | `nats.creds` | credentials file (user JWT + seed) | none |
+//! | `NATS_NKEY` | `nats.nkey` | file holding a user NKEY seed (`SU...`) | none |
 //! | `NATS_USER` / `NATS_PASSWORD` | `nats.user` / `nats.password` | user and password | none |
 //! | `NATS_TOKEN` | `nats.token` | token | none |
 //! | `NATS_CA` / `NATS_CERT` / `NATS_KEY` | `nats.ca` / `nats.cert` / `nats.key` | TLS root and client certificate | none |
+//! | `JETFN_NATS_PING_INTERVAL` | `nats.ping_interval` | client ping period; a dead network path is noticed within three | `8s` |
 //! | `JETFN_FUNCTIONS` | `select` | function names to run, comma-separated; `*` = all | all |
 //! | `JETFN_HTTP_ADDR` | `http_addr` | health/metrics listener | `0.0.0.0:8080` |
 //! | `JETFN_SHUTDOWN_TIMEOUT` | `shutdown_timeout` | drain budget on SIGTERM | `25s` |
@@ -38,7 +40,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
-pub use nats::NatsConfig;
+pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
 pub use value::Secret;
 
 use crate::registry::Registry;
@@ -50,12 +52,14 @@ const FUNCTION_PREFIX: &str = "JETFN__FUNCTIONS__";
 const ENV_KEYS: &[(&str, &str)] = &[
     ("NATS_URL", "nats.url"),
     ("NATS_CREDS", "nats.creds"),
+    ("NATS_NKEY", "nats.nkey"),
     ("NATS_USER", "nats.user"),
     ("NATS_PASSWORD", "nats.password"),
     ("NATS_TOKEN", "nats.token"),
     ("NATS_CA", "nats.ca"),
     ("NATS_CERT", "nats.cert"),
     ("NATS_KEY", "nats.key"),
+    ("JETFN_NATS_PING_INTERVAL", "nats.ping_interval"),
     ("JETFN_FUNCTIONS", "select"),
     ("JETFN_HTTP_ADDR", "http_addr"),
     ("JETFN_SHUTDOWN_TIMEOUT", "shutdown_timeout"),

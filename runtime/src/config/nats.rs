@@ -2,8 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{ConfigError, Secret};
+use super::{value, ConfigError, Secret};
+
+/// The default of [`NatsConfig::ping_interval`]: a path that dies without closing is noticed
+/// within three of them (24 s).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(8);
 
 /// How to reach NATS.
 #[derive(Debug, Clone)]
@@ -13,6 +18,8 @@ pub struct NatsConfig {
     pub urls: Vec<async_nats::ServerAddr>,
     /// A credentials file (`NATS_CREDS`).
     pub creds: Option<PathBuf>,
+    /// A file holding a user NKEY seed (`NATS_NKEY`; `SU...`, as the `nats` CLI's `--nkey`).
+    pub nkey: Option<PathBuf>,
     /// User and password (`NATS_USER`, `NATS_PASSWORD`).
     pub user: Option<(String, Secret)>,
     /// A token (`NATS_TOKEN`).
@@ -21,12 +28,26 @@ pub struct NatsConfig {
     pub ca: Option<PathBuf>,
     /// A client certificate and its key (`NATS_CERT`, `NATS_KEY`).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// How often the client pings the server (`JETFN_NATS_PING_INTERVAL`, default `8s`). The
+    /// client gives a connection up when a third ping is due with two still unanswered, so a
+    /// network path that dies without closing (no FIN, no RST) is noticed within three intervals
+    /// and the client reconnects; the server's traffic postpones the pings.
+    pub ping_interval: Duration,
 }
 
 impl NatsConfig {
     pub(super) fn validate(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         const KNOWN: &[&str] = &[
-            "url", "creds", "user", "password", "token", "ca", "cert", "key",
+            "url",
+            "creds",
+            "nkey",
+            "user",
+            "password",
+            "token",
+            "ca",
+            "cert",
+            "key",
+            "ping_interval",
         ];
         if let Some(key) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(ConfigError::invalid(
@@ -99,10 +120,24 @@ impl NatsConfig {
         Ok(Self {
             urls,
             creds: file("creds")?,
+            nkey: file("nkey")?,
             user,
             token: get("token").cloned().map(Secret::new),
             ca: file("ca")?,
             client_cert,
+            ping_interval: match get("ping_interval") {
+                None => DEFAULT_PING_INTERVAL,
+                Some(text) => {
+                    let interval = value::duration("nats.ping_interval", text)?;
+                    if interval < Duration::from_millis(100) {
+                        return Err(ConfigError::invalid(
+                            "nats.ping_interval",
+                            format!("expected a duration of at least 100ms, got {text:?}"),
+                        ));
+                    }
+                    interval
+                }
+            },
         })
     }
 }

@@ -113,6 +113,15 @@ fn unknown_function_lists_the_known_ones() {
 }
 
 #[test]
+fn the_ping_interval_defaults_to_eight_seconds_and_is_configurable() {
+    let config = load(&[]).expect("defaults");
+    assert_eq!(config.nats.ping_interval, super::DEFAULT_PING_INTERVAL);
+    assert_eq!(config.nats.ping_interval, Duration::from_secs(8));
+    let config = load(&[("JETFN_NATS_PING_INTERVAL", "2s")]).expect("valid");
+    assert_eq!(config.nats.ping_interval, Duration::from_secs(2));
+}
+
+#[test]
 fn bad_values_name_their_variable() {
     let cases: &[(&str, &str, &str)] = &[
         ("JETFN_SHUTDOWN_TIMEOUT", "soon", "JETFN_SHUTDOWN_TIMEOUT"),
@@ -126,6 +135,16 @@ fn bad_values_name_their_variable() {
         ("NATS_URL", "nats://exa mple:x", "NATS_URL"),
         ("NATS_CA", "/no/such/ca.pem", "NATS_CA"),
         ("NATS_USER", "alice", "NATS_PASSWORD"),
+        (
+            "JETFN_NATS_PING_INTERVAL",
+            "often",
+            "JETFN_NATS_PING_INTERVAL",
+        ),
+        (
+            "JETFN_NATS_PING_INTERVAL",
+            "10ms",
+            "JETFN_NATS_PING_INTERVAL",
+        ),
     ];
     for (var, value, named) in cases {
         let error = load(&[(var, value)]).expect_err(var);

@@ -182,6 +182,12 @@ impl Deliverer {
 
     /// Publishes the message to the dead-letter subject and waits for the ack: `DeadLettered`
     /// when stored, else `Retried` (the original must then stay in its stream).
+    ///
+    /// On the last allowed delivery a NAK would bring no redelivery, and the advisory path would
+    /// later dead-letter the message as `crashed`, losing the real cause. So there the message is
+    /// kept (in-progress acks) and the publish retried with the function's backoff until it is
+    /// stored with its real kind and error; only if the process ends first does the advisory path
+    /// take it over.
     async fn dead_letter(
         &self,
         message: &jetstream::Message,
@@ -189,39 +195,83 @@ impl Deliverer {
         error: &str,
         attempt: u32,
     ) -> Outcome {
-        let stored = match message.info() {
-            Ok(info) => {
-                let from = Provenance {
-                    function: &self.shared.name,
-                    subject: &message.subject,
-                    stream: info.stream,
-                    stream_sequence: info.stream_sequence,
-                    deliveries: u64::try_from(info.delivered).unwrap_or(0),
-                };
-                let headers =
-                    dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, error);
-                dlq::publish(
-                    &self.shared.jetstream,
-                    &self.config().dlq,
-                    message.payload.clone(),
-                    headers,
-                )
-                .await
-                .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match stored {
-            Ok(()) => {
-                tracing::warn!(function = %self.shared.name, kind = kind.as_str(), %error, "dead-lettered");
-                Outcome::DeadLettered
-            }
-            Err(dlq_error) => {
-                tracing::error!(function = %self.shared.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
-                Outcome::Retried {
-                    delay: self.schedule.delay(attempt, &mut rand::rng()),
+        let mut tries = 1;
+        loop {
+            match self.store_dead_letter(message, kind, error).await {
+                Ok(()) => {
+                    tracing::warn!(function = %self.shared.name, kind = kind.as_str(), %error, "dead-lettered");
+                    return Outcome::DeadLettered;
+                }
+                Err(dlq_error)
+                    if attempt < self.config().max_deliver
+                        || matches!(dlq_error, dlq::DlqError::TooLarge { .. }) =>
+                {
+                    tracing::error!(function = %self.shared.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
+                    return Outcome::Retried {
+                        delay: self.schedule.delay(attempt, &mut rand::rng()),
+                    };
+                }
+                Err(dlq_error) => {
+                    let delay = self.schedule.delay(tries, &mut rand::rng());
+                    tracing::error!(
+                        function = %self.shared.name,
+                        error = %dlq_error,
+                        retry_in = %humantime::format_duration(delay),
+                        "dead-letter publish failed on the last delivery; keeping the message and retrying"
+                    );
+                    if dlq_error.is_stream_not_found() {
+                        // JETFN_DLQ was deleted: make it again (a custom `dlq` subject's stream is
+                        // the operator's to restore).
+                        let _ =
+                            dlq::ensure_stream(&self.shared.jetstream, &self.config().dlq).await;
+                    }
+                    self.hold(message, delay).await;
+                    tries = tries.saturating_add(1);
                 }
             }
+        }
+    }
+
+    /// Publishes one dead letter of `message` and waits for the stream's ack.
+    async fn store_dead_letter(
+        &self,
+        message: &jetstream::Message,
+        kind: DeadLetterKind,
+        error: &str,
+    ) -> Result<(), dlq::DlqError> {
+        let info = message
+            .info()
+            .map_err(|e| dlq::DlqError::NotJetStream(e.to_string()))?;
+        let from = Provenance {
+            function: &self.shared.name,
+            subject: &message.subject,
+            stream: info.stream,
+            stream_sequence: info.stream_sequence,
+            deliveries: u64::try_from(info.delivered).unwrap_or(0),
+        };
+        let headers = dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, error);
+        dlq::publish(
+            &self.shared.jetstream,
+            &self.config().dlq,
+            message.payload.clone(),
+            headers,
+        )
+        .await
+    }
+
+    /// Waits `delay` while keeping `message` from redelivery with in-progress acks.
+    async fn hold(&self, message: &jetstream::Message, delay: Duration) {
+        let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
+        let until = Instant::now() + delay;
+        loop {
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
+            }
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            tokio::time::sleep((until - now).min(keep_alive)).await;
         }
     }
 

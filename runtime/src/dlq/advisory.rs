@@ -152,9 +152,21 @@ async fn handle(
         DeadLetterKind::Crashed,
         CRASHED,
     );
-    publish(js, &function.dlq, original.payload, headers)
-        .await
-        .map_err(|e| e.to_string())?;
+    match publish(js, &function.dlq, original.payload, headers).await {
+        Ok(()) => {}
+        Err(error @ super::DlqError::TooLarge { .. }) => {
+            // No retry can store it; the message stays in its stream, at its sequence.
+            tracing::error!(
+                function = %function.name,
+                stream = %advisory.stream,
+                seq = advisory.stream_seq,
+                %error,
+                "a message that exhausted its deliveries cannot be dead-lettered; it stays in its stream"
+            );
+            return Ok(());
+        }
+        Err(error) => return Err(error.to_string()),
+    }
     tracing::warn!(
         function = %function.name,
         stream = %advisory.stream,

@@ -62,6 +62,27 @@ pub(crate) enum DlqError {
     CreateStream {
         source: jetstream::context::CreateStreamError,
     },
+    /// The payload and its original headers leave no room for the provenance under the
+    /// server's `max_payload`: no retry can store it.
+    #[error(
+        "the dead letter for `{subject}` takes {size} bytes with its headers, over the server's \
+         max_payload of {max_payload}"
+    )]
+    TooLarge {
+        subject: String,
+        size: usize,
+        max_payload: usize,
+    },
+    #[error("not a JetStream delivery: {0}")]
+    NotJetStream(String),
+}
+
+impl DlqError {
+    /// No stream captures the dead-letter subject (for instance, `JETFN_DLQ` was deleted).
+    pub(crate) fn is_stream_not_found(&self) -> bool {
+        matches!(self, Self::Publish { source, .. }
+            if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound)
+    }
 }
 
 /// Where a dead-lettered message came from.
@@ -132,13 +153,23 @@ pub(crate) fn dead_letter_headers(
     headers
 }
 
-/// Publishes a dead letter and waits for the stream's ack.
+/// Publishes a dead letter and waits for the stream's ack. A `Jetfn-Error` too long for the
+/// server's `max_payload` is cut to fit (the payload and the other headers are kept as they are).
 pub(crate) async fn publish(
     js: &jetstream::Context,
     dlq_subject: &str,
     payload: bytes::Bytes,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
 ) -> Result<(), DlqError> {
+    let max_payload = js.client().server_info().max_payload;
+    // 0 before the first connection: the publish itself says what is wrong.
+    if max_payload > 0 {
+        fit(&mut headers, payload.len(), max_payload).map_err(|size| DlqError::TooLarge {
+            subject: dlq_subject.to_owned(),
+            size,
+            max_payload,
+        })?;
+    }
     let error = |source| DlqError::Publish {
         subject: dlq_subject.to_owned(),
         source,
@@ -148,6 +179,44 @@ pub(crate) async fn publish(
         .map_err(error)?
         .await
         .map_err(error)?;
+    Ok(())
+}
+
+/// The size of `headers` on the wire: `NATS/1.0\r\n`, each `name: value\r\n`, `\r\n`.
+pub(crate) fn wire_len(headers: &HeaderMap) -> usize {
+    let mut len = "NATS/1.0\r\n\r\n".len();
+    for (name, values) in headers.iter() {
+        let name: &str = name.as_ref();
+        for value in values {
+            len += name.len() + ": ".len() + value.as_str().len() + "\r\n".len();
+        }
+    }
+    len
+}
+
+/// Cuts `Jetfn-Error` so that the headers and a payload of `payload_len` bytes fit in
+/// `max_payload`; `Err(size)` when they do not fit even with it empty.
+pub(crate) fn fit(
+    headers: &mut HeaderMap,
+    payload_len: usize,
+    max_payload: usize,
+) -> Result<(), usize> {
+    let size = wire_len(headers) + payload_len;
+    let Some(excess) = size.checked_sub(max_payload).filter(|excess| *excess > 0) else {
+        return Ok(());
+    };
+    let error = headers
+        .get(headers::ERROR)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    if excess > error.len() {
+        return Err(size - error.len());
+    }
+    let mut end = error.len() - excess;
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    headers.insert(headers::ERROR, &error[..end]);
     Ok(())
 }
 
