@@ -191,6 +191,10 @@ pub(crate) async fn run(runner: Runner) {
                     biased;
                     () = cancel.cancelled() => break,
                     () = workers.changed() => continue,
+                    Ok(()) = connections.changed() => {
+                        puller.reset();
+                        continue;
+                    }
                 }
             }
             // Fast path: a message already here is taken without waiting on anything.
@@ -206,6 +210,11 @@ pub(crate) async fn run(runner: Runner) {
                     biased;
                     () = cancel.cancelled() => break,
                     () = workers.changed() => continue,
+                    // A reconnect: the server dropped the requests; ask again at once.
+                    Ok(()) = connections.changed() => {
+                        puller.reset();
+                        continue;
+                    }
                     pulled = puller.next() => pulled,
                 },
             };
