@@ -26,6 +26,8 @@ pub(crate) enum Key {
     Dlq,
     BreakerFailures,
     BreakerCooldown,
+    Batch,
+    BatchWait,
 }
 
 /// The kind of literal a key takes.
@@ -42,7 +44,7 @@ pub(crate) enum Kind {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 13] = [
+    pub(crate) const ALL: [Key; 15] = [
         Key::Subject,
         Key::Name,
         Key::Stream,
@@ -56,6 +58,8 @@ impl Key {
         Key::Dlq,
         Key::BreakerFailures,
         Key::BreakerCooldown,
+        Key::Batch,
+        Key::BatchWait,
     ];
 
     /// The key as written in the attribute; also the field of `jetfn::__private::Attributes`.
@@ -74,19 +78,22 @@ impl Key {
             Key::Dlq => "dlq",
             Key::BreakerFailures => "breaker_failures",
             Key::BreakerCooldown => "breaker_cooldown",
+            Key::Batch => "batch",
+            Key::BatchWait => "batch_wait",
         }
     }
 
     pub(crate) fn kind(self) -> Kind {
         match self {
             Key::Subject | Key::Name | Key::Stream | Key::Dlq => Kind::Str,
-            Key::AckWait | Key::Timeout | Key::BreakerCooldown => Kind::Duration,
+            Key::AckWait | Key::Timeout | Key::BreakerCooldown | Key::BatchWait => Kind::Duration,
             Key::Backoff => Kind::Backoff,
             Key::MaxDeliver
             | Key::MinWorkers
             | Key::MaxWorkers
             | Key::MaxAckPending
-            | Key::BreakerFailures => Kind::Int,
+            | Key::BreakerFailures
+            | Key::Batch => Kind::Int,
         }
     }
 
@@ -106,6 +113,8 @@ impl Key {
             Key::Dlq => "dlq = \"orders.dead\"",
             Key::BreakerFailures => "breaker_failures = 10",
             Key::BreakerCooldown => "breaker_cooldown = \"30s\"",
+            Key::Batch => "batch = 100",
+            Key::BatchWait => "batch_wait = \"100ms\"",
         }
     }
 
@@ -290,7 +299,7 @@ mod tests {
             messages[0],
             "unsupported argument `retries`; supported arguments are: subject, name, stream, \
              max_deliver, backoff, ack_wait, timeout, min_workers, max_workers, max_ack_pending, \
-             dlq, breaker_failures, breaker_cooldown"
+             dlq, breaker_failures, breaker_cooldown, batch, batch_wait"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");
         assert_eq!(

@@ -22,7 +22,21 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
     });
     let ctx = Ident::new("ctx", Span::mixed_site());
     let incoming = Ident::new("incoming", Span::mixed_site());
-    let invoke = invoke(function, handler, &ctx, &incoming);
+    let (single, batch) = if handler.batch {
+        let batch = batch_invoke(function, handler, &ctx, &incoming);
+        let single = quote! {
+            ::jetfn::__private::batch_of_one(#ctx, #incoming, |#ctx, #incoming| #batch)
+        };
+        (
+            single,
+            quote!(::core::option::Option::Some(|#ctx, #incoming| #batch)),
+        )
+    } else {
+        (
+            invoke(function, handler, &ctx, &incoming),
+            quote!(::core::option::Option::None),
+        )
+    };
     let payload = payload(handler);
     quote! {
         #item
@@ -38,7 +52,8 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
                 #(#attrs)*
                 ..::jetfn::__private::Attributes::NONE
             },
-            handler: |#ctx, #incoming| #invoke,
+            handler: |#ctx, #incoming| #single,
+            batch: #batch,
             payload: || #payload,
             location: ::jetfn::__private::Location {
                 module_path: ::core::module_path!(),
@@ -65,6 +80,27 @@ fn invoke(function: &ItemFn, handler: &Handler, ctx: &Ident, incoming: &Ident) -
     let chosen = Ident::new("codec", Span::mixed_site());
     let call = quote_spanned! {ident.span()=>
         ::jetfn::__private::invoke::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
+    };
+    quote! {{
+        let #chosen = #codec;
+        #call
+    }}
+}
+
+/// The call to the user's batch function with the messages `incoming` (a `Vec<Incoming>`), each
+/// decoded with the codec chosen for `T` as in [`invoke`].
+fn batch_invoke(
+    function: &ItemFn,
+    handler: &Handler,
+    ctx: &Ident,
+    incoming: &Ident,
+) -> TokenStream {
+    let ident = &function.sig.ident;
+    let payload = &handler.payload;
+    let codec = codec(payload);
+    let chosen = Ident::new("codec", Span::mixed_site());
+    let call = quote_spanned! {ident.span()=>
+        ::jetfn::__private::invoke_batch::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
     };
     quote! {{
         let #chosen = #codec;

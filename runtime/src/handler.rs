@@ -284,6 +284,11 @@ impl HandlerError {
         }
     }
 
+    /// The same kind and message (for a failure shared by every event of a batch).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self::new(self.kind, self.source.to_string())
+    }
+
     /// How the runtime treats this failure.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -49,6 +49,7 @@ extern crate self as jetfn;
 
 mod asyncapi;
 pub mod autoscale;
+mod batch;
 pub mod breaker;
 mod cli;
 pub mod codec;
@@ -79,6 +80,7 @@ pub mod testing;
 mod topology;
 
 pub use async_nats;
+pub use batch::{Batch, BatchError};
 pub use cli::main;
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;
@@ -92,6 +94,7 @@ pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::batch::{BatchFn, BatchFuture, BatchResults};
     pub use crate::registry::{
         Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, HANDLERS,
     };
@@ -122,5 +125,27 @@ pub mod __private {
             Ok(event) => Box::pin(handler(ctx, event)),
             Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
         }
+    }
+
+    /// Decodes each message into `Event<T>` with codec `C` and calls the user's batch
+    /// function with those that decode; one result per message.
+    pub fn invoke_batch<T, C, F, Fut>(
+        ctx: Context,
+        incoming: Vec<Incoming>,
+        handler: F,
+        _codec: C,
+    ) -> BatchFuture
+    where
+        T: Payload<C>,
+        C: Codec,
+        F: FnOnce(Context, crate::Batch<T>) -> Fut,
+        Fut: Future<Output = Result<(), crate::BatchError>> + Send + 'static,
+    {
+        crate::batch::invoke::<T, C, F, Fut>(ctx, incoming, handler)
+    }
+
+    /// The single-message entry point of a batch function: a batch of one.
+    pub fn batch_of_one(ctx: Context, incoming: Incoming, batch: BatchFn) -> HandlerFuture {
+        crate::batch::first(batch(ctx, vec![incoming]))
     }
 }

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::batch::BatchFn;
 use crate::codec::{Incoming, PayloadKind};
 use crate::handler::{Context, HandlerError};
 
@@ -38,6 +39,8 @@ pub struct HandlerSpec {
     pub attrs: Attributes,
     /// The type-erased entry point.
     pub handler: HandlerFn,
+    /// For a batch function (`batch = N`): the entry point taking up to `N` messages.
+    pub batch: Option<BatchFn>,
     /// What the payload is (for `asyncapi`); a function so that `#[event_handler]` can choose
     /// it on the concrete type, and so it costs nothing until asked.
     pub payload: fn() -> PayloadSpec,
@@ -72,6 +75,10 @@ pub struct Attributes {
     pub breaker_failures: Option<u32>,
     /// `breaker_cooldown`: how long the breaker stays open.
     pub breaker_cooldown: Option<Duration>,
+    /// `batch`: the most events per call of a batch function.
+    pub batch: Option<u32>,
+    /// `batch_wait`: how long a batch waits to fill up.
+    pub batch_wait: Option<Duration>,
 }
 
 impl Attributes {
@@ -88,6 +95,8 @@ impl Attributes {
         dlq: None,
         breaker_failures: None,
         breaker_cooldown: None,
+        batch: None,
+        batch_wait: None,
     };
 }
 
@@ -227,6 +236,7 @@ mod tests {
             subject: "orders.created",
             attrs: Attributes::NONE,
             handler: noop,
+            batch: None,
             payload: json,
             location: Location {
                 module_path: "tests",

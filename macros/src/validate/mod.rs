@@ -39,8 +39,10 @@ pub(crate) struct Handler {
     pub(crate) subject: String,
     /// The optional keys that were written, in the order written.
     pub(crate) attrs: Vec<(Key, Attr)>,
-    /// `T` in `event: Event<T>`, as the user wrote it.
+    /// `T` in `event: Event<T>` (or `batch: Batch<T>`), as the user wrote it.
     pub(crate) payload: Type,
+    /// A batch function (`batch = N`, `batch: Batch<T>`).
+    pub(crate) batch: bool,
 }
 
 /// The value of one optional key.
@@ -57,6 +59,7 @@ pub(crate) enum Attr {
 /// Validates the attribute and the function it is on.
 pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result<Handler> {
     let mut errors = Errors::default();
+    let batch = args.as_ref().is_ok_and(|args| args.given(Key::Batch));
     let checked = match args {
         Ok(args) => attributes(&args, &mut errors),
         // The attribute list did not parse: saying more about it would only add noise.
@@ -69,13 +72,14 @@ pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result
         Some(name) => Some(name.clone()),
         None => default_name(&function.sig.ident, &mut errors),
     });
-    let payload = signature(function, &mut errors);
+    let payload = signature(function, batch, &mut errors);
     match (checked, name, payload, errors.0) {
         (Some(checked), Some(name), Some(payload), None) => Ok(Handler {
             name,
             subject: checked.subject,
             attrs: checked.attrs,
             payload,
+            batch,
         }),
         (.., Some(error)) => Err(error),
         // Every `None` above comes with an error; this is only a safety net.
@@ -131,6 +135,16 @@ fn attributes(args: &Args, errors: &mut Errors) -> Option<Checked> {
                 message,
             ));
         }
+    }
+    if args.given(Key::BatchWait) && !args.given(Key::Batch) {
+        let span = args.list.iter().find_map(|arg| match arg {
+            Arg::Given(Key::BatchWait, Value::Str(lit)) => Some(lit.span()),
+            _ => None,
+        });
+        errors.push(syn::Error::new(
+            span.unwrap_or_else(Span::call_site),
+            "`batch_wait` applies to batch functions: add `batch = N` and take `batch: Batch<T>`",
+        ));
     }
     if errors.0.is_some() != before {
         return None;
@@ -202,8 +216,13 @@ fn integer(key: Key, lit: &LitInt) -> syn::Result<u32> {
 const SIGNATURE: &str =
     "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`";
 
-/// Checks the signature; returns the payload type `T` of `event: Event<T>`.
-fn signature(function: &ItemFn, errors: &mut Errors) -> Option<Type> {
+/// The expected signature of a batch function, for error messages.
+const BATCH_SIGNATURE: &str =
+    "`async fn NAME(ctx: Context, batch: Batch<T>) -> Result<(), BatchError>`";
+
+/// Checks the signature; returns the payload type `T` of `event: Event<T>` (or, for a batch
+/// function, of `batch: Batch<T>`).
+fn signature(function: &ItemFn, batch: bool, errors: &mut Errors) -> Option<Type> {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
         let message = "`#[event_handler]` functions must be `async`";
@@ -219,18 +238,60 @@ fn signature(function: &ItemFn, errors: &mut Errors) -> Option<Type> {
     } else if let Some(clause) = &sig.generics.where_clause {
         errors.push(syn::Error::new_spanned(clause, generic));
     }
-    let payload = parameters(sig, errors);
-    if let ReturnType::Default = sig.output {
-        let message = format!(
-            "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
-        );
-        errors.push(syn::Error::new(sig.paren_token.span.close(), message));
+    let payload = parameters(sig, batch, errors);
+    match &sig.output {
+        ReturnType::Default => {
+            let message = if batch {
+                format!("batch functions must return `Result<(), BatchError>`: {BATCH_SIGNATURE}")
+            } else {
+                format!(
+                    "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
+                )
+            };
+            errors.push(syn::Error::new(sig.paren_token.span.close(), message));
+        }
+        ReturnType::Type(_, ty) => match (batch, error_type(ty).as_deref()) {
+            (true, Some("HandlerError")) => errors.push(syn::Error::new_spanned(
+                ty,
+                format!(
+                    "a batch function returns `Result<(), BatchError>`, so it can fail some \
+                     events and not others: {BATCH_SIGNATURE}"
+                ),
+            )),
+            // (A `Batch<T>` parameter without `batch` is reported already.)
+            (false, Some("BatchError")) if payload.is_some() => {
+                errors.push(syn::Error::new_spanned(
+                    ty,
+                    format!(
+                        "`BatchError` is for batch functions (`batch = N`); this one returns \
+                     `Result<(), HandlerError>`: {SIGNATURE}"
+                    ),
+                ))
+            }
+            _ => {}
+        },
     }
     payload
 }
 
-/// Checks the parameters: no `self`, `ctx` and `event: Event<T>`; returns `T`.
-fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
+/// The last path segment of `E` in a return type `Result<_, E>`.
+fn error_type(ty: &Type) -> Option<String> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>()[..] {
+        [_, GenericArgument::Type(Type::Path(error))] => {
+            error.path.segments.last().map(|s| s.ident.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Checks the parameters: no `self`, `ctx` and `event: Event<T>` (`batch: Batch<T>` for a batch
+/// function); returns `T`.
+fn parameters(sig: &Signature, batch: bool, errors: &mut Errors) -> Option<Type> {
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
@@ -265,11 +326,28 @@ fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
         }
     }
     let event = *params.get(1)?;
-    let payload = event_payload(event);
+    let (wrapper, other) = if batch {
+        ("Batch", "Event")
+    } else {
+        ("Event", "Batch")
+    };
+    if wrapped(event, other).is_some() {
+        let message = if batch {
+            "a function with `batch = N` takes `batch: Batch<T>`, the events of one call"
+        } else {
+            "a `Batch<T>` parameter makes a batch function: add `batch = N` (the most events \
+             per call) to the attribute"
+        };
+        errors.push(syn::Error::new_spanned(event, message));
+        return None;
+    }
+    let payload = wrapped(event, wrapper);
     if payload.is_none() && !matches!(event, Type::ImplTrait(_)) {
-        let message = "the second parameter must be `Event<T>`, where `T` is the payload type: \
-                       `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
-                       `serde::de::DeserializeOwned` type";
+        let message = format!(
+            "the second parameter must be `{wrapper}<T>`, where `T` is the payload type: \
+             `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
+             `serde::de::DeserializeOwned` type"
+        );
         errors.push(syn::Error::new_spanned(event, message));
     }
     if let Some(Type::Reference(reference)) = &payload {
@@ -281,18 +359,18 @@ fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
     payload
 }
 
-/// `T` when `ty` is a path ending in `Event<T>`.
-fn event_payload(ty: &Type) -> Option<Type> {
+/// `T` when `ty` is a path ending in `<wrapper><T>` (`Event<T>`, `Batch<T>`).
+fn wrapped(ty: &Type, wrapper: &str) -> Option<Type> {
     let path = match ty {
-        Type::Group(group) => return event_payload(&group.elem),
-        Type::Paren(paren) => return event_payload(&paren.elem),
+        Type::Group(group) => return wrapped(&group.elem, wrapper),
+        Type::Paren(paren) => return wrapped(&paren.elem, wrapper),
         Type::Path(path) if path.qself.is_none() => &path.path,
         _ => return None,
     };
     let last = path
         .segments
         .last()
-        .filter(|segment| segment.ident == "Event")?;
+        .filter(|segment| segment.ident == wrapper)?;
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };

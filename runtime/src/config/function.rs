@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 
 use super::value::{duration, integer};
 use super::ConfigError;
+use crate::batch::BatchFn;
 use crate::registry::{HandlerFn, HandlerSpec};
 use crate::subject;
 
@@ -69,9 +70,18 @@ pub struct FunctionConfig {
     /// The most bytes this process has requested and not started (default 8 MiB; at least one
     /// message of the server's `max_payload` is always allowed).
     pub prefetch_bytes: u32,
+    /// A batch function's most events per call (`batch`); `None` for a per-message function.
+    pub batch: Option<u32>,
+    /// How long a batch waits to fill up before the function is called with fewer (default
+    /// `100ms`).
+    #[serde(serialize_with = "human")]
+    pub batch_wait: Duration,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
+    /// A batch function's entry point.
+    #[serde(skip)]
+    pub batch_handler: Option<BatchFn>,
 }
 
 fn human<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
@@ -94,6 +104,8 @@ const KEYS: &[&str] = &[
     "breaker_cooldown",
     "prefetch",
     "prefetch_bytes",
+    "batch",
+    "batch_wait",
 ];
 
 impl FunctionConfig {
@@ -118,7 +130,10 @@ impl FunctionConfig {
             breaker_cooldown: Duration::from_secs(30),
             prefetch: Duration::from_millis(5),
             prefetch_bytes: 8 << 20,
+            batch: None,
+            batch_wait: Duration::from_millis(100),
             handler: spec.handler,
+            batch_handler: spec.batch,
         }
     }
 
@@ -160,11 +175,15 @@ impl FunctionConfig {
         set(&mut self.max_workers, attrs.max_workers);
         set(&mut self.max_ack_pending, attrs.max_ack_pending);
         set(&mut self.breaker_failures, attrs.breaker_failures);
+        if self.batch_handler.is_some() {
+            self.batch = Some(attrs.batch.unwrap_or(1));
+        }
         let set =
             |target: &mut Duration, value: Option<Duration>| *target = value.unwrap_or(*target);
         set(&mut self.ack_wait, attrs.ack_wait);
         set(&mut self.timeout, attrs.timeout);
         set(&mut self.breaker_cooldown, attrs.breaker_cooldown);
+        set(&mut self.batch_wait, attrs.batch_wait);
     }
 
     fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -196,6 +215,16 @@ impl FunctionConfig {
             "breaker_cooldown" => self.breaker_cooldown = duration(path, value)?,
             "prefetch" => self.prefetch = duration(path, value)?,
             "prefetch_bytes" => self.prefetch_bytes = integer(path, value, 1)?,
+            "batch" | "batch_wait" if self.batch_handler.is_none() => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!(
+                        "`{key}` applies to batch functions only (`batch = N` and a `Batch<T>` parameter)"
+                    ),
+                ))
+            }
+            "batch" => self.batch = Some(integer(path, value, 1)?),
+            "batch_wait" => self.batch_wait = duration(path, value)?,
             "backoff" => self.backoff = backoff(path, value)?,
             _ => {
                 return Err(ConfigError::invalid(

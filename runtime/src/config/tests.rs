@@ -21,6 +21,7 @@ const fn spec(name: &'static str, attrs: Attributes) -> HandlerSpec {
         subject: "shop.orders.created",
         attrs,
         handler: noop,
+        batch: None,
         payload: json,
         location: Location {
             module_path: "tests",

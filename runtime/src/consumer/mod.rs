@@ -87,6 +87,11 @@ pub(crate) async fn run(runner: Runner) {
     let mut parallel = 1;
     let services = ServiceTimes::default();
     let abandon = CancellationToken::new();
+    // Per-message functions take one message per worker.
+    let batch_size = state.config.batch.map_or(1, |batch| batch as usize);
+    let batch_wait = state.config.batch_wait;
+    // The consumer went away while a batch was being gathered.
+    let mut gone = None;
     let mut tasks = JoinSet::new();
     let mut watcher = None;
 
@@ -125,7 +130,10 @@ pub(crate) async fn run(runner: Runner) {
 
         let mut paused_until = None;
         loop {
-            while tasks.try_join_next().is_some() {}
+            // (JoinSet's bookkeeping takes a lock: not per message while nothing runs as a task.)
+            if !tasks.is_empty() {
+                while tasks.try_join_next().is_some() {}
+            }
             if let Some(took) = services.take() {
                 prefetch.observe_service(took);
             }
@@ -133,8 +141,14 @@ pub(crate) async fn run(runner: Runner) {
                 prefetch.observe_round_trip(took);
             }
             let free = workers.free();
-            let want = match deliverer.gate() {
-                Gate::Flow => prefetch.want(free, parallel),
+            let gate = deliverer.gate();
+            // A batch function's worker takes up to `batch` messages; during a trial, one.
+            let per_worker = match gate {
+                Gate::Trial => 1,
+                _ => batch_size,
+            };
+            let want = match gate {
+                Gate::Flow => prefetch.want(free * per_worker, parallel),
                 Gate::Trial => prefetch.want(free.min(1), 1).at_most(1),
                 Gate::Paused(until) => {
                     if paused_until != Some(until) {
@@ -235,16 +249,47 @@ pub(crate) async fn run(runner: Runner) {
                             .await;
                         continue;
                     }
-                    let reply = message.reply.clone();
                     let deliverer = deliverer.clone();
                     let stream = stream.clone();
                     // Boxed: the delivery future is kilobytes; moving it into a task costs more
                     // than one allocation.
-                    let mut delivery =
-                        Box::pin(async move { deliverer.deliver(message, stream).await });
-                    // A handler that does not wait on anything is done on its first poll, right
-                    // here: no task, no wake-ups. One that waits (or computes long, see
-                    // `Inline`) takes a worker task.
+                    let (mut delivery, replies): (Delivery, Vec<_>) = if per_worker > 1 {
+                        let mut batch = vec![message];
+                        let gathered = gather(
+                            &mut puller,
+                            &deliverer,
+                            &mut batch,
+                            per_worker,
+                            want.bytes,
+                            batch_wait,
+                            &cancel,
+                        )
+                        .await;
+                        if let Gathered::Cancelled = gathered {
+                            for message in &batch {
+                                deliverer.settle(message, Outcome::Released).await;
+                            }
+                            break;
+                        }
+                        for message in &batch[1..] {
+                            prefetch.observe_size(message.length);
+                        }
+                        let replies = batch.iter().map(|m| m.reply.clone()).collect();
+                        if let Gathered::Gone(reason) = gathered {
+                            gone = Some(reason);
+                        }
+                        (
+                            Box::pin(async move { deliverer.deliver_batch(batch, stream).await }),
+                            replies,
+                        )
+                    } else {
+                        let replies = vec![message.reply.clone()];
+                        (
+                            Box::pin(async move { deliverer.deliver(message, stream).await }),
+                            replies,
+                        )
+                    };
+                    let count = u32::try_from(replies.len()).unwrap_or(u32::MAX).max(1);
                     let started = std::time::Instant::now();
                     let done = inline.allowed() && {
                         let done = (&mut delivery).now_or_never().is_some();
@@ -252,7 +297,7 @@ pub(crate) async fn run(runner: Runner) {
                         done
                     };
                     if done {
-                        prefetch.observe_service(started.elapsed());
+                        prefetch.observe_service(started.elapsed() / count);
                         parallel = 1;
                     } else {
                         parallel = workers.target();
@@ -262,13 +307,22 @@ pub(crate) async fn run(runner: Runner) {
                         let client = js.client();
                         tasks.spawn(async move {
                             tokio::select! {
-                                () = delivery => services.record(started.elapsed()),
+                                () = delivery => services.record(started.elapsed() / count),
                                 // Past the shutdown deadline: hand it back for another pod now
                                 // rather than after ack_wait.
-                                () = abandon.cancelled() => release(&client, reply).await,
+                                () = abandon.cancelled() => {
+                                    for reply in replies {
+                                        release(&client, reply).await;
+                                    }
+                                }
                             }
                             drop(busy);
                         });
+                    }
+                    if let Some(reason) = gone.take() {
+                        tracing::warn!(function = %state.config.name, %reason, "consumer gone; binding again");
+                        state.set_unbound(reason);
+                        continue 'bind;
                     }
                 }
                 Some(Pulled::Ended | Pulled::Stale) => {}
@@ -322,6 +376,78 @@ async fn hold_off(
             },
         }
     }
+}
+
+/// A delivery (one message or a batch) as the loop runs it.
+type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// How gathering a batch ended.
+enum Gathered {
+    /// Full, or `batch_wait` passed, or nothing more will come for now.
+    Done,
+    /// The runtime is shutting down: the gathered messages go back.
+    Cancelled,
+    /// The consumer was deleted: run what was gathered, then bind again.
+    Gone(String),
+}
+
+/// Adds to `batch` (which holds the first message) until it holds `size` messages or
+/// `batch_wait` has passed since the first arrived: what is already received is taken at once,
+/// then what arrives in time. A message the breaker holds back goes back for later.
+#[allow(clippy::too_many_arguments)]
+async fn gather(
+    puller: &mut Puller,
+    deliverer: &Deliverer,
+    batch: &mut Vec<jetstream::Message>,
+    size: usize,
+    bytes: usize,
+    batch_wait: Duration,
+    cancel: &CancellationToken,
+) -> Gathered {
+    let deadline = tokio::time::Instant::now() + batch_wait;
+    while batch.len() < size {
+        // Nothing more on its way: ask for the rest of the batch.
+        if puller.outstanding() == 0 {
+            let want = prefetch::Want {
+                messages: size - batch.len(),
+                bytes,
+            };
+            if puller.request(want).await.is_err() {
+                return Gathered::Done;
+            }
+        }
+        let pulled = match puller.try_next() {
+            Some(pulled) => Some(pulled),
+            None => tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Gathered::Cancelled,
+                () = tokio::time::sleep_until(deadline) => return Gathered::Done,
+                pulled = puller.next() => pulled,
+            },
+        };
+        match pulled {
+            Some(Pulled::Message(message)) => match deliverer.admit() {
+                Admission::Go => batch.push(message),
+                Admission::WaitUntil(until) => {
+                    let delay = until.saturating_duration_since(tokio::time::Instant::now());
+                    deliverer
+                        .settle(&message, Outcome::Deferred { delay })
+                        .await;
+                }
+                Admission::WaitForTrial => {
+                    let delay = TRIAL_DEFER;
+                    deliverer
+                        .settle(&message, Outcome::Deferred { delay })
+                        .await;
+                }
+            },
+            Some(Pulled::Ended | Pulled::Stale) => {}
+            Some(Pulled::Gone(reason)) => return Gathered::Gone(reason),
+            // The loop sees the closed subscription on its next pull.
+            None => return Gathered::Done,
+        }
+    }
+    Gathered::Done
 }
 
 /// Aborts a task when dropped.

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `jetfn_messages_total` | counter | `function`, `outcome` (`ack`, `retry`, `dlq`) |
 //! | `jetfn_handler_duration_seconds` | histogram | `function` |
+//! | `jetfn_batch_size` | histogram: events per call of a batch function | `function` |
 //! | `jetfn_in_flight` | gauge: handler runs now | `function` |
 //! | `jetfn_workers` | gauge: concurrent runs allowed now | `function` |
 //! | `jetfn_consumer_pending` | gauge: the consumer's `num_pending` | `function` |
@@ -45,6 +46,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     messages: Family<OutcomeLabels, Counter>,
     duration: Family<FunctionLabel, Histogram>,
+    batch_size: Family<FunctionLabel, Histogram>,
     in_flight: Family<FunctionLabel, Gauge>,
     workers: Family<FunctionLabel, Gauge>,
     pending: Family<FunctionLabel, Gauge>,
@@ -60,6 +62,7 @@ pub(crate) struct FunctionMetrics {
     pub(crate) retried: Counter,
     pub(crate) dead_lettered: Counter,
     pub(crate) duration: Histogram,
+    pub(crate) batch_size: Histogram,
     pub(crate) in_flight: Gauge,
     pub(crate) workers: Gauge,
     pub(crate) pending: Gauge,
@@ -76,6 +79,10 @@ impl Metrics {
             // 100µs .. ~105s
             Histogram::new(exponential_buckets(0.0001, 2.0, 21))
         });
+        let batch_size = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
+            // 1 .. 4096
+            Histogram::new(exponential_buckets(1.0, 2.0, 13))
+        });
         let in_flight = Family::<FunctionLabel, Gauge>::default();
         let workers = Family::<FunctionLabel, Gauge>::default();
         let pending = Family::<FunctionLabel, Gauge>::default();
@@ -91,6 +98,11 @@ impl Metrics {
             "jetfn_handler_duration_seconds",
             "Handler run time in seconds",
             duration.clone(),
+        );
+        registry.register(
+            "jetfn_batch_size",
+            "Events per call of a batch function",
+            batch_size.clone(),
         );
         registry.register(
             "jetfn_in_flight",
@@ -126,6 +138,7 @@ impl Metrics {
             registry,
             messages,
             duration,
+            batch_size,
             in_flight,
             workers,
             pending,
@@ -152,6 +165,7 @@ impl Metrics {
             retried: outcome("retry"),
             dead_lettered: outcome("dlq"),
             duration: self.duration.get_or_create(&label).clone(),
+            batch_size: self.batch_size.get_or_create(&label).clone(),
             in_flight: self.in_flight.get_or_create(&label).clone(),
             workers: self.workers.get_or_create(&label).clone(),
             pending: self.pending.get_or_create(&label).clone(),

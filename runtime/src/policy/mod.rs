@@ -23,6 +23,15 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The same failure again (one shared by every event of a batch call).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Failure::Handler(error) => Failure::Handler(error.duplicate()),
+            Failure::Panic(message) => Failure::Panic(message.clone()),
+            Failure::Timeout(timeout) => Failure::Timeout(*timeout),
+        }
+    }
+
     /// Whether retrying may help; such failures also count against the circuit breaker.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {

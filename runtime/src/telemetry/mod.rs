@@ -24,7 +24,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Link, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -227,6 +229,50 @@ impl DeliverySpan {
             .span_builder(name)
             .with_kind(SpanKind::Consumer)
             .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        Self {
+            otel: parent.with_span(span),
+        }
+    }
+
+    /// The span of one call of a batch function, `<subject> process` (kind consumer, a new
+    /// trace), linked to the trace context of each of its messages: the OpenTelemetry messaging
+    /// convention for a batch receive. `metas` is not empty.
+    pub(crate) fn start_batch(
+        tracer: &BoxedTracer,
+        function: &Arc<str>,
+        names: &SpanNames,
+        metas: &[EventMeta],
+    ) -> Self {
+        let subject = metas.first().map_or("", |meta| meta.subject.as_str());
+        let (name, destination) = names.of(subject);
+        let links: Vec<Link> = metas
+            .iter()
+            .filter(|meta| meta.headers.get("traceparent").is_some())
+            .map(|meta| {
+                let parent = propagation::extract(&meta.headers);
+                Link::with_context(parent.span().span_context().clone())
+            })
+            .collect();
+        let attributes = vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", destination),
+            KeyValue::new(
+                "messaging.consumer.group.name",
+                StringValue::from(function.clone()),
+            ),
+            KeyValue::new(
+                "messaging.batch.message_count",
+                i64::try_from(metas.len()).unwrap_or(i64::MAX),
+            ),
+        ];
+        let parent = opentelemetry::Context::new();
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .with_links(links)
             .start_with_context(tracer, &parent);
         Self {
             otel: parent.with_span(span),

@@ -44,6 +44,9 @@ fn main() {
         dlq: Some("orders.dead"),
         breaker_failures: Some(0),
         breaker_cooldown: Some(Duration::from_secs(90)),
+        // Batch keys belong to batch functions (`tests/ui/pass/batch_function.rs`).
+        batch: None,
+        batch_wait: None,
     };
     assert_eq!(spec.attrs, expected);
     assert_eq!(spec.location.file, file!());

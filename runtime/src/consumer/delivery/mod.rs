@@ -12,6 +12,8 @@
 //!          └ the user's async fn
 //! ```
 
+mod batch;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -26,7 +28,7 @@ use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
-use crate::handler::{Context, EventMeta, Function, HandlerError};
+use crate::handler::{Context, EventMeta, Function};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan, SpanNames};
@@ -151,9 +153,25 @@ impl Deliverer {
         let metrics = &self.state.metrics;
         metrics.in_flight.inc();
         let started = Instant::now();
-        let result = self.run(ctx, incoming, &message).await;
+        let handler = self.config().handler;
+        let result = self
+            .guarded(|| handler(ctx, incoming), std::slice::from_ref(&message))
+            .await
+            .and_then(|result| result.map_err(Failure::Handler));
         metrics.duration.observe(started.elapsed().as_secs_f64());
         metrics.in_flight.dec();
+        self.conclude(&message, attempt, result, span).await;
+    }
+
+    /// Settles one message after its handler ran: records the run for the breaker, decides
+    /// retry or dead letter by the policy, and tells the server.
+    pub(super) async fn conclude(
+        &self,
+        message: &jetstream::Message,
+        attempt: u32,
+        result: Result<(), Failure>,
+        span: &DeliverySpan,
+    ) {
         match &result {
             Ok(()) => self.record(Some(true)),
             Err(failure) => {
@@ -174,10 +192,10 @@ impl Deliverer {
             Verdict::Ack => Outcome::Acked,
             Verdict::Retry { delay } => Outcome::Retried { delay },
             Verdict::DeadLetter { kind, error } => {
-                self.dead_letter(&message, kind, &error, attempt).await
+                self.dead_letter(message, kind, &error, attempt).await
             }
         };
-        self.settle(&message, outcome).await;
+        self.settle(message, outcome).await;
     }
 
     /// Publishes the message to the dead-letter subject and waits for the ack: `DeadLettered`
@@ -318,24 +336,22 @@ impl Deliverer {
         self.state.metrics.breaker.set(breaker.state() as i64);
     }
 
-    /// Runs the handler with its timeout, panic guard and in-progress acks.
-    async fn run(
+    /// Runs the future `make` returns with the function's timeout, a panic guard, and in-progress
+    /// acks for every message it works on (one, or a batch).
+    pub(super) async fn guarded<R, Fut>(
         &self,
-        ctx: Context,
-        incoming: Incoming,
-        message: &jetstream::Message,
-    ) -> Result<(), Failure> {
-        let handler = self.config().handler;
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(ctx, incoming))) {
+        make: impl FnOnce() -> Fut,
+        messages: &[jetstream::Message],
+    ) -> Result<R, Failure>
+    where
+        Fut: std::future::Future<Output = R>,
+    {
+        let future = match std::panic::catch_unwind(AssertUnwindSafe(make)) {
             Ok(future) => AssertUnwindSafe(future).catch_unwind(),
             Err(panic) => return Err(Failure::Panic(panic_message(panic.as_ref()))),
         };
-        let outcome = |result: Result<Result<(), HandlerError>, Box<dyn std::any::Any + Send>>| {
-            match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(Failure::Handler(error)),
-                Err(panic) => Err(Failure::Panic(panic_message(panic.as_ref()))),
-            }
+        let outcome = |result: Result<R, Box<dyn std::any::Any + Send>>| {
+            result.map_err(|panic| Failure::Panic(panic_message(panic.as_ref())))
         };
         let mut future = std::pin::pin!(future);
         // Most handlers that do no I/O finish on their first poll: no timers for them.
@@ -352,8 +368,10 @@ impl Deliverer {
                 result = &mut future => return outcome(result),
                 () = &mut deadline => return Err(Failure::Timeout(timeout)),
                 _ = progress.tick() => {
-                    if let Err(error) = message.ack_with(AckKind::Progress).await {
-                        tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
+                    for message in messages {
+                        if let Err(error) = message.ack_with(AckKind::Progress).await {
+                            tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
+                        }
                     }
                 }
             }
@@ -379,7 +397,7 @@ impl Deliverer {
 
 /// Everything about a delivery but its payload, and the consumer's `num_pending` as of it.
 /// `bound` is the bound stream's name, used when the message names the same stream.
-fn meta(
+pub(super) fn meta(
     message: &jetstream::Message,
     bound: Arc<str>,
 ) -> Result<(EventMeta, u64), async_nats::Error> {
