@@ -196,7 +196,11 @@ fn merge(
 }
 
 /// The result of a batch of one, for the single-message entry point of a batch function.
-pub(crate) fn first(batch: BatchFuture) -> crate::registry::HandlerFuture {
+/// (The same type as the registry's `HandlerFuture`, which this module does not import: the
+/// registry imports this one.)
+pub(crate) fn first(
+    batch: BatchFuture,
+) -> Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'static>> {
     Box::pin(async move {
         batch
             .await

@@ -9,7 +9,8 @@
 //!    - raw async-nats, `messages()` with pull batches of 200 (its default) and of 1,000, one
 //!      `ack()` per message;
 //!    - jetfn with a no-op handler and default attributes (`max_workers` 16, `prefetch` 5 ms);
-//!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`).
+//!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`);
+//!    - jetfn with a no-op batch function, `batch = 100`, default attributes otherwise.
 //!
 //!    jetfn runs as in production: logs, metrics, and a span per delivery exported over
 //!    OTLP/HTTP (to a sink in this process that answers 200); the standard `OTEL_TRACES_SAMPLER`
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use jetfn::testing::NatsServer;
-use jetfn::{event_handler, Config, Context, Event, HandlerError};
+use jetfn::{event_handler, Batch, BatchError, Config, Context, Event, HandlerError};
 use serde::Deserialize;
 
 use measure::{
@@ -66,6 +67,7 @@ const BENCH_STREAM: &str = "BENCH";
 const BENCH_SUBJECT: &str = "bench.events";
 const IO_SUBJECT: &str = "bench.io";
 const NOOP: &str = "bench_noop";
+const BATCH: &str = "bench_batch";
 const IO: &str = "bench_io";
 
 /// The latency stream, its two subjects (one per contender) and the jetfn function.
@@ -109,6 +111,14 @@ async fn bench_noop(
     _event: Event<serde::de::IgnoredAny>,
 ) -> Result<(), HandlerError> {
     count_handled();
+    Ok(())
+}
+
+#[event_handler(subject = "bench.events", stream = "BENCH", batch = 100)]
+async fn bench_batch(_ctx: Context, batch: Batch<serde::de::IgnoredAny>) -> Result<(), BatchError> {
+    for _ in &batch {
+        count_handled();
+    }
     Ok(())
 }
 
@@ -235,12 +245,13 @@ async fn bench(settings: Settings) {
     );
 
     let n = settings.messages;
-    let mut rows: [Row; 4] = Default::default();
+    let mut rows: [Row; 5] = Default::default();
     let names = [
         "raw async-nats, batch 200 (default)",
         "raw async-nats, batch 1000",
         "jetfn, default attributes",
         "jetfn, tuned",
+        "jetfn, batch function (batch = 100)",
     ];
     for run in 1..=settings.runs {
         if settings.only != Some(Contender::Jetfn) {
@@ -262,11 +273,15 @@ async fn bench(settings: Settings) {
             }
         }
         if settings.only != Some(Contender::Raw) {
-            for (row, workers) in [(2, None), (3, settings.max_workers)] {
-                let overrides = jetfn_overrides(&settings, NOOP, workers);
+            for (row, function, workers) in [
+                (2, NOOP, None),
+                (3, NOOP, settings.max_workers),
+                (4, BATCH, None),
+            ] {
+                let overrides = jetfn_overrides(&settings, function, workers);
                 let cpu = process_cpu();
                 let load = ServerLoad::now(&server).await;
-                let jetfn = jetfn_throughput(&url, &js, &settings, NOOP, n, &overrides).await;
+                let jetfn = jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
                 let (client, text) = cpu_per_message(cpu, n);
                 let (server_cpu, server_text) = load.since(&server, n).await;
                 println!(
