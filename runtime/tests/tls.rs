@@ -163,7 +163,8 @@ async fn over_tls(_ctx: Context, event: Event<String>) -> Result<(), HandlerErro
 }
 
 async fn processes(js: &jetstream::Context, job: &str) -> bool {
-    js.publish("secure.jobs", format!("{job:?}").into())
+    // `Event<String>` takes the payload as UTF-8 text.
+    js.publish("secure.jobs", job.to_owned().into())
         .await
         .expect("publish")
         .await
