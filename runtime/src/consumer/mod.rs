@@ -253,7 +253,7 @@ pub(crate) async fn run(runner: Runner) {
                     let stream = stream.clone();
                     // Boxed: the delivery future is kilobytes; moving it into a task costs more
                     // than one allocation.
-                    let (mut delivery, replies): (Delivery, Vec<_>) = if per_worker > 1 {
+                    let (mut delivery, replies): (Delivery, Replies) = if per_worker > 1 {
                         let mut batch = vec![message];
                         let gathered = gather(
                             &mut puller,
@@ -274,7 +274,8 @@ pub(crate) async fn run(runner: Runner) {
                         for message in &batch[1..] {
                             prefetch.observe_size(message.length);
                         }
-                        let replies = batch.iter().map(|m| m.reply.clone()).collect();
+                        let replies =
+                            Replies::Many(batch.iter().map(|m| m.reply.clone()).collect());
                         if let Gathered::Gone(reason) = gathered {
                             gone = Some(reason);
                         }
@@ -283,13 +284,13 @@ pub(crate) async fn run(runner: Runner) {
                             replies,
                         )
                     } else {
-                        let replies = vec![message.reply.clone()];
+                        let replies = Replies::One(message.reply.clone());
                         (
                             Box::pin(async move { deliverer.deliver(message, stream).await }),
                             replies,
                         )
                     };
-                    let count = u32::try_from(replies.len()).unwrap_or(u32::MAX).max(1);
+                    let count = replies.count();
                     let started = std::time::Instant::now();
                     let done = inline.allowed() && {
                         let done = (&mut delivery).now_or_never().is_some();
@@ -310,11 +311,7 @@ pub(crate) async fn run(runner: Runner) {
                                 () = delivery => services.record(started.elapsed() / count),
                                 // Past the shutdown deadline: hand it back for another pod now
                                 // rather than after ack_wait.
-                                () = abandon.cancelled() => {
-                                    for reply in replies {
-                                        release(&client, reply).await;
-                                    }
-                                }
+                                () = abandon.cancelled() => replies.release(&client).await,
                             }
                             drop(busy);
                         });
@@ -380,6 +377,35 @@ async fn hold_off(
 
 /// A delivery (one message or a batch) as the loop runs it.
 type Delivery = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Where to hand a running delivery's messages back (their ack subjects), should it be abandoned
+/// at the shutdown deadline: no allocation for a single message.
+enum Replies {
+    One(Option<async_nats::Subject>),
+    Many(Vec<Option<async_nats::Subject>>),
+}
+
+impl Replies {
+    /// How many messages the delivery runs (at least 1).
+    fn count(&self) -> u32 {
+        match self {
+            Replies::One(_) => 1,
+            Replies::Many(replies) => u32::try_from(replies.len()).unwrap_or(u32::MAX).max(1),
+        }
+    }
+
+    /// NAKs (no delay) every message of an abandoned delivery.
+    async fn release(self, client: &async_nats::Client) {
+        match self {
+            Replies::One(reply) => release(client, reply).await,
+            Replies::Many(replies) => {
+                for reply in replies {
+                    release(client, reply).await;
+                }
+            }
+        }
+    }
+}
 
 /// How gathering a batch ended.
 enum Gathered {
