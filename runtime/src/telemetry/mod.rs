@@ -151,6 +151,25 @@ pub(crate) fn tracer() -> BoxedTracer {
     opentelemetry::global::tracer(TRACER)
 }
 
+/// The messaging attributes every delivery span has, in a vector with room for `capacity`.
+fn common_attributes(
+    function: &Arc<str>,
+    destination: StringValue,
+    capacity: usize,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(capacity);
+    attributes.extend([
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("messaging.operation.type", "process"),
+        KeyValue::new("messaging.destination.name", destination),
+        KeyValue::new(
+            "messaging.consumer.group.name",
+            StringValue::from(function.clone()),
+        ),
+    ]);
+    attributes
+}
+
 /// The span of one delivery, `<subject> process` (kind consumer, child of the message's
 /// `traceparent` when it has one), as the context the delivery runs in.
 pub(crate) struct DeliverySpan {
@@ -200,15 +219,8 @@ impl DeliverySpan {
     ) -> Self {
         let parent = propagation::extract(&meta.headers);
         let (name, destination) = names.of(&meta.subject);
-        let mut attributes = Vec::with_capacity(8);
+        let mut attributes = common_attributes(function, destination, 8);
         attributes.extend([
-            KeyValue::new("messaging.system", "nats"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", destination),
-            KeyValue::new(
-                "messaging.consumer.group.name",
-                StringValue::from(function.clone()),
-            ),
             KeyValue::new(
                 "messaging.message.delivery_attempt",
                 i64::from(meta.attempt),
@@ -254,19 +266,11 @@ impl DeliverySpan {
                 Link::with_context(parent.span().span_context().clone())
             })
             .collect();
-        let attributes = vec![
-            KeyValue::new("messaging.system", "nats"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.destination.name", destination),
-            KeyValue::new(
-                "messaging.consumer.group.name",
-                StringValue::from(function.clone()),
-            ),
-            KeyValue::new(
-                "messaging.batch.message_count",
-                i64::try_from(metas.len()).unwrap_or(i64::MAX),
-            ),
-        ];
+        let mut attributes = common_attributes(function, destination, 5);
+        attributes.push(KeyValue::new(
+            "messaging.batch.message_count",
+            i64::try_from(metas.len()).unwrap_or(i64::MAX),
+        ));
         let parent = opentelemetry::Context::new();
         let span = tracer
             .span_builder(name)
