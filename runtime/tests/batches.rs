@@ -133,3 +133,65 @@ async fn a_lone_message_waits_at_most_batch_wait() {
     );
     runtime.stop().await;
 }
+
+#[event_handler(subject = "traced.readings", batch = 5, batch_wait = "300ms")]
+async fn traced_batch(_ctx: Context, _batch: Batch<u32>) -> Result<(), BatchError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_runs_in_one_span_linked_to_each_event_trace() {
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let server = NatsServer::start();
+    let runtime = start(&server, "traced_batch", &[]).await;
+    let js = jetstream::new(server.client().await);
+    let traces: Vec<String> = (1..=3).map(|i| format!("{i:032x}")).collect();
+    for (i, trace) in traces.iter().enumerate() {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"));
+        js.publish_with_headers("traced.readings", headers, i.to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+    let batch_spans = || {
+        let _ = provider.force_flush();
+        exporter
+            .get_finished_spans()
+            .expect("spans")
+            .into_iter()
+            .filter(|span| span.name == "traced.readings process")
+            .collect::<Vec<_>>()
+    };
+    let linked = |spans: &[opentelemetry_sdk::trace::SpanData]| {
+        spans
+            .iter()
+            .flat_map(|span| span.links.iter())
+            .map(|link| link.span_context.trace_id().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(PATIENCE, || async { linked(&batch_spans()).len() == 3 }).await,
+        "every event linked from a batch span: {:?}",
+        batch_spans()
+    );
+    let spans = batch_spans();
+    let mut links = linked(&spans);
+    links.sort();
+    assert_eq!(links, traces, "each event's own trace, once");
+    let counted: i64 = spans
+        .iter()
+        .flat_map(|span| span.attributes.iter())
+        .filter(|kv| kv.key.as_str() == "messaging.batch.message_count")
+        .map(|kv| kv.value.to_string().parse::<i64>().expect("a count"))
+        .sum();
+    assert_eq!(counted, 3, "the spans' message counts add up to the events");
+    println!("batch spans: {} for 3 events", spans.len());
+    runtime.stop().await;
+}
