@@ -162,19 +162,23 @@ impl Parse for Pair {
     }
 }
 
-/// Parses the tokens inside `#[event_handler(...)]`.
+/// The keys `#[request_handler]` takes.
+pub(crate) const REQUEST_KEYS: &[Key] = &[Key::Subject, Key::Name, Key::Timeout, Key::MaxWorkers];
+
+/// Parses the tokens inside `#[event_handler(...)]` or `#[request_handler(...)]`, whose keys
+/// are `keys`.
 ///
 /// `Err` means the list is not `key = value, ...` at all: nothing about the keys can be said.
-pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+pub(crate) fn parse(tokens: TokenStream, keys: &[Key]) -> syn::Result<Args> {
     let pairs = Punctuated::<Pair, Token![,]>::parse_terminated.parse2(tokens)?;
     let mut args = Args { list: Vec::new() };
     for Pair { key: ident, value } in pairs {
-        let arg = match Key::from_ident(&ident) {
+        let arg = match Key::from_ident(&ident).filter(|key| keys.contains(key)) {
             None => {
                 let message = format!(
                     "unsupported argument `{}`; supported arguments are: {}",
                     ident.unraw(),
-                    supported()
+                    supported(keys)
                 );
                 Arg::Rejected(None, syn::Error::new_spanned(&ident, message))
             }
@@ -193,8 +197,11 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
 }
 
 /// The supported keys, comma separated.
-fn supported() -> String {
-    Key::ALL.map(Key::as_str).join(", ")
+fn supported(keys: &[Key]) -> String {
+    keys.iter()
+        .map(|key| key.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The literal of `value`, when it is of the kind `key` takes.
@@ -251,8 +258,11 @@ mod tests {
 
     #[test]
     fn keeps_pairs_in_order_with_their_literals() {
-        let args =
-            parse(quote!(subject = "a.b", max_deliver = 3, timeout = "5s",)).expect("parses");
+        let args = parse(
+            quote!(subject = "a.b", max_deliver = 3, timeout = "5s",),
+            &Key::ALL,
+        )
+        .expect("parses");
         let given: Vec<_> = args
             .list
             .iter()
@@ -274,15 +284,18 @@ mod tests {
 
     #[test]
     fn reports_unknown_duplicate_and_mistyped_keys() {
-        let args = parse(quote!(
-            retries = 3,
-            subject = "a",
-            subject = "b",
-            max_deliver = "5",
-            stream = ORDERS,
-            breaker_failures = -1,
-            r#type = 1
-        ))
+        let args = parse(
+            quote!(
+                retries = 3,
+                subject = "a",
+                subject = "b",
+                max_deliver = "5",
+                stream = ORDERS,
+                breaker_failures = -1,
+                r#type = 1
+            ),
+            &Key::ALL,
+        )
         .expect("parses");
         let messages = messages(&args);
         assert_eq!(messages.len(), 6, "{messages:#?}");
@@ -309,22 +322,38 @@ mod tests {
     }
 
     #[test]
+    fn a_request_function_takes_fewer_keys() {
+        let args = parse(
+            quote!(subject = "a", max_deliver = 3, timeout = "1s"),
+            REQUEST_KEYS,
+        )
+        .expect("parses");
+        assert_eq!(
+            messages(&args),
+            [
+                "unsupported argument `max_deliver`; supported arguments are: subject, name, \
+              timeout, max_workers"
+            ]
+        );
+    }
+
+    #[test]
     fn rejects_what_is_not_a_list_of_pairs() {
         for tokens in [
             quote!(subject),
             quote!(subject: "a"),
             quote!(subject = "a" name = "b"),
         ] {
-            assert!(parse(tokens.clone()).is_err(), "{tokens}");
+            assert!(parse(tokens.clone(), &Key::ALL).is_err(), "{tokens}");
         }
-        assert!(parse(quote!()).is_ok_and(|args| args.list.is_empty()));
+        assert!(parse(quote!(), &Key::ALL).is_ok_and(|args| args.list.is_empty()));
     }
 
     #[test]
     fn every_key_has_a_well_typed_example() {
         for key in Key::ALL {
             let example: TokenStream = key.example().parse().expect("tokens");
-            let args = parse(example).expect("parses");
+            let args = parse(example, &Key::ALL).expect("parses");
             assert!(
                 matches!(&args.list[..], [Arg::Given(k, _)] if *k == key),
                 "{}",

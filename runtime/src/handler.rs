@@ -46,6 +46,11 @@ impl<T> Event<T> {
         Self { data, meta }
     }
 
+    /// The payload and everything else (for request functions, which reuse the decoding).
+    pub(crate) fn into_parts(self) -> (T, EventMeta) {
+        (self.data, self.meta)
+    }
+
     /// The subject the message was published to.
     pub fn subject(&self) -> &str {
         &self.meta.subject

@@ -67,6 +67,7 @@ mod probe;
 mod propagation;
 mod provision;
 pub mod registry;
+mod request;
 mod runtime;
 mod select;
 mod state;
@@ -83,24 +84,53 @@ pub use codec::Protobuf;
 pub use codec::{DecodeError, Incoming};
 pub use config::{Config, ConfigError};
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
-pub use jetfn_macros::event_handler;
+pub use jetfn_macros::{event_handler, request_handler};
 pub use registry::{Registry, RegistryError};
+pub use request::Request;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
 
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{
-        Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, HANDLERS,
+        Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, ReplyFuture, RequestSpec,
+        HANDLERS, REQUESTS,
     };
+    pub use crate::request::Reply;
     pub use crate::select::{
         payload_spec, JsonCodec, Select, SpecificCodec, WithSchema, WithoutSchema,
     };
     pub use linkme;
 
     use crate::codec::{Codec, Payload};
-    use crate::{Context, Event, HandlerError, Incoming};
+    use crate::{Context, Event, HandlerError, Incoming, Request};
     use std::future::Future;
+
+    /// Decodes the request into `Request<T>` with codec `C`, calls the user's function, and
+    /// encodes its `Ok` value with codec `RC` (both chosen by the macro through [`Select`]).
+    pub fn invoke_request<T, R, C, RC, F, Fut>(
+        ctx: Context,
+        incoming: Incoming,
+        handler: F,
+        _codec: C,
+        _reply: RC,
+    ) -> ReplyFuture
+    where
+        T: Payload<C>,
+        R: Reply<RC>,
+        C: Codec,
+        RC: Codec,
+        F: FnOnce(Context, Request<T>) -> Fut,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        match T::decode(incoming) {
+            Ok(event) => {
+                let reply = handler(ctx, Request::from_event(event));
+                Box::pin(async move { reply.await?.encode() })
+            }
+            Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
+        }
+    }
 
     /// Decodes the payload into `Event<T>` with codec `C` (chosen by the macro through
     /// [`Select`]) and calls the user's function with it.

@@ -32,6 +32,60 @@ impl Errors {
     }
 }
 
+/// Which attribute is being validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Macro {
+    /// `#[event_handler]`: `Event<T>`, `Result<(), HandlerError>`.
+    Event,
+    /// `#[request_handler]`: `Request<T>`, `Result<R, HandlerError>`.
+    Request,
+}
+
+impl Macro {
+    /// The attribute, for messages.
+    pub(crate) fn attr(self) -> &'static str {
+        match self {
+            Macro::Event => "`#[event_handler]`",
+            Macro::Request => "`#[request_handler]`",
+        }
+    }
+
+    /// The keys it takes.
+    pub(crate) fn keys(self) -> &'static [Key] {
+        match self {
+            Macro::Event => &Key::ALL,
+            Macro::Request => crate::args::REQUEST_KEYS,
+        }
+    }
+
+    /// The input type's name: `Event` or `Request`.
+    fn input(self) -> &'static str {
+        match self {
+            Macro::Event => "Event",
+            Macro::Request => "Request",
+        }
+    }
+
+    /// The expected signature, for messages.
+    fn signature(self) -> &'static str {
+        match self {
+            Macro::Event => {
+                "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`"
+            }
+            Macro::Request => {
+                "`async fn NAME(ctx: Context, req: Request<T>) -> Result<R, HandlerError>`"
+            }
+        }
+    }
+
+    fn params(self) -> &'static str {
+        match self {
+            Macro::Event => "`ctx: Context, event: Event<T>`",
+            Macro::Request => "`ctx: Context, req: Request<T>`",
+        }
+    }
+}
+
 /// A validated `#[event_handler]`: everything the expansion needs, nothing left to check.
 pub(crate) struct Handler {
     /// The function's name (the `name` key, else the fn ident).
@@ -39,8 +93,10 @@ pub(crate) struct Handler {
     pub(crate) subject: String,
     /// The optional keys that were written, in the order written.
     pub(crate) attrs: Vec<(Key, Attr)>,
-    /// `T` in `event: Event<T>`, as the user wrote it.
+    /// `T` in `event: Event<T>` (or `req: Request<T>`), as the user wrote it.
     pub(crate) payload: Type,
+    /// `R` in `Result<R, HandlerError>`, for a request function.
+    pub(crate) reply: Option<Type>,
 }
 
 /// The value of one optional key.
@@ -55,10 +111,14 @@ pub(crate) enum Attr {
 }
 
 /// Validates the attribute and the function it is on.
-pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result<Handler> {
+pub(crate) fn handler(
+    kind: Macro,
+    args: syn::Result<Args>,
+    function: &ItemFn,
+) -> syn::Result<Handler> {
     let mut errors = Errors::default();
     let checked = match args {
-        Ok(args) => attributes(&args, &mut errors),
+        Ok(args) => attributes(kind, &args, &mut errors),
         // The attribute list did not parse: saying more about it would only add noise.
         Err(error) => {
             errors.push(error);
@@ -69,19 +129,24 @@ pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result
         Some(name) => Some(name.clone()),
         None => default_name(&function.sig.ident, &mut errors),
     });
-    let payload = signature(function, &mut errors);
+    let payload = signature(kind, function, &mut errors);
+    let reply = match kind {
+        Macro::Event => None,
+        Macro::Request => reply_type(&function.sig, &mut errors),
+    };
     match (checked, name, payload, errors.0) {
         (Some(checked), Some(name), Some(payload), None) => Ok(Handler {
             name,
             subject: checked.subject,
             attrs: checked.attrs,
             payload,
+            reply,
         }),
         (.., Some(error)) => Err(error),
         // Every `None` above comes with an error; this is only a safety net.
         _ => Err(syn::Error::new(
             Span::call_site(),
-            "invalid `#[event_handler]`",
+            format!("invalid {}", kind.attr()),
         )),
     }
 }
@@ -96,13 +161,18 @@ struct Checked {
 
 /// Checks every entry of the attribute, reporting errors in the order of its tokens; `None`
 /// after an error.
-fn attributes(args: &Args, errors: &mut Errors) -> Option<Checked> {
+fn attributes(kind: Macro, args: &Args, errors: &mut Errors) -> Option<Checked> {
     let before = errors.0.is_some();
     if !args.given(Key::Subject) {
-        errors.push(syn::Error::new(
-            Span::call_site(),
-            "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`",
-        ));
+        let message = match kind {
+            Macro::Event => {
+                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`"
+            }
+            Macro::Request => {
+                "missing `subject`: write `#[request_handler(subject = \"inventory.check\")]`"
+            }
+        };
+        errors.push(syn::Error::new(Span::call_site(), message));
     }
     let (mut subject, mut name, mut attrs) = (None, None, Vec::new());
     for arg in &args.list {
@@ -198,53 +268,73 @@ fn integer(key: Key, lit: &LitInt) -> syn::Result<u32> {
     Ok(value)
 }
 
-/// The expected signature, for error messages.
-const SIGNATURE: &str =
-    "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`";
-
-/// Checks the signature; returns the payload type `T` of `event: Event<T>`.
-fn signature(function: &ItemFn, errors: &mut Errors) -> Option<Type> {
+/// Checks the signature; returns the payload type `T` of `event: Event<T>` (`req: Request<T>`).
+fn signature(kind: Macro, function: &ItemFn, errors: &mut Errors) -> Option<Type> {
     let sig = &function.sig;
+    let attr = kind.attr();
     if sig.asyncness.is_none() {
-        let message = "`#[event_handler]` functions must be `async`";
+        let message = format!("{attr} functions must be `async`");
         errors.push(syn::Error::new_spanned(sig.fn_token, message));
     }
     if let Some(unsafety) = sig.unsafety {
-        let message = "`#[event_handler]` functions cannot be `unsafe`";
+        let message = format!("{attr} functions cannot be `unsafe`");
         errors.push(syn::Error::new_spanned(unsafety, message));
     }
-    let generic = "`#[event_handler]` functions cannot be generic";
+    let generic = format!("{attr} functions cannot be generic");
     if !sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(&sig.generics, generic));
+        errors.push(syn::Error::new_spanned(&sig.generics, &generic));
     } else if let Some(clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(clause, generic));
+        errors.push(syn::Error::new_spanned(clause, &generic));
     }
-    let payload = parameters(sig, errors);
+    let payload = parameters(kind, sig, errors);
     if let ReturnType::Default = sig.output {
+        let returns = match kind {
+            Macro::Event => "`Result<(), HandlerError>`",
+            Macro::Request => "`Result<R, HandlerError>`",
+        };
         let message = format!(
-            "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
+            "{attr} functions must return {returns}: {}",
+            kind.signature()
         );
         errors.push(syn::Error::new(sig.paren_token.span.close(), message));
     }
     payload
 }
 
+/// `R` of a request function's `-> Result<R, HandlerError>`.
+fn reply_type(sig: &Signature, errors: &mut Errors) -> Option<Type> {
+    let ReturnType::Type(_, ty) = &sig.output else {
+        return None; // reported by `signature`
+    };
+    let reply = generic_of(ty, "Result", 2);
+    if reply.is_none() {
+        let message = format!(
+            "`#[request_handler]` functions must return `Result<R, HandlerError>` where `R` is \
+             the reply (`serde::Serialize`, `String` or `bytes::Bytes`): {}",
+            Macro::Request.signature()
+        );
+        errors.push(syn::Error::new_spanned(ty, message));
+    }
+    reply
+}
+
 /// Checks the parameters: no `self`, `ctx` and `event: Event<T>`; returns `T`.
-fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
+fn parameters(kind: Macro, sig: &Signature, errors: &mut Errors) -> Option<Type> {
+    let attr = kind.attr();
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
                 let message = format!(
-                    "`#[event_handler]` functions cannot take `self`; \
-                     write a free function: {SIGNATURE}"
+                    "{attr} functions cannot take `self`; write a free function: {}",
+                    kind.signature()
                 );
                 errors.push(syn::Error::new_spanned(receiver, message));
             }
             FnArg::Typed(param) => params.push(&*param.ty),
         }
     }
-    let arity = "expected 2 parameters: `ctx: Context, event: Event<T>`";
+    let arity = format!("expected 2 parameters: {}", kind.params());
     if params.len() < 2 {
         let message = format!("{arity}, found {}", params.len());
         errors.push(syn::Error::new(sig.paren_token.span.join(), message));
@@ -260,46 +350,61 @@ fn parameters(sig: &Signature, errors: &mut Errors) -> Option<Type> {
     }
     for ty in &params {
         if let Type::ImplTrait(ty) = ty {
-            let message = "`#[event_handler]` functions cannot be generic";
+            let message = format!("{attr} functions cannot be generic");
             errors.push(syn::Error::new_spanned(ty, message));
         }
     }
     let event = *params.get(1)?;
-    let payload = event_payload(event);
+    let input = kind.input();
+    let payload = generic_of(event, input, 1);
     if payload.is_none() && !matches!(event, Type::ImplTrait(_)) {
-        let message = "the second parameter must be `Event<T>`, where `T` is the payload type: \
-                       `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
-                       `serde::de::DeserializeOwned` type";
+        let message = format!(
+            "the second parameter must be `{input}<T>`, where `T` is the payload type: \
+             `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
+             `serde::de::DeserializeOwned` type"
+        );
         errors.push(syn::Error::new_spanned(event, message));
     }
     if let Some(Type::Reference(reference)) = &payload {
-        let message = "an event payload cannot borrow from the message: use an owned type \
-                       (`String` for text, `bytes::Bytes` for bytes)";
+        let what = match kind {
+            Macro::Event => "an event payload",
+            Macro::Request => "a request payload",
+        };
+        let message = format!(
+            "{what} cannot borrow from the message: use an owned type \
+             (`String` for text, `bytes::Bytes` for bytes)"
+        );
         errors.push(syn::Error::new_spanned(reference, message));
         return None;
     }
     payload
 }
 
-/// `T` when `ty` is a path ending in `Event<T>`.
-fn event_payload(ty: &Type) -> Option<Type> {
+/// The first type argument when `ty` is a path ending in `NAME<A, ...>` with `count` type
+/// arguments (`Event<T>`, `Request<T>`, `Result<R, E>`).
+fn generic_of(ty: &Type, name: &str, count: usize) -> Option<Type> {
     let path = match ty {
-        Type::Group(group) => return event_payload(&group.elem),
-        Type::Paren(paren) => return event_payload(&paren.elem),
+        Type::Group(group) => return generic_of(&group.elem, name, count),
+        Type::Paren(paren) => return generic_of(&paren.elem, name, count),
         Type::Path(path) if path.qself.is_none() => &path.path,
         _ => return None,
     };
     let last = path
         .segments
         .last()
-        .filter(|segment| segment.ident == "Event")?;
+        .filter(|segment| segment.ident == name)?;
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };
-    match args.args.iter().collect::<Vec<_>>()[..] {
-        [GenericArgument::Type(payload)] => Some(payload.clone()),
-        _ => None,
-    }
+    let types: Vec<_> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    (types.len() == count && args.args.len() == count).then(|| types[0].clone())
 }
 
 #[cfg(test)]
@@ -311,7 +416,11 @@ mod tests {
     use crate::args;
 
     fn validate(attr: TokenStream, function: ItemFn) -> syn::Result<Handler> {
-        handler(args::parse(attr), &function)
+        handler(
+            Macro::Event,
+            args::parse(attr, Macro::Event.keys()),
+            &function,
+        )
     }
 
     #[test]
