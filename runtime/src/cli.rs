@@ -15,7 +15,7 @@ use crate::telemetry;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream"
+    about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream and #[request_handler] functions on NATS request/reply"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,7 +100,27 @@ pub fn main() -> ExitCode {
 
 fn list(runtime: &Runtime, json: bool) -> ExitCode {
     if json {
-        match serde_json::to_string_pretty(runtime.functions()) {
+        // One array: the event functions, then the request functions, each with its `kind`.
+        let tagged = |value: serde_json::Result<serde_json::Value>, kind: &str| {
+            value.map(|mut value| {
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("kind".to_owned(), kind.into());
+                }
+                value
+            })
+        };
+        let entries: serde_json::Result<Vec<_>> = runtime
+            .functions()
+            .iter()
+            .map(|f| tagged(serde_json::to_value(f), "event"))
+            .chain(
+                runtime
+                    .requests()
+                    .iter()
+                    .map(|r| tagged(serde_json::to_value(r), "request")),
+            )
+            .collect();
+        match entries.and_then(|entries| serde_json::to_string_pretty(&entries)) {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("jetfn: {error}");
@@ -134,6 +154,23 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
             humantime::format_duration(f.ack_wait).to_string(),
             format!("{}-{}", f.min_workers, f.max_workers),
         );
+    }
+    if !runtime.requests().is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<32} {:<10} {:>8} {:>7}",
+            "REQUEST FUNCTION", "SUBJECT", "QUEUE", "TIMEOUT", "WORKERS"
+        );
+        for r in runtime.requests() {
+            println!(
+                "{:<24} {:<32} {:<10} {:>8} {:>7}",
+                r.name,
+                r.subject,
+                "jetfn",
+                humantime::format_duration(r.timeout).to_string(),
+                r.max_workers,
+            );
+        }
     }
     ExitCode::SUCCESS
 }
