@@ -14,6 +14,8 @@ use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
     Subject,
+    Schedule,
+    ScheduleTtl,
     Name,
     Stream,
     MaxDeliver,
@@ -39,11 +41,15 @@ pub(crate) enum Kind {
     Backoff,
     /// An unsigned integer.
     Int,
+    /// A string holding a schedule: cron, `@hourly`..., `@every <duration>`.
+    Schedule,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 13] = [
+    pub(crate) const ALL: [Key; 15] = [
         Key::Subject,
+        Key::Schedule,
+        Key::ScheduleTtl,
         Key::Name,
         Key::Stream,
         Key::MaxDeliver,
@@ -62,6 +68,8 @@ impl Key {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Key::Subject => "subject",
+            Key::Schedule => "schedule",
+            Key::ScheduleTtl => "schedule_ttl",
             Key::Name => "name",
             Key::Stream => "stream",
             Key::MaxDeliver => "max_deliver",
@@ -80,7 +88,8 @@ impl Key {
     pub(crate) fn kind(self) -> Kind {
         match self {
             Key::Subject | Key::Name | Key::Stream | Key::Dlq => Kind::Str,
-            Key::AckWait | Key::Timeout | Key::BreakerCooldown => Kind::Duration,
+            Key::AckWait | Key::Timeout | Key::BreakerCooldown | Key::ScheduleTtl => Kind::Duration,
+            Key::Schedule => Kind::Schedule,
             Key::Backoff => Kind::Backoff,
             Key::MaxDeliver
             | Key::MinWorkers
@@ -94,6 +103,8 @@ impl Key {
     pub(crate) fn example(self) -> &'static str {
         match self {
             Key::Subject => "subject = \"orders.created\"",
+            Key::Schedule => "schedule = \"@every 30s\"",
+            Key::ScheduleTtl => "schedule_ttl = \"10m\"",
             Key::Name => "name = \"reserve-inventory\"",
             Key::Stream => "stream = \"ORDERS\"",
             Key::MaxDeliver => "max_deliver = 5",
@@ -210,6 +221,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
         Kind::Str => "a string literal",
         Kind::Duration => "a duration string",
         Kind::Backoff => "a backoff string",
+        Kind::Schedule => "a schedule string",
         Kind::Int => "an integer literal",
     };
     let wrong = |value: &Expr| {
@@ -233,7 +245,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
             syn::Error::new_spanned(&value, format!("`{}` cannot be negative", key.as_str())),
         ),
         (
-            Kind::Str | Kind::Duration | Kind::Backoff,
+            Kind::Str | Kind::Duration | Kind::Backoff | Kind::Schedule,
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
@@ -301,8 +313,8 @@ mod tests {
         assert_eq!(messages.len(), 6, "{messages:#?}");
         assert_eq!(
             messages[0],
-            "unsupported argument `retries`; supported arguments are: subject, name, stream, \
-             max_deliver, backoff, ack_wait, timeout, min_workers, max_workers, max_ack_pending, \
+            "unsupported argument `retries`; supported arguments are: subject, schedule, \
+             schedule_ttl, name, stream, max_deliver, backoff, ack_wait, timeout, min_workers, max_workers, max_ack_pending, \
              dlq, breaker_failures, breaker_cooldown"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");

@@ -109,10 +109,18 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 value
             })
         };
+        let now = std::time::SystemTime::now();
         let entries: serde_json::Result<Vec<_>> = runtime
             .functions()
             .iter()
-            .map(|f| tagged(serde_json::to_value(f), "event"))
+            .map(|f| {
+                tagged(serde_json::to_value(f), "event").map(|mut value| {
+                    if let (Some(next), Some(map)) = (f.next_firing(now), value.as_object_mut()) {
+                        map.insert("next_firing".to_owned(), next.into());
+                    }
+                    value
+                })
+            })
             .chain(
                 runtime
                     .requests()
@@ -154,6 +162,30 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
             humantime::format_duration(f.ack_wait).to_string(),
             format!("{}-{}", f.min_workers, f.max_workers),
         );
+    }
+    let scheduled: Vec<_> = runtime
+        .functions()
+        .iter()
+        .filter(|f| f.schedule.is_some())
+        .collect();
+    if !scheduled.is_empty() {
+        let now = std::time::SystemTime::now();
+        println!();
+        println!(
+            "{:<24} {:<24} {:>8} {:<24}",
+            "SCHEDULED FUNCTION", "SCHEDULE (UTC)", "TICK_TTL", "NEXT FIRING"
+        );
+        for f in scheduled {
+            println!(
+                "{:<24} {:<24} {:>8} {:<24}",
+                f.name,
+                f.schedule.as_deref().unwrap_or_default(),
+                f.schedule_ttl
+                    .map(|ttl| humantime::format_duration(ttl).to_string())
+                    .unwrap_or_default(),
+                f.next_firing(now).unwrap_or_default(),
+            );
+        }
     }
     if !runtime.requests().is_empty() {
         println!();

@@ -69,6 +69,7 @@ mod provision;
 pub mod registry;
 mod request;
 mod runtime;
+mod schedule;
 mod select;
 mod state;
 mod subject;
@@ -88,6 +89,7 @@ pub use jetfn_macros::{event_handler, request_handler};
 pub use registry::{Registry, RegistryError};
 pub use request::Request;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
+pub use schedule::Tick;
 
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]

@@ -82,6 +82,10 @@ pub struct HandlerSpec {
 /// `None` means "not written on the function": the configured or built-in default applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attributes {
+    /// `schedule`: the schedule of a scheduled function (cron, `@hourly`..., `@every 30s`).
+    pub schedule: Option<&'static str>,
+    /// `schedule_ttl`: how long each tick of a scheduled function lives.
+    pub schedule_ttl: Option<Duration>,
     /// `stream`: the stream to bind to.
     pub stream: Option<&'static str>,
     /// `max_deliver`: deliveries before dead-lettering.
@@ -109,6 +113,8 @@ pub struct Attributes {
 impl Attributes {
     /// No attribute written: every value comes from configuration or defaults.
     pub const NONE: Self = Self {
+        schedule: None,
+        schedule_ttl: None,
         stream: None,
         max_deliver: None,
         backoff: None,

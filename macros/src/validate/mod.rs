@@ -17,7 +17,9 @@ use crate::args::{Arg, Args, Key, Kind, Value};
 
 mod grammar;
 
-use grammar::{check_name, check_subject, parse_backoff, parse_duration, Wildcards};
+use grammar::{
+    check_name, check_schedule, check_subject, parse_backoff, parse_duration, Wildcards,
+};
 
 /// Errors collected so that one build reports every mistake.
 #[derive(Default)]
@@ -129,15 +131,22 @@ pub(crate) fn handler(
         Some(name) => Some(name.clone()),
         None => default_name(&function.sig.ident, &mut errors),
     });
+    // A scheduled function consumes its ticks.
+    let subject = checked.as_ref().zip(name.as_ref()).map(|(checked, name)| {
+        checked
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("jetfn.tick.{name}"))
+    });
     let payload = signature(kind, function, &mut errors);
     let reply = match kind {
         Macro::Event => None,
         Macro::Request => reply_type(&function.sig, &mut errors),
     };
-    match (checked, name, payload, errors.0) {
-        (Some(checked), Some(name), Some(payload), None) => Ok(Handler {
+    match (checked, name.zip(subject), payload, errors.0) {
+        (Some(checked), Some((name, subject)), Some(payload), None) => Ok(Handler {
             name,
-            subject: checked.subject,
+            subject,
             attrs: checked.attrs,
             payload,
             reply,
@@ -153,7 +162,8 @@ pub(crate) fn handler(
 
 /// The attribute, checked.
 struct Checked {
-    subject: String,
+    /// `None` for a scheduled function.
+    subject: Option<String>,
     name: Option<String>,
     /// The optional keys, in the order written.
     attrs: Vec<(Key, Attr)>,
@@ -163,10 +173,11 @@ struct Checked {
 /// after an error.
 fn attributes(kind: Macro, args: &Args, errors: &mut Errors) -> Option<Checked> {
     let before = errors.0.is_some();
-    if !args.given(Key::Subject) {
+    if !args.given(Key::Subject) && !args.given(Key::Schedule) {
         let message = match kind {
             Macro::Event => {
-                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`"
+                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`, \
+                 or `schedule = \"@every 30s\"` for a scheduled function"
             }
             Macro::Request => {
                 "missing `subject`: write `#[request_handler(subject = \"inventory.check\")]`"
@@ -202,11 +213,43 @@ fn attributes(kind: Macro, args: &Args, errors: &mut Errors) -> Option<Checked> 
             ));
         }
     }
+    let lit_of = |key| {
+        args.list.iter().find_map(|arg| match arg {
+            Arg::Given(k, Value::Str(lit)) if *k == key => Some(lit.span()),
+            Arg::Given(k, Value::Int(lit)) if *k == key => Some(lit.span()),
+            _ => None,
+        })
+    };
+    if args.given(Key::Schedule) {
+        if args.given(Key::Subject) {
+            errors.push(syn::Error::new(
+                lit_of(Key::Schedule).unwrap_or_else(Span::call_site),
+                "a function has either `subject` or `schedule`, not both: a scheduled \
+                 function consumes its ticks (`jetfn.tick.<name>`); remove one",
+            ));
+        }
+        if let Some(span) = lit_of(Key::Stream) {
+            errors.push(syn::Error::new(
+                span,
+                "a scheduled function reads its ticks from the stream `JETFN_SCHEDULES`; \
+                 remove `stream`",
+            ));
+        }
+    } else if let Some(span) = lit_of(Key::ScheduleTtl) {
+        errors.push(syn::Error::new(
+            span,
+            "`schedule_ttl` applies to a scheduled function only; add `schedule = \"...\"` \
+             or remove it",
+        ));
+    }
     if errors.0.is_some() != before {
         return None;
     }
+    if subject.is_none() && !args.given(Key::Schedule) {
+        return None;
+    }
     Some(Checked {
-        subject: subject?,
+        subject,
         name,
         attrs,
     })
@@ -226,6 +269,9 @@ fn check(key: Key, value: &Value) -> syn::Result<Attr> {
         (_, Kind::Duration) => parse_duration(&text)
             .map(Attr::Millis)
             .map_err(|e| invalid(&e)),
+        (_, Kind::Schedule) => check_schedule(&text)
+            .map_err(|e| invalid(&e))
+            .map(|()| Attr::Str(text)),
         (_, Kind::Backoff) => parse_backoff(&text)
             .map(|(initial, max)| Attr::Backoff(initial, max))
             .map_err(|e| invalid(&e)),
@@ -483,6 +529,39 @@ mod tests {
                 "{message:?} should start with {start:?}"
             );
         }
+    }
+
+    #[test]
+    fn subject_or_schedule() {
+        let function = || -> ItemFn {
+            parse_quote! {
+                async fn rollup(c: Context, e: Event<Tick>) -> Result<(), HandlerError> { Ok(()) }
+            }
+        };
+        let handler = validate(quote!(schedule = "@every 30s"), function())
+            .map_err(|e| e.to_string())
+            .expect("valid");
+        assert_eq!(handler.subject, "jetfn.tick.rollup");
+        assert_eq!(
+            handler.attrs,
+            [(Key::Schedule, Attr::Str("@every 30s".to_owned()))]
+        );
+        let error = |attr| {
+            validate(attr, function())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            error(quote!(subject = "a", schedule = "@hourly")).starts_with("a function has either")
+        );
+        assert!(error(quote!()).starts_with("missing `subject`"));
+        assert!(error(quote!(schedule = "0 0 3 * *")).starts_with("invalid `schedule`"));
+        assert!(error(quote!(schedule = "@every 0s")).starts_with("invalid `schedule`"));
+        assert!(
+            error(quote!(subject = "a", schedule_ttl = "1m")).starts_with("`schedule_ttl` applies")
+        );
+        assert!(error(quote!(schedule = "@daily", stream = "S")).contains("JETFN_SCHEDULES"));
     }
 
     #[test]
