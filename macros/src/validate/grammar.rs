@@ -263,9 +263,13 @@ pub(crate) fn check_schedule(text: &str) -> Result<(), ScheduleError> {
     if fields != 6 {
         return Err(ScheduleError::Fields(fields));
     }
-    text.parse::<cron::Schedule>()
-        .map(|_| ())
-        .map_err(|error| ScheduleError::Cron(error.to_string()))
+    text.parse::<cron::Schedule>().map(|_| ()).map_err(|error| {
+        // The parser's message repeats the input and a caret over several lines: keep
+        // its last line, the reason.
+        let text = error.to_string();
+        let reason = text.lines().rev().find(|l| !l.trim().is_empty());
+        ScheduleError::Cron(reason.unwrap_or(&text).trim().to_owned())
+    })
 }
 
 #[cfg(test)]
