@@ -189,6 +189,14 @@ async fn supervise(
     let js = async_nats::jetstream::new(state.client.clone());
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_stop.clone()));
+    // Delayed outputs of every function are published when due by whichever runtime runs.
+    let forwarder = (!state.functions.is_empty() || !state.requests.is_empty()).then(|| {
+        tokio::spawn(crate::schedule::delay::forward(
+            js.clone(),
+            config.auto_create_streams,
+            stop.clone(),
+        ))
+    });
     // Request functions drain their subscriptions first on `stop`, then answer what they hold.
     let requests = request::spawn(request::Serve {
         client: state.client.clone(),
@@ -222,6 +230,9 @@ async fn supervise(
     }
     if let Err(error) = requests.await {
         tracing::error!(%error, "request functions task failed");
+    }
+    if let Some(forwarder) = forwarder {
+        let _ = forwarder.await;
     }
     // Acks and NAKs are plain publishes: flush them before the connection goes.
     let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;

@@ -7,7 +7,10 @@
 //! ticks do not pile up while no pod runs); its body is the JSON of [`Tick`], which every tick
 //! copies. [`ensure`] writes it only when it is missing or differs, so restarts neither reset
 //! nor duplicate it.
+//!
+//! Delayed outputs ([`delay`]) are one-shot schedules (`@at`) in the same stream.
 
+pub(crate) mod delay;
 mod expr;
 
 use std::time::Duration;
@@ -67,7 +70,12 @@ pub(crate) enum ScheduleError {
 /// Creates `JETFN_SCHEDULES` (message schedules and per-message TTL on), or turns those on and
 /// adds its subjects when it exists without them.
 pub(crate) async fn ensure_stream(js: &jetstream::Context) -> Result<(), ScheduleError> {
-    let subjects = vec!["jetfn.schedule.>".to_owned(), "jetfn.tick.>".to_owned()];
+    let subjects = vec![
+        "jetfn.schedule.>".to_owned(),
+        "jetfn.tick.>".to_owned(),
+        "jetfn.delay.>".to_owned(),
+        "jetfn.due.>".to_owned(),
+    ];
     let wanted = stream::Config {
         name: STREAM.to_owned(),
         subjects: subjects.clone(),
