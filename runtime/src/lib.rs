@@ -33,6 +33,12 @@
 //! `T: DeserializeOwned` as JSON. [`Context::publish`] writes JSON, [`Context::publish_bytes`]
 //! bytes as given.
 //!
+//! Besides event functions: scheduled functions (`#[event_handler(schedule = "@every 30s")]`,
+//! payload [`Tick`], ticks made by nats-server in `JETFN_SCHEDULES`), delayed outputs
+//! ([`Context::publish_after`], [`Context::publish_at`]) and request functions
+//! ([`#[request_handler]`](request_handler), [`Request<T>`](Request), core NATS
+//! request/reply in queue group `jetfn`, one NATS micro service per process).
+//!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
 //! compile:
 //!
