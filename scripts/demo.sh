@@ -44,6 +44,10 @@ for _ in $(seq 1 300); do
 done
 get "$http/ready" >/dev/null || { echo "the runtime did not get ready"; exit 1; }
 
+echo "==> asking the request function check_stock (core NATS request/reply on inventory.check)"
+"$bin/check-stock" teapot
+"$bin/check-stock" samovar || true
+
 echo "==> placing $orders orders"
 "$bin/place-orders" "$orders" 250
 

@@ -103,6 +103,36 @@ pub mod subjects {
     pub const PAYMENT_COMPLETED: &str = "shop.payments.completed";
     /// Notification sent.
     pub const NOTIFICATION_SENT: &str = "shop.notifications.sent";
+    /// Request: how many of a SKU are in stock (core NATS request/reply, outside `shop.>` so
+    /// that no stream captures the requests).
+    pub const STOCK_CHECK: &str = "inventory.check";
+}
+
+/// A stock check request (`inventory.check`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct StockQuery {
+    /// The SKU asked about.
+    pub sku: String,
+}
+
+/// The reply to a stock check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct StockLevel {
+    /// The SKU.
+    pub sku: String,
+    /// How many can be ordered now.
+    pub available: u32,
+}
+
+/// The demo's stock: a fixed level per known SKU, `None` for an unknown one.
+pub fn stock_of(sku: &str) -> Option<u32> {
+    match sku {
+        "kettle" => Some(12),
+        "teapot" => Some(7),
+        "mug" => Some(40),
+        "grinder" => Some(3),
+        _ => None,
+    }
 }
 
 /// A sample order event, as `place-orders` publishes it.

@@ -4,6 +4,7 @@ mod audit;
 mod inventory;
 mod notifications;
 mod payments;
+mod stock;
 
 fn main() -> std::process::ExitCode {
     jetfn::main()

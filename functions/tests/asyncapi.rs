@@ -41,7 +41,15 @@ fn every_shop_function_receives_typed_json_on_its_subject() {
     assert_eq!(doc["asyncapi"], "3.0.0");
     assert_eq!(doc["info"]["title"], "functions");
     let operations = doc["operations"].as_object().expect("operations");
-    assert_eq!(operations.keys().collect::<Vec<_>>(), SHOP_FUNCTIONS);
+    let mut expected = SHOP_FUNCTIONS.to_vec();
+    expected.insert(2, "check_stock");
+    assert_eq!(operations.keys().collect::<Vec<_>>(), expected);
+    let check = &doc["operations"]["check_stock"];
+    assert_eq!(check["bindings"]["nats"]["queue"], "jetfn");
+    assert_eq!(
+        doc["components"]["messages"]["check_stock_reply"]["payload"]["title"],
+        "StockLevel"
+    );
     for name in SHOP_FUNCTIONS {
         assert_eq!(doc["operations"][name]["action"], "receive", "{name}");
         assert_eq!(

@@ -16,13 +16,16 @@ fn the_registry_holds_every_example_function() {
     let output = run(&["list", "--json"], &[]);
     assert!(output.status.success(), "{output:?}");
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    let names: Vec<&str> = list
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|f| f["name"].as_str().expect("name"))
-        .collect();
-    assert_eq!(names, SHOP_FUNCTIONS);
+    let names = |kind: &str| -> Vec<&str> {
+        list.as_array()
+            .expect("array")
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .map(|f| f["name"].as_str().expect("name"))
+            .collect()
+    };
+    assert_eq!(names("event"), SHOP_FUNCTIONS);
+    assert_eq!(names("request"), ["check_stock"]);
     let charge = &list[1];
     assert_eq!(charge["subject"], "shop.inventory.reserved");
     assert_eq!(charge["max_deliver"], 6);
@@ -41,7 +44,9 @@ fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
     assert!(stderr.contains("JETFN_FUNCTIONS"), "{stderr}");
     assert!(stderr.contains("`refund_order`"), "{stderr}");
     assert!(
-        stderr.contains("audit_log, charge_payment, reserve_inventory, send_notification"),
+        stderr.contains(
+            "audit_log, charge_payment, check_stock, reserve_inventory, send_notification"
+        ),
         "{stderr}"
     );
 }

@@ -13,3 +13,14 @@ fn readme_shows_the_notification_function_verbatim() {
         assert!(readme.contains(line), "README.md lacks `{line}`");
     }
 }
+
+#[test]
+fn readme_shows_the_request_function_verbatim() {
+    let readme = include_str!("../../README.md");
+    let source = include_str!("../src/stock.rs");
+    let body = &source[source.find("use ").expect("imports")..];
+    assert!(
+        readme.contains(body.trim_end()),
+        "README.md must contain functions/src/stock.rs from its imports on"
+    );
+}

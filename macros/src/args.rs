@@ -14,6 +14,8 @@ use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
     Subject,
+    Schedule,
+    ScheduleTtl,
     Name,
     Stream,
     MaxDeliver,
@@ -41,11 +43,15 @@ pub(crate) enum Kind {
     Backoff,
     /// An unsigned integer.
     Int,
+    /// A string holding a schedule: cron, `@hourly`..., `@every <duration>`.
+    Schedule,
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 15] = [
+    pub(crate) const ALL: [Key; 17] = [
         Key::Subject,
+        Key::Schedule,
+        Key::ScheduleTtl,
         Key::Name,
         Key::Stream,
         Key::MaxDeliver,
@@ -66,6 +72,8 @@ impl Key {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Key::Subject => "subject",
+            Key::Schedule => "schedule",
+            Key::ScheduleTtl => "schedule_ttl",
             Key::Name => "name",
             Key::Stream => "stream",
             Key::MaxDeliver => "max_deliver",
@@ -86,7 +94,12 @@ impl Key {
     pub(crate) fn kind(self) -> Kind {
         match self {
             Key::Subject | Key::Name | Key::Stream | Key::Dlq => Kind::Str,
-            Key::AckWait | Key::Timeout | Key::BreakerCooldown | Key::BatchWait => Kind::Duration,
+            Key::AckWait
+            | Key::Timeout
+            | Key::BreakerCooldown
+            | Key::ScheduleTtl
+            | Key::BatchWait => Kind::Duration,
+            Key::Schedule => Kind::Schedule,
             Key::Backoff => Kind::Backoff,
             Key::MaxDeliver
             | Key::MinWorkers
@@ -101,6 +114,8 @@ impl Key {
     pub(crate) fn example(self) -> &'static str {
         match self {
             Key::Subject => "subject = \"orders.created\"",
+            Key::Schedule => "schedule = \"@every 30s\"",
+            Key::ScheduleTtl => "schedule_ttl = \"10m\"",
             Key::Name => "name = \"reserve-inventory\"",
             Key::Stream => "stream = \"ORDERS\"",
             Key::MaxDeliver => "max_deliver = 5",
@@ -171,19 +186,23 @@ impl Parse for Pair {
     }
 }
 
-/// Parses the tokens inside `#[event_handler(...)]`.
+/// The keys `#[request_handler]` takes.
+pub(crate) const REQUEST_KEYS: &[Key] = &[Key::Subject, Key::Name, Key::Timeout, Key::MaxWorkers];
+
+/// Parses the tokens inside `#[event_handler(...)]` or `#[request_handler(...)]`, whose keys
+/// are `keys`.
 ///
 /// `Err` means the list is not `key = value, ...` at all: nothing about the keys can be said.
-pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
+pub(crate) fn parse(tokens: TokenStream, keys: &[Key]) -> syn::Result<Args> {
     let pairs = Punctuated::<Pair, Token![,]>::parse_terminated.parse2(tokens)?;
     let mut args = Args { list: Vec::new() };
     for Pair { key: ident, value } in pairs {
-        let arg = match Key::from_ident(&ident) {
+        let arg = match Key::from_ident(&ident).filter(|key| keys.contains(key)) {
             None => {
                 let message = format!(
                     "unsupported argument `{}`; supported arguments are: {}",
                     ident.unraw(),
-                    supported()
+                    supported(keys)
                 );
                 Arg::Rejected(None, syn::Error::new_spanned(&ident, message))
             }
@@ -202,8 +221,11 @@ pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Args> {
 }
 
 /// The supported keys, comma separated.
-fn supported() -> String {
-    Key::ALL.map(Key::as_str).join(", ")
+fn supported(keys: &[Key]) -> String {
+    keys.iter()
+        .map(|key| key.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The literal of `value`, when it is of the kind `key` takes.
@@ -212,6 +234,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
         Kind::Str => "a string literal",
         Kind::Duration => "a duration string",
         Kind::Backoff => "a backoff string",
+        Kind::Schedule => "a schedule string",
         Kind::Int => "an integer literal",
     };
     let wrong = |value: &Expr| {
@@ -235,7 +258,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
             syn::Error::new_spanned(&value, format!("`{}` cannot be negative", key.as_str())),
         ),
         (
-            Kind::Str | Kind::Duration | Kind::Backoff,
+            Kind::Str | Kind::Duration | Kind::Backoff | Kind::Schedule,
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
@@ -260,8 +283,11 @@ mod tests {
 
     #[test]
     fn keeps_pairs_in_order_with_their_literals() {
-        let args =
-            parse(quote!(subject = "a.b", max_deliver = 3, timeout = "5s",)).expect("parses");
+        let args = parse(
+            quote!(subject = "a.b", max_deliver = 3, timeout = "5s",),
+            &Key::ALL,
+        )
+        .expect("parses");
         let given: Vec<_> = args
             .list
             .iter()
@@ -283,23 +309,27 @@ mod tests {
 
     #[test]
     fn reports_unknown_duplicate_and_mistyped_keys() {
-        let args = parse(quote!(
-            retries = 3,
-            subject = "a",
-            subject = "b",
-            max_deliver = "5",
-            stream = ORDERS,
-            breaker_failures = -1,
-            r#type = 1
-        ))
+        let args = parse(
+            quote!(
+                retries = 3,
+                subject = "a",
+                subject = "b",
+                max_deliver = "5",
+                stream = ORDERS,
+                breaker_failures = -1,
+                r#type = 1
+            ),
+            &Key::ALL,
+        )
         .expect("parses");
         let messages = messages(&args);
         assert_eq!(messages.len(), 6, "{messages:#?}");
         assert_eq!(
             messages[0],
-            "unsupported argument `retries`; supported arguments are: subject, name, stream, \
-             max_deliver, backoff, ack_wait, timeout, min_workers, max_workers, max_ack_pending, \
-             dlq, breaker_failures, breaker_cooldown, batch, batch_wait"
+            "unsupported argument `retries`; supported arguments are: subject, schedule, \
+             schedule_ttl, name, stream, max_deliver, backoff, ack_wait, timeout, min_workers, \
+             max_workers, max_ack_pending, dlq, breaker_failures, breaker_cooldown, batch, \
+             batch_wait"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");
         assert_eq!(
@@ -318,22 +348,38 @@ mod tests {
     }
 
     #[test]
+    fn a_request_function_takes_fewer_keys() {
+        let args = parse(
+            quote!(subject = "a", max_deliver = 3, timeout = "1s"),
+            REQUEST_KEYS,
+        )
+        .expect("parses");
+        assert_eq!(
+            messages(&args),
+            [
+                "unsupported argument `max_deliver`; supported arguments are: subject, name, \
+              timeout, max_workers"
+            ]
+        );
+    }
+
+    #[test]
     fn rejects_what_is_not_a_list_of_pairs() {
         for tokens in [
             quote!(subject),
             quote!(subject: "a"),
             quote!(subject = "a" name = "b"),
         ] {
-            assert!(parse(tokens.clone()).is_err(), "{tokens}");
+            assert!(parse(tokens.clone(), &Key::ALL).is_err(), "{tokens}");
         }
-        assert!(parse(quote!()).is_ok_and(|args| args.list.is_empty()));
+        assert!(parse(quote!(), &Key::ALL).is_ok_and(|args| args.list.is_empty()));
     }
 
     #[test]
     fn every_key_has_a_well_typed_example() {
         for key in Key::ALL {
             let example: TokenStream = key.example().parse().expect("tokens");
-            let args = parse(example).expect("parses");
+            let args = parse(example, &Key::ALL).expect("parses");
             assert!(
                 matches!(&args.list[..], [Arg::Given(k, _)] if *k == key),
                 "{}",

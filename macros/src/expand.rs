@@ -64,6 +64,74 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
     }
 }
 
+/// A request function (`#[request_handler]`): its `static RequestSpec` in `REQUESTS`.
+pub(crate) fn request(item: TokenStream, function: &ItemFn, handler: &Handler) -> TokenStream {
+    let ident = &function.sig.ident;
+    let spec = format_ident!("__JETFN_REQUEST_{}", ident.unraw());
+    let name = Literal::string(&handler.name);
+    let subject = Literal::string(&handler.subject);
+    let attrs = handler.attrs.iter().map(|(key, attr)| {
+        let field = format_ident!("{}", key.as_str());
+        let value = attr_value(attr);
+        quote!(#field: ::core::option::Option::Some(#value),)
+    });
+    let ctx = Ident::new("ctx", Span::mixed_site());
+    let incoming = Ident::new("incoming", Span::mixed_site());
+    let payload = &handler.payload;
+    let reply = handler
+        .reply
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(()));
+    let (payload_codec, reply_codec) = (codec(payload), codec(&reply));
+    let chosen = Ident::new("codec", Span::mixed_site());
+    let chosen_reply = Ident::new("reply_codec", Span::mixed_site());
+    let call = quote_spanned! {ident.span()=>
+        ::jetfn::__private::invoke_request::<#payload, #reply, _, _, _, _>(
+            #ctx, #incoming, #ident, #chosen, #chosen_reply,
+        )
+    };
+    let describe = |ty: &syn::Type| {
+        let codec = codec(ty);
+        quote! {{
+            #[allow(unused_imports)]
+            use ::jetfn::__private::{WithSchema as _, WithoutSchema as _};
+            ::jetfn::__private::payload_spec::<#ty, _>(
+                #codec,
+                (&&::jetfn::__private::Select::<#ty>::NEW).schema(),
+            )
+        }}
+    };
+    let (payload_spec, reply_spec) = (describe(payload), describe(&reply));
+    quote! {
+        #item
+
+        #[::jetfn::__private::linkme::distributed_slice(::jetfn::__private::REQUESTS)]
+        #[linkme(crate = ::jetfn::__private::linkme)]
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        static #spec: ::jetfn::__private::RequestSpec = ::jetfn::__private::RequestSpec {
+            name: #name,
+            subject: #subject,
+            attrs: ::jetfn::__private::Attributes {
+                #(#attrs)*
+                ..::jetfn::__private::Attributes::NONE
+            },
+            handler: |#ctx, #incoming| {
+                let #chosen = #payload_codec;
+                let #chosen_reply = #reply_codec;
+                #call
+            },
+            payload: || #payload_spec,
+            reply: || #reply_spec,
+            location: ::jetfn::__private::Location {
+                module_path: ::core::module_path!(),
+                file: ::core::file!(),
+                line: ::core::line!(),
+            },
+        };
+    }
+}
+
 /// The call to the user's function. It is the only place with bounds on the user's types, and
 /// its tokens carry the user's spans: a payload that fits no codec is reported on `T`, a
 /// future that is not `Send` (or a wrong signature) on the fn's name.

@@ -137,19 +137,68 @@ mod validate;
 /// ```
 #[proc_macro_attribute]
 pub fn event_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(validate::Macro::Event, attr, item)
+}
+
+/// Registers an `async fn` as a jetfn request function answering core NATS requests on a
+/// subject, in queue group `jetfn`.
+///
+/// ```text
+/// use jetfn::{request_handler, Context, HandlerError, Request};
+///
+/// #[derive(serde::Deserialize)]
+/// struct StockQuery { sku: String }
+/// #[derive(serde::Serialize)]
+/// struct StockLevel { sku: String, available: u32 }
+///
+/// #[request_handler(subject = "inventory.check", timeout = "2s")]
+/// async fn check_stock(ctx: Context, req: Request<StockQuery>) -> Result<StockLevel, HandlerError> {
+///     Ok(StockLevel { sku: req.data.sku.clone(), available: 7 })
+/// }
+/// ```
+///
+/// The function must be `async fn NAME(ctx: Context, req: Request<T>) -> Result<R, HandlerError>`:
+/// `T` is decoded as for `#[event_handler]` (`bytes::Bytes`, `String`, `jetfn::Protobuf<M>`,
+/// else JSON); `R` is the reply, sent as JSON when `R: serde::Serialize`, as is for `String`
+/// and `bytes::Bytes`. An `Err`, an undecodable request, a panic or a timeout replies with an
+/// empty body and the headers `Nats-Service-Error` and `Nats-Service-Error-Code` (`400`
+/// permanent or undecodable, `500` retryable or panic, `504` timeout).
+///
+/// # Options
+///
+/// | key | type | default | meaning |
+/// |---|---|---|---|
+/// | `subject` | string: a NATS subject | required | what the function answers |
+/// | `name` | string: ASCII letters, digits, `_`, `-` | the fn's name | the function's name: `JETFN_FUNCTIONS` entry, endpoint name, metrics label |
+/// | `timeout` | duration string | `"5s"` | the bound on one request (then `504`) |
+/// | `max_workers` | integer >= 1 | `64` | the most concurrent requests in one process; more wait |
+///
+/// Any other key (`stream`, `max_deliver`, `schedule`, ...) is an error: a request has no
+/// retries or dead letters, the caller decides. Errors are reported like those of
+/// `#[event_handler]`, on the offending token; a reply type that cannot be encoded is
+/// reported on `R` ("`R` cannot be a reply").
+#[proc_macro_attribute]
+pub fn request_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    attribute(validate::Macro::Request, attr, item)
+}
+
+fn attribute(kind: validate::Macro, attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let function = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(function) => function,
         Err(_) => {
             let error = syn::Error::new(
                 Span::call_site(),
-                "`#[event_handler]` applies to an `async fn`",
+                format!("{} applies to an `async fn`", kind.attr()),
             );
             return expand::with_errors(item, &error).into();
         }
     };
-    match validate::handler(args::parse(attr.into()), &function) {
-        Ok(handler) => expand::handler(item, &function, &handler),
+    match validate::handler(kind, args::parse(attr.into(), kind.keys()), &function) {
+        Ok(handler) => match kind {
+            validate::Macro::Event => expand::handler(item, &function, &handler),
+            validate::Macro::Request => expand::request(item, &function, &handler),
+        },
         Err(errors) => expand::with_errors(item, &errors),
     }
     .into()

@@ -8,7 +8,10 @@
 //!   type implements it, else a schema of the codec (`string` for text, binary `string` for
 //!   bytes and protobuf) or, for JSON, an untyped one;
 //! - an operation per function, `action: receive`, with the NATS operation binding `queue` =
-//!   the durable consumer's name (the function's name): every pod shares it, like a queue group.
+//!   the durable consumer's name (the function's name): every pod shares it, like a queue group;
+//! - a request function's operation (queue group `jetfn`) has a `reply`: a channel of its own
+//!   with a `null` address (the caller's inbox, known only at run time) and the reply message
+//!   `<name>_reply`, described by the `Ok` type's codec and schema like a payload.
 //!
 //! Outputs published with `ctx.publish` are not known before the handler runs, so they are not
 //! in the document; nor are servers (the URL pods use is a deployment matter).
@@ -32,6 +35,8 @@ pub(crate) struct Function {
     pub(crate) name: String,
     pub(crate) subject: String,
     pub(crate) payload: PayloadSpec,
+    /// A request function's reply; `None` for an event function.
+    pub(crate) reply: Option<PayloadSpec>,
 }
 
 /// The document's top level, in the order the specification lists it.
@@ -62,11 +67,14 @@ struct Components {
 
 /// `asyncapi`: prints the document of the selected functions; exit 2 when none is selected.
 pub(crate) fn command(config: &Config, registry: &Registry) -> ExitCode {
-    let selected = match config.functions(registry) {
-        Ok(functions) => functions,
+    let (selected, requests) = match config
+        .functions(registry)
+        .and_then(|functions| Ok((functions, config.requests(registry)?)))
+    {
+        Ok(both) => both,
         Err(error) => return config_error(error),
     };
-    let functions: Vec<Function> = selected
+    let mut functions: Vec<Function> = selected
         .into_iter()
         .filter_map(|f| {
             let spec = registry.get(&f.name)?;
@@ -74,9 +82,20 @@ pub(crate) fn command(config: &Config, registry: &Registry) -> ExitCode {
                 payload: (spec.payload)(),
                 name: f.name,
                 subject: f.subject,
+                reply: None,
             })
         })
+        .chain(requests.into_iter().filter_map(|r| {
+            let spec = registry.request(&r.name)?;
+            Some(Function {
+                payload: (spec.payload)(),
+                reply: Some((spec.reply)()),
+                name: r.name,
+                subject: r.subject,
+            })
+        }))
         .collect();
+    functions.sort_by(|a, b| a.name.cmp(&b.name));
     if functions.is_empty() {
         eprintln!("jetfn asyncapi: no function is selected");
         return ExitCode::from(EXIT_CONFIG);
@@ -130,18 +149,60 @@ pub(crate) fn render(
             let message = format!("#/components/messages/{}", f.name);
             list.insert(f.name.clone(), json!({ "$ref": message }));
         }
-        operations.insert(
-            f.name.clone(),
-            json!({
-                "action": "receive",
-                "summary": format!("{} consumes {}", f.name, f.subject),
-                "channel": { "$ref": format!("#/channels/{channel}") },
-                "messages": [
-                    { "$ref": format!("#/channels/{channel}/messages/{}", f.name) }
-                ],
-                "bindings": { "nats": { "queue": f.name, "bindingVersion": "0.1.0" } },
-            }),
-        );
+        let queue = if f.reply.is_some() {
+            "jetfn"
+        } else {
+            f.name.as_str()
+        };
+        let mut operation = json!({
+            "action": "receive",
+            "summary": format!("{} consumes {}", f.name, f.subject),
+            "channel": { "$ref": format!("#/channels/{channel}") },
+            "messages": [
+                { "$ref": format!("#/channels/{channel}/messages/{}", f.name) }
+            ],
+            "bindings": { "nats": { "queue": queue, "bindingVersion": "0.1.0" } },
+        });
+        if let Some(reply) = &f.reply {
+            let reply_channel = unique(format!("{}.reply", f.name), &channels);
+            let reply_message = format!("{}_reply", f.name);
+            channels.insert(
+                reply_channel.clone(),
+                json!({
+                    "address": null,
+                    "description": format!("the caller's reply subject (inbox) for {}", f.name),
+                    "messages": {
+                        reply_message.clone(): { "$ref": format!("#/components/messages/{reply_message}") },
+                    },
+                }),
+            );
+            if let Some(map) = operation.as_object_mut() {
+                map.insert(
+                    "summary".to_owned(),
+                    format!("{} answers requests on {}", f.name, f.subject).into(),
+                );
+                map.insert(
+                    "reply".to_owned(),
+                    json!({
+                        "channel": { "$ref": format!("#/channels/{reply_channel}") },
+                        "messages": [
+                            { "$ref": format!("#/channels/{reply_channel}/messages/{reply_message}") }
+                        ],
+                    }),
+                );
+            }
+            let payload = payload_schema(reply, &mut schemas);
+            messages.insert(
+                reply_message.clone(),
+                json!({
+                    "name": reply_message,
+                    "title": short_type_name(reply.type_name),
+                    "contentType": reply.kind.content_type(),
+                    "payload": payload,
+                }),
+            );
+        }
+        operations.insert(f.name.clone(), operation);
         let payload = payload_schema(&f.payload, &mut schemas);
         messages.insert(
             f.name.clone(),
@@ -161,7 +222,8 @@ pub(crate) fn render(
             description: format!(
                 "The jetfn functions of `{title}`: each receives its channel's messages through \
                  a durable JetStream consumer named after it. What the functions publish is not \
-                 listed (it is not known before they run)."
+                 listed (it is not known before they run). Request functions answer core \
+                 NATS requests in queue group `jetfn`; their replies go to the caller's inbox."
             ),
         },
         default_content_type: PayloadKind::Json.content_type(),

@@ -15,7 +15,7 @@ use crate::telemetry;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream"
+    about = "A jetfn function runtime: runs the selected #[event_handler] functions on NATS JetStream and #[request_handler] functions on NATS request/reply"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,7 +100,35 @@ pub fn main() -> ExitCode {
 
 fn list(runtime: &Runtime, json: bool) -> ExitCode {
     if json {
-        match serde_json::to_string_pretty(runtime.functions()) {
+        // One array: the event functions, then the request functions, each with its `kind`.
+        let tagged = |value: serde_json::Result<serde_json::Value>, kind: &str| {
+            value.map(|mut value| {
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("kind".to_owned(), kind.into());
+                }
+                value
+            })
+        };
+        let now = std::time::SystemTime::now();
+        let entries: serde_json::Result<Vec<_>> = runtime
+            .functions()
+            .iter()
+            .map(|f| {
+                tagged(serde_json::to_value(f), "event").map(|mut value| {
+                    if let (Some(next), Some(map)) = (f.next_firing(now), value.as_object_mut()) {
+                        map.insert("next_firing".to_owned(), next.into());
+                    }
+                    value
+                })
+            })
+            .chain(
+                runtime
+                    .requests()
+                    .iter()
+                    .map(|r| tagged(serde_json::to_value(r), "request")),
+            )
+            .collect();
+        match entries.and_then(|entries| serde_json::to_string_pretty(&entries)) {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("jetfn: {error}");
@@ -134,6 +162,47 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
             humantime::format_duration(f.ack_wait).to_string(),
             format!("{}-{}", f.min_workers, f.max_workers),
         );
+    }
+    let scheduled: Vec<_> = runtime
+        .functions()
+        .iter()
+        .filter(|f| f.schedule.is_some())
+        .collect();
+    if !scheduled.is_empty() {
+        let now = std::time::SystemTime::now();
+        println!();
+        println!(
+            "{:<24} {:<24} {:>8} {:<24}",
+            "SCHEDULED FUNCTION", "SCHEDULE (UTC)", "TICK_TTL", "NEXT FIRING"
+        );
+        for f in scheduled {
+            println!(
+                "{:<24} {:<24} {:>8} {:<24}",
+                f.name,
+                f.schedule.as_deref().unwrap_or_default(),
+                f.schedule_ttl
+                    .map(|ttl| humantime::format_duration(ttl).to_string())
+                    .unwrap_or_default(),
+                f.next_firing(now).unwrap_or_default(),
+            );
+        }
+    }
+    if !runtime.requests().is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<32} {:<10} {:>8} {:>7}",
+            "REQUEST FUNCTION", "SUBJECT", "QUEUE", "TIMEOUT", "WORKERS"
+        );
+        for r in runtime.requests() {
+            println!(
+                "{:<24} {:<32} {:<10} {:>8} {:>7}",
+                r.name,
+                r.subject,
+                "jetfn",
+                humantime::format_duration(r.timeout).to_string(),
+                r.max_workers,
+            );
+        }
     }
     ExitCode::SUCCESS
 }

@@ -3,14 +3,14 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::{propagation, topology};
+use crate::{propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -44,6 +44,11 @@ pub(crate) struct EventMeta {
 impl<T> Event<T> {
     pub(crate) fn new(data: T, meta: EventMeta) -> Self {
         Self { data, meta }
+    }
+
+    /// The payload and everything else (for request functions, which reuse the decoding).
+    pub(crate) fn into_parts(self) -> (T, EventMeta) {
+        (self.data, self.meta)
     }
 
     /// The subject the message was published to.
@@ -129,6 +134,14 @@ pub enum PublishError {
         /// Why no stream could be created.
         reason: String,
     },
+    /// A delayed publish with a bad time (in the past, or under one second ahead) or subject.
+    #[error("cannot delay a publish to `{subject}`: {reason}")]
+    Delay {
+        /// The subject of the publish.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The server did not acknowledge the publish.
     #[error("publish to `{subject}` was not acknowledged: {source}")]
     Publish {
@@ -202,6 +215,83 @@ impl Context {
                     .await
                     .map_err(|e| no_stream(e.to_string()))?;
                 self.send(subject, headers, body).await
+            }
+            result => result,
+        }
+    }
+
+    /// Stores `payload` (JSON) now and publishes it to `subject` once `delay` has passed, like
+    /// [`Context::publish_at`] at `now + delay`.
+    pub async fn publish_after(
+        &self,
+        subject: &str,
+        payload: &(impl Serialize + ?Sized),
+        delay: Duration,
+    ) -> Result<(), PublishError> {
+        let now = SystemTime::now();
+        if delay < Duration::from_secs(1) {
+            return Err(PublishError::Delay {
+                subject: subject.to_owned(),
+                reason: "the delay must be at least 1 s ahead".to_owned(),
+            });
+        }
+        self.publish_delayed(subject, payload, now + delay, now)
+            .await
+    }
+
+    /// Stores `payload` (JSON) now, durably (the call returns once the stream `JETFN_SCHEDULES`
+    /// acknowledged it), and publishes it to `subject` at `at` (second precision: rounded up to
+    /// the second; at least one second ahead, else [`PublishError::Delay`]).
+    ///
+    /// It carries the same derived `Nats-Msg-Id` as [`Context::publish`] (one output index),
+    /// so a retried handler stores each delayed output once, and its publish when due is
+    /// deduplicated by the target stream. When due, a runtime publishes it with an acknowledged
+    /// JetStream publish, retried every second while the target stream is unavailable.
+    pub async fn publish_at(
+        &self,
+        subject: &str,
+        payload: &(impl Serialize + ?Sized),
+        at: SystemTime,
+    ) -> Result<(), PublishError> {
+        self.publish_delayed(subject, payload, at, SystemTime::now())
+            .await
+    }
+
+    async fn publish_delayed(
+        &self,
+        subject: &str,
+        payload: &(impl Serialize + ?Sized),
+        at: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), PublishError> {
+        let delay_error = |reason: String| PublishError::Delay {
+            subject: subject.to_owned(),
+            reason,
+        };
+        subject::validate(subject, false).map_err(|e| delay_error(e.to_string()))?;
+        let due = schedule::delay::due(at, now).ok_or_else(|| {
+            delay_error("the time must be at least 1 s ahead (not in the past)".to_owned())
+        })?;
+        let body = serde_json::to_vec(payload).map_err(|source| PublishError::Encode {
+            subject: subject.to_owned(),
+            source,
+        })?;
+        let index = self.next_output.fetch_add(1, Ordering::Relaxed);
+        let id = self.output_id(index);
+        let (holder, mut headers) = schedule::delay::schedule(&id, subject, due);
+        propagation::inject_current(&mut headers);
+        let body = Bytes::from(body);
+        match self.send(&holder, headers.clone(), body.clone()).await {
+            Err(PublishError::Publish { source, .. })
+                if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
+            {
+                schedule::ensure_stream(&self.function.jetstream)
+                    .await
+                    .map_err(|e| PublishError::NoStream {
+                        subject: holder.clone(),
+                        reason: e.to_string(),
+                    })?;
+                self.send(&holder, headers, body).await
             }
             result => result,
         }

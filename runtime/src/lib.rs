@@ -33,6 +33,12 @@
 //! `T: DeserializeOwned` as JSON. [`Context::publish`] writes JSON, [`Context::publish_bytes`]
 //! bytes as given.
 //!
+//! Besides event functions: scheduled functions (`#[event_handler(schedule = "@every 30s")]`,
+//! payload [`Tick`], ticks made by nats-server in `JETFN_SCHEDULES`), delayed outputs
+//! ([`Context::publish_after`], [`Context::publish_at`]) and request functions
+//! ([`#[request_handler]`](request_handler), [`Request<T>`](Request), core NATS
+//! request/reply in queue group `jetfn`, one NATS micro service per process).
+//!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
 //! compile:
 //!
@@ -70,7 +76,9 @@ mod probe;
 mod propagation;
 mod provision;
 pub mod registry;
+mod request;
 mod runtime;
+mod schedule;
 mod select;
 mod state;
 mod subject;
@@ -87,25 +95,55 @@ pub use codec::Protobuf;
 pub use codec::{DecodeError, Incoming};
 pub use config::{Config, ConfigError};
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
-pub use jetfn_macros::event_handler;
+pub use jetfn_macros::{event_handler, request_handler};
 pub use registry::{Registry, RegistryError};
+pub use request::Request;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
+pub use schedule::Tick;
 
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::batch::{BatchFn, BatchFuture, BatchResults};
     pub use crate::registry::{
-        Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, HANDLERS,
+        Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, ReplyFuture, RequestSpec,
+        HANDLERS, REQUESTS,
     };
+    pub use crate::request::Reply;
     pub use crate::select::{
         payload_spec, JsonCodec, Select, SpecificCodec, WithSchema, WithoutSchema,
     };
     pub use linkme;
 
     use crate::codec::{Codec, Payload};
-    use crate::{Context, Event, HandlerError, Incoming};
+    use crate::{Context, Event, HandlerError, Incoming, Request};
     use std::future::Future;
+
+    /// Decodes the request into `Request<T>` with codec `C`, calls the user's function, and
+    /// encodes its `Ok` value with codec `RC` (both chosen by the macro through [`Select`]).
+    pub fn invoke_request<T, R, C, RC, F, Fut>(
+        ctx: Context,
+        incoming: Incoming,
+        handler: F,
+        _codec: C,
+        _reply: RC,
+    ) -> ReplyFuture
+    where
+        T: Payload<C>,
+        R: Reply<RC>,
+        C: Codec,
+        RC: Codec,
+        F: FnOnce(Context, Request<T>) -> Fut,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        match T::decode(incoming) {
+            Ok(event) => {
+                let reply = handler(ctx, Request::from_event(event));
+                Box::pin(async move { reply.await?.encode() })
+            }
+            Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
+        }
+    }
 
     /// Decodes the payload into `Event<T>` with codec `C` (chosen by the macro through
     /// [`Select`]) and calls the user's function with it.

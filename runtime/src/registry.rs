@@ -13,6 +13,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::batch::BatchFn;
 use crate::codec::{Incoming, PayloadKind};
 use crate::handler::{Context, HandlerError};
@@ -27,6 +29,36 @@ pub type HandlerFn = fn(Context, Incoming) -> HandlerFuture;
 /// Every `#[event_handler]` in the binary.
 #[linkme::distributed_slice]
 pub static HANDLERS: [HandlerSpec];
+
+/// The future a registered request function returns: the encoded reply.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>> + Send + 'static>>;
+
+/// The type-erased entry point of a request function: decodes the request, calls the user's
+/// function, encodes its reply.
+pub type RequestFn = fn(Context, Incoming) -> ReplyFuture;
+
+/// Every `#[request_handler]` in the binary.
+#[linkme::distributed_slice]
+pub static REQUESTS: [RequestSpec];
+
+/// The static description of one request function, written by `#[request_handler]`.
+#[derive(Debug)]
+pub struct RequestSpec {
+    /// The function's name: the `name` attribute, else the Rust fn's name.
+    pub name: &'static str,
+    /// The subject it answers (core NATS, queue group `jetfn`).
+    pub subject: &'static str,
+    /// The optional attributes as written; only `timeout` and `max_workers` apply.
+    pub attrs: Attributes,
+    /// The type-erased entry point.
+    pub handler: RequestFn,
+    /// What the request payload is (for `asyncapi`).
+    pub payload: fn() -> PayloadSpec,
+    /// What the reply is (for `asyncapi`).
+    pub reply: fn() -> PayloadSpec,
+    /// Where the function is defined, for error messages.
+    pub location: Location,
+}
 
 /// The static description of one registered function, written by `#[event_handler]`.
 #[derive(Debug)]
@@ -53,6 +85,10 @@ pub struct HandlerSpec {
 /// `None` means "not written on the function": the configured or built-in default applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attributes {
+    /// `schedule`: the schedule of a scheduled function (cron, `@hourly`..., `@every 30s`).
+    pub schedule: Option<&'static str>,
+    /// `schedule_ttl`: how long each tick of a scheduled function lives.
+    pub schedule_ttl: Option<Duration>,
     /// `stream`: the stream to bind to.
     pub stream: Option<&'static str>,
     /// `max_deliver`: deliveries before dead-lettering.
@@ -84,6 +120,8 @@ pub struct Attributes {
 impl Attributes {
     /// No attribute written: every value comes from configuration or defaults.
     pub const NONE: Self = Self {
+        schedule: None,
+        schedule_ttl: None,
         stream: None,
         max_deliver: None,
         backoff: None,
@@ -145,44 +183,78 @@ pub enum RegistryError {
     },
 }
 
-/// The registered functions, sorted by name, names unique.
+/// The registered functions, sorted by name, names unique across event and request functions.
 #[derive(Debug, Clone)]
 pub struct Registry {
     specs: Vec<&'static HandlerSpec>,
+    requests: Vec<&'static RequestSpec>,
 }
 
 impl Registry {
-    /// Every function registered in this binary with `#[event_handler]`.
+    /// Every function registered in this binary with `#[event_handler]` or `#[request_handler]`.
     pub fn collect() -> Result<Self, RegistryError> {
-        Self::from_specs(HANDLERS.iter())
+        Self::from_parts(HANDLERS.iter(), REQUESTS.iter())
     }
 
-    /// A registry of the given descriptors (the seam tests use).
+    /// A registry of the given event function descriptors (the seam tests use).
     pub fn from_specs(
         specs: impl IntoIterator<Item = &'static HandlerSpec>,
     ) -> Result<Self, RegistryError> {
-        let mut by_name: BTreeMap<&'static str, &'static HandlerSpec> = BTreeMap::new();
-        for spec in specs {
-            if let Some(first) = by_name.insert(spec.name, spec) {
-                let (first, second) = ordered(first.location, spec.location);
-                return Err(RegistryError::DuplicateName {
-                    name: spec.name,
+        Self::from_parts(specs, [])
+    }
+
+    /// A registry of the given event and request function descriptors.
+    pub fn from_parts(
+        specs: impl IntoIterator<Item = &'static HandlerSpec>,
+        requests: impl IntoIterator<Item = &'static RequestSpec>,
+    ) -> Result<Self, RegistryError> {
+        let mut seen: BTreeMap<&'static str, Location> = BTreeMap::new();
+        let mut check = |name: &'static str, location: Location| match seen.insert(name, location) {
+            Some(first) => {
+                let (first, second) = ordered(first, location);
+                Err(RegistryError::DuplicateName {
+                    name,
                     first,
                     second,
-                });
+                })
             }
+            None => Ok(()),
+        };
+        let mut events = BTreeMap::new();
+        for spec in specs {
+            check(spec.name, spec.location)?;
+            events.insert(spec.name, spec);
+        }
+        let mut by_name = BTreeMap::new();
+        for spec in requests {
+            check(spec.name, spec.location)?;
+            by_name.insert(spec.name, spec);
         }
         Ok(Self {
-            specs: by_name.into_values().collect(),
+            specs: events.into_values().collect(),
+            requests: by_name.into_values().collect(),
         })
     }
 
-    /// The functions, sorted by name.
+    /// The request functions, sorted by name.
+    pub fn requests(&self) -> impl ExactSizeIterator<Item = &'static RequestSpec> + '_ {
+        self.requests.iter().copied()
+    }
+
+    /// The request function named `name`.
+    pub fn request(&self, name: &str) -> Option<&'static RequestSpec> {
+        self.requests
+            .binary_search_by(|spec| spec.name.cmp(name))
+            .ok()
+            .map(|index| self.requests[index])
+    }
+
+    /// The event functions, sorted by name.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'static HandlerSpec> + '_ {
         self.specs.iter().copied()
     }
 
-    /// The function named `name`.
+    /// The event function named `name`.
     pub fn get(&self, name: &str) -> Option<&'static HandlerSpec> {
         self.specs
             .binary_search_by(|spec| spec.name.cmp(name))
@@ -190,19 +262,22 @@ impl Registry {
             .map(|index| self.specs[index])
     }
 
-    /// The names, sorted.
+    /// The names of every function, event and request, sorted.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.specs.iter().map(|spec| spec.name)
+        let mut names: Vec<_> = self.specs.iter().map(|spec| spec.name).collect();
+        names.extend(self.requests.iter().map(|spec| spec.name));
+        names.sort_unstable();
+        names.into_iter()
     }
 
-    /// How many functions are registered.
+    /// How many functions are registered, event and request.
     pub fn len(&self) -> usize {
-        self.specs.len()
+        self.specs.len() + self.requests.len()
     }
 
     /// Whether no function is registered.
     pub fn is_empty(&self) -> bool {
-        self.specs.is_empty()
+        self.len() == 0
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, FunctionConfig};
+use crate::config::{Config, ConfigError, FunctionConfig, RequestConfig};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::state::{FunctionState, RuntimeState};
-use crate::{consumer, http, nats};
+use crate::state::{FunctionState, RequestState, RuntimeState};
+use crate::{consumer, http, nats, request};
 
 /// The runtime could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,7 @@ pub enum RuntimeError {
 pub struct Runtime {
     config: Config,
     functions: Vec<FunctionConfig>,
+    requests: Vec<RequestConfig>,
 }
 
 /// A started runtime: its HTTP address, its readiness, and the way to stop it.
@@ -54,18 +55,32 @@ impl Runtime {
     /// Resolves the selected functions of `registry` under `config`.
     pub fn new(config: Config, registry: &Registry) -> Result<Self, ConfigError> {
         let functions = config.functions(registry)?;
-        Ok(Self { config, functions })
+        let requests = config.requests(registry)?;
+        Ok(Self {
+            config,
+            functions,
+            requests,
+        })
     }
 
-    /// The selected functions' effective configuration.
+    /// The selected event functions' effective configuration.
     pub fn functions(&self) -> &[FunctionConfig] {
         &self.functions
+    }
+
+    /// The selected request functions' effective configuration.
+    pub fn requests(&self) -> &[RequestConfig] {
+        &self.requests
     }
 
     /// Binds the HTTP listener, starts connecting to NATS (in the background: an unreachable
     /// server is retried, not an error) and starts every function.
     pub async fn start(self) -> Result<RuntimeHandle, RuntimeError> {
-        let Runtime { config, functions } = self;
+        let Runtime {
+            config,
+            functions,
+            requests,
+        } = self;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| RuntimeError::Listen {
@@ -87,11 +102,16 @@ impl Runtime {
             .into_iter()
             .map(|f| Arc::new(FunctionState::new(f, &metrics)))
             .collect();
+        let requests = requests
+            .into_iter()
+            .map(|r| Arc::new(RequestState::new(r, &metrics)))
+            .collect();
         let state = Arc::new(RuntimeState {
             client,
             draining: false.into(),
             metrics,
             functions,
+            requests,
         });
         let stop = CancellationToken::new();
         let task = tokio::spawn(supervise(
@@ -101,7 +121,12 @@ impl Runtime {
             stop.clone(),
             connections_rx,
         ));
-        tracing::info!(%http_addr, functions = state.functions.len(), "jetfn started");
+        tracing::info!(
+            %http_addr,
+            functions = state.functions.len(),
+            requests = state.requests.len(),
+            "jetfn started"
+        );
         Ok(RuntimeHandle {
             http_addr,
             state,
@@ -164,6 +189,23 @@ async fn supervise(
     let js = async_nats::jetstream::new(state.client.clone());
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_stop.clone()));
+    // Delayed outputs of every function are published when due by whichever runtime runs.
+    let forwarder = (!state.functions.is_empty() || !state.requests.is_empty()).then(|| {
+        tokio::spawn(crate::schedule::delay::forward(
+            js.clone(),
+            config.auto_create_streams,
+            stop.clone(),
+        ))
+    });
+    // Request functions drain their subscriptions first on `stop`, then answer what they hold.
+    let requests = request::spawn(request::Serve {
+        client: state.client.clone(),
+        jetstream: js.clone(),
+        auto_create_streams: config.auto_create_streams,
+        requests: state.requests.clone(),
+        stop: stop.clone(),
+        shutdown_timeout: config.shutdown_timeout,
+    });
     let runners: Vec<_> = state
         .functions
         .iter()
@@ -185,6 +227,12 @@ async fn supervise(
         if let Err(error) = runner.await {
             tracing::error!(%error, "function task failed");
         }
+    }
+    if let Err(error) = requests.await {
+        tracing::error!(%error, "request functions task failed");
+    }
+    if let Some(forwarder) = forwarder {
+        let _ = forwarder.await;
     }
     // Acks and NAKs are plain publishes: flush them before the connection goes.
     let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;

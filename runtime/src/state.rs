@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::FunctionConfig;
-use crate::metrics::{FunctionMetrics, Metrics};
+use crate::config::{FunctionConfig, RequestConfig};
+use crate::metrics::{FunctionMetrics, Metrics, RequestMetrics};
 
 /// The whole process: connection, draining flag, functions.
 #[derive(Debug)]
@@ -15,6 +15,49 @@ pub(crate) struct RuntimeState {
     pub(crate) draining: AtomicBool,
     pub(crate) metrics: Metrics,
     pub(crate) functions: Vec<Arc<FunctionState>>,
+    pub(crate) requests: Vec<Arc<RequestState>>,
+}
+
+/// One request function: its effective config, whether it is subscribed, its metric handles.
+#[derive(Debug)]
+pub(crate) struct RequestState {
+    pub(crate) config: Arc<RequestConfig>,
+    pub(crate) metrics: RequestMetrics,
+    subscribed: AtomicBool,
+}
+
+/// What `/ready` and `/functions` report of a request function.
+#[derive(Debug, Serialize)]
+pub(crate) struct RequestReport {
+    name: String,
+    subject: String,
+    subscribed: bool,
+}
+
+impl RequestState {
+    pub(crate) fn new(config: RequestConfig, metrics: &Metrics) -> Self {
+        Self {
+            metrics: metrics.request(&config.name),
+            config: Arc::new(config),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_subscribed(&self, subscribed: bool) {
+        self.subscribed.store(subscribed, Ordering::SeqCst);
+    }
+
+    pub(crate) fn report(&self) -> RequestReport {
+        RequestReport {
+            name: self.config.name.clone(),
+            subject: self.config.subject.clone(),
+            subscribed: self.subscribed(),
+        }
+    }
 }
 
 /// One function: its effective config, whether its consumer is bound, its metric handles.
@@ -66,9 +109,12 @@ impl RuntimeState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Connected, every consumer bound, not draining.
+    /// Connected, every consumer bound, every request function subscribed, not draining.
     pub(crate) fn ready(&self) -> bool {
-        !self.draining() && self.connected() && self.functions.iter().all(|f| f.bound())
+        !self.draining()
+            && self.connected()
+            && self.functions.iter().all(|f| f.bound())
+            && self.requests.iter().all(|r| r.subscribed())
     }
 }
 

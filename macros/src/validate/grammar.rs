@@ -200,9 +200,124 @@ pub(crate) fn parse_backoff(text: &str) -> Result<(u64, u64), BackoffError> {
     Ok((initial, max))
 }
 
+/// Why a string is not a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScheduleError {
+    Empty,
+    /// `@every` with a malformed duration.
+    Every(DurationError),
+    /// `@every` below one second or not whole seconds.
+    EveryPrecision,
+    /// Not six fields.
+    Fields(usize),
+    /// The cron parser's reason.
+    Cron(String),
+    /// An `@` word that is not one of the known ones.
+    Nickname(String),
+}
+
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const FORMS: &str = "a 6-field cron expression \"SEC MIN HOUR DAY-OF-MONTH MONTH \
+                             DAY-OF-WEEK\" (UTC) like \"0 0 3 * * *\", @yearly, @monthly, \
+                             @weekly, @daily, @hourly, or \"@every <duration>\" like \"@every 30s\"";
+        match self {
+            Self::Empty => write!(f, "it is empty; write {FORMS}"),
+            Self::Every(error) => write!(f, "`@every`: {error}"),
+            Self::EveryPrecision => f.write_str(
+                "`@every` takes whole seconds, at least \"1s\" (ticks have second precision)",
+            ),
+            Self::Fields(n) => write!(
+                f,
+                "a cron expression has 6 fields, found {n}; write {FORMS}"
+            ),
+            Self::Cron(reason) => {
+                write!(f, "not a valid cron expression ({reason}); write {FORMS}")
+            }
+            Self::Nickname(word) => write!(f, "unknown schedule `{word}`; write {FORMS}"),
+        }
+    }
+}
+
+/// Checks a schedule: 6-field cron (seconds first, UTC), `@yearly`, `@monthly`, `@weekly`,
+/// `@daily`, `@hourly`, or `@every <duration>` of whole seconds, at least `1s`.
+pub(crate) fn check_schedule(text: &str) -> Result<(), ScheduleError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ScheduleError::Empty);
+    }
+    if let Some(every) = text.strip_prefix("@every") {
+        let millis = parse_duration(every.trim()).map_err(ScheduleError::Every)?;
+        if millis < 1000 || millis % 1000 != 0 {
+            return Err(ScheduleError::EveryPrecision);
+        }
+        return Ok(());
+    }
+    if text.starts_with('@') {
+        return match text {
+            "@yearly" | "@monthly" | "@weekly" | "@daily" | "@hourly" => Ok(()),
+            other => Err(ScheduleError::Nickname(other.to_owned())),
+        };
+    }
+    let fields = text.split_whitespace().count();
+    if fields != 6 {
+        return Err(ScheduleError::Fields(fields));
+    }
+    text.parse::<cron::Schedule>().map(|_| ()).map_err(|error| {
+        // The parser's message repeats the input and a caret over several lines: keep
+        // its last line, the reason.
+        let text = error.to_string();
+        let reason = text.lines().rev().find(|l| !l.trim().is_empty());
+        ScheduleError::Cron(reason.unwrap_or(&text).trim().to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules() {
+        for ok in [
+            "0 0 3 * * *",
+            "*/5 * * * * *",
+            "0 30 9 * * Mon-Fri",
+            "@hourly",
+            "@daily",
+            "@yearly",
+            "@every 30s",
+            "@every 1m 30s",
+            "@every 1s",
+        ] {
+            assert_eq!(check_schedule(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_schedule(""), Err(ScheduleError::Empty));
+        assert_eq!(check_schedule("0 0 3 * *"), Err(ScheduleError::Fields(5)));
+        assert_eq!(
+            check_schedule("0 0 3 * * * 2030"),
+            Err(ScheduleError::Fields(7))
+        );
+        assert!(matches!(
+            check_schedule("0 0 25 * * *"),
+            Err(ScheduleError::Cron(_))
+        ));
+        assert!(matches!(
+            check_schedule("@every 0s"),
+            Err(ScheduleError::Every(DurationError::Zero))
+        ));
+        assert_eq!(
+            check_schedule("@every 500ms"),
+            Err(ScheduleError::EveryPrecision)
+        );
+        assert_eq!(
+            check_schedule("@every 1500ms"),
+            Err(ScheduleError::EveryPrecision)
+        );
+        assert_eq!(
+            check_schedule("@minutely"),
+            Err(ScheduleError::Nickname("@minutely".to_owned()))
+        );
+    }
 
     #[test]
     fn subjects() {

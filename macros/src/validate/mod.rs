@@ -17,7 +17,9 @@ use crate::args::{Arg, Args, Key, Kind, Value};
 
 mod grammar;
 
-use grammar::{check_name, check_subject, parse_backoff, parse_duration, Wildcards};
+use grammar::{
+    check_name, check_schedule, check_subject, parse_backoff, parse_duration, Wildcards,
+};
 
 /// Errors collected so that one build reports every mistake.
 #[derive(Default)]
@@ -32,6 +34,60 @@ impl Errors {
     }
 }
 
+/// Which attribute is being validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Macro {
+    /// `#[event_handler]`: `Event<T>`, `Result<(), HandlerError>`.
+    Event,
+    /// `#[request_handler]`: `Request<T>`, `Result<R, HandlerError>`.
+    Request,
+}
+
+impl Macro {
+    /// The attribute, for messages.
+    pub(crate) fn attr(self) -> &'static str {
+        match self {
+            Macro::Event => "`#[event_handler]`",
+            Macro::Request => "`#[request_handler]`",
+        }
+    }
+
+    /// The keys it takes.
+    pub(crate) fn keys(self) -> &'static [Key] {
+        match self {
+            Macro::Event => &Key::ALL,
+            Macro::Request => crate::args::REQUEST_KEYS,
+        }
+    }
+
+    /// The input type's name: `Event` or `Request`.
+    fn input(self) -> &'static str {
+        match self {
+            Macro::Event => "Event",
+            Macro::Request => "Request",
+        }
+    }
+
+    /// The expected signature, for messages.
+    fn signature(self) -> &'static str {
+        match self {
+            Macro::Event => {
+                "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`"
+            }
+            Macro::Request => {
+                "`async fn NAME(ctx: Context, req: Request<T>) -> Result<R, HandlerError>`"
+            }
+        }
+    }
+
+    fn params(self) -> &'static str {
+        match self {
+            Macro::Event => "`ctx: Context, event: Event<T>`",
+            Macro::Request => "`ctx: Context, req: Request<T>`",
+        }
+    }
+}
+
 /// A validated `#[event_handler]`: everything the expansion needs, nothing left to check.
 pub(crate) struct Handler {
     /// The function's name (the `name` key, else the fn ident).
@@ -39,8 +95,10 @@ pub(crate) struct Handler {
     pub(crate) subject: String,
     /// The optional keys that were written, in the order written.
     pub(crate) attrs: Vec<(Key, Attr)>,
-    /// `T` in `event: Event<T>` (or `batch: Batch<T>`), as the user wrote it.
+    /// `T` in `event: Event<T>` (or `req: Request<T>`), as the user wrote it.
     pub(crate) payload: Type,
+    /// `R` in `Result<R, HandlerError>`, for a request function.
+    pub(crate) reply: Option<Type>,
     /// A batch function (`batch = N`, `batch: Batch<T>`).
     pub(crate) batch: bool,
 }
@@ -57,11 +115,15 @@ pub(crate) enum Attr {
 }
 
 /// Validates the attribute and the function it is on.
-pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result<Handler> {
+pub(crate) fn handler(
+    kind: Macro,
+    args: syn::Result<Args>,
+    function: &ItemFn,
+) -> syn::Result<Handler> {
     let mut errors = Errors::default();
     let batch = args.as_ref().is_ok_and(|args| args.given(Key::Batch));
     let checked = match args {
-        Ok(args) => attributes(&args, &mut errors),
+        Ok(args) => attributes(kind, &args, &mut errors),
         // The attribute list did not parse: saying more about it would only add noise.
         Err(error) => {
             errors.push(error);
@@ -72,27 +134,40 @@ pub(crate) fn handler(args: syn::Result<Args>, function: &ItemFn) -> syn::Result
         Some(name) => Some(name.clone()),
         None => default_name(&function.sig.ident, &mut errors),
     });
-    let payload = signature(function, batch, &mut errors);
-    match (checked, name, payload, errors.0) {
-        (Some(checked), Some(name), Some(payload), None) => Ok(Handler {
+    // A scheduled function consumes its ticks.
+    let subject = checked.as_ref().zip(name.as_ref()).map(|(checked, name)| {
+        checked
+            .subject
+            .clone()
+            .unwrap_or_else(|| format!("jetfn.tick.{name}"))
+    });
+    let payload = signature(kind, function, batch, &mut errors);
+    let reply = match kind {
+        Macro::Event => None,
+        Macro::Request => reply_type(&function.sig, &mut errors),
+    };
+    match (checked, name.zip(subject), payload, errors.0) {
+        (Some(checked), Some((name, subject)), Some(payload), None) => Ok(Handler {
             name,
-            subject: checked.subject,
+            subject,
             attrs: checked.attrs,
             payload,
+            reply,
             batch,
         }),
         (.., Some(error)) => Err(error),
         // Every `None` above comes with an error; this is only a safety net.
         _ => Err(syn::Error::new(
             Span::call_site(),
-            "invalid `#[event_handler]`",
+            format!("invalid {}", kind.attr()),
         )),
     }
 }
 
 /// The attribute, checked.
 struct Checked {
-    subject: String,
+    /// `None` for a scheduled function.
+    subject: Option<String>,
     name: Option<String>,
     /// The optional keys, in the order written.
     attrs: Vec<(Key, Attr)>,
@@ -100,13 +175,19 @@ struct Checked {
 
 /// Checks every entry of the attribute, reporting errors in the order of its tokens; `None`
 /// after an error.
-fn attributes(args: &Args, errors: &mut Errors) -> Option<Checked> {
+fn attributes(kind: Macro, args: &Args, errors: &mut Errors) -> Option<Checked> {
     let before = errors.0.is_some();
-    if !args.given(Key::Subject) {
-        errors.push(syn::Error::new(
-            Span::call_site(),
-            "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`",
-        ));
+    if !args.given(Key::Subject) && !args.given(Key::Schedule) {
+        let message = match kind {
+            Macro::Event => {
+                "missing `subject`: write `#[event_handler(subject = \"orders.created\")]`, \
+                 or `schedule = \"@every 30s\"` for a scheduled function"
+            }
+            Macro::Request => {
+                "missing `subject`: write `#[request_handler(subject = \"inventory.check\")]`"
+            }
+        };
+        errors.push(syn::Error::new(Span::call_site(), message));
     }
     let (mut subject, mut name, mut attrs) = (None, None, Vec::new());
     for arg in &args.list {
@@ -136,21 +217,49 @@ fn attributes(args: &Args, errors: &mut Errors) -> Option<Checked> {
             ));
         }
     }
-    if args.given(Key::BatchWait) && !args.given(Key::Batch) {
-        let span = args.list.iter().find_map(|arg| match arg {
-            Arg::Given(Key::BatchWait, Value::Str(lit)) => Some(lit.span()),
+    let lit_of = |key| {
+        args.list.iter().find_map(|arg| match arg {
+            Arg::Given(k, Value::Str(lit)) if *k == key => Some(lit.span()),
+            Arg::Given(k, Value::Int(lit)) if *k == key => Some(lit.span()),
             _ => None,
-        });
+        })
+    };
+    if args.given(Key::Schedule) {
+        if args.given(Key::Subject) {
+            errors.push(syn::Error::new(
+                lit_of(Key::Schedule).unwrap_or_else(Span::call_site),
+                "a function has either `subject` or `schedule`, not both: a scheduled \
+                 function consumes its ticks (`jetfn.tick.<name>`); remove one",
+            ));
+        }
+        if let Some(span) = lit_of(Key::Stream) {
+            errors.push(syn::Error::new(
+                span,
+                "a scheduled function reads its ticks from the stream `JETFN_SCHEDULES`; \
+                 remove `stream`",
+            ));
+        }
+    } else if let Some(span) = lit_of(Key::ScheduleTtl) {
         errors.push(syn::Error::new(
-            span.unwrap_or_else(Span::call_site),
+            span,
+            "`schedule_ttl` applies to a scheduled function only; add `schedule = \"...\"` \
+             or remove it",
+        ));
+    }
+    if let (Some(span), false) = (lit_of(Key::BatchWait), args.given(Key::Batch)) {
+        errors.push(syn::Error::new(
+            span,
             "`batch_wait` applies to batch functions: add `batch = N` and take `batch: Batch<T>`",
         ));
     }
     if errors.0.is_some() != before {
         return None;
     }
+    if subject.is_none() && !args.given(Key::Schedule) {
+        return None;
+    }
     Some(Checked {
-        subject: subject?,
+        subject,
         name,
         attrs,
     })
@@ -170,6 +279,9 @@ fn check(key: Key, value: &Value) -> syn::Result<Attr> {
         (_, Kind::Duration) => parse_duration(&text)
             .map(Attr::Millis)
             .map_err(|e| invalid(&e)),
+        (_, Kind::Schedule) => check_schedule(&text)
+            .map_err(|e| invalid(&e))
+            .map(|()| Attr::Str(text)),
         (_, Kind::Backoff) => parse_backoff(&text)
             .map(|(initial, max)| Attr::Backoff(initial, max))
             .map_err(|e| invalid(&e)),
@@ -212,64 +324,71 @@ fn integer(key: Key, lit: &LitInt) -> syn::Result<u32> {
     Ok(value)
 }
 
-/// The expected signature, for error messages.
-const SIGNATURE: &str =
-    "`async fn NAME(ctx: Context, event: Event<T>) -> Result<(), HandlerError>`";
-
 /// The expected signature of a batch function, for error messages.
 const BATCH_SIGNATURE: &str =
     "`async fn NAME(ctx: Context, batch: Batch<T>) -> Result<(), BatchError>`";
 
-/// Checks the signature; returns the payload type `T` of `event: Event<T>` (or, for a batch
-/// function, of `batch: Batch<T>`).
-fn signature(function: &ItemFn, batch: bool, errors: &mut Errors) -> Option<Type> {
+/// Checks the signature; returns the payload type `T` of `event: Event<T>` (`req: Request<T>`,
+/// `batch: Batch<T>` for a batch function).
+fn signature(kind: Macro, function: &ItemFn, batch: bool, errors: &mut Errors) -> Option<Type> {
     let sig = &function.sig;
+    let attr = kind.attr();
     if sig.asyncness.is_none() {
-        let message = "`#[event_handler]` functions must be `async`";
+        let message = format!("{attr} functions must be `async`");
         errors.push(syn::Error::new_spanned(sig.fn_token, message));
     }
     if let Some(unsafety) = sig.unsafety {
-        let message = "`#[event_handler]` functions cannot be `unsafe`";
+        let message = format!("{attr} functions cannot be `unsafe`");
         errors.push(syn::Error::new_spanned(unsafety, message));
     }
-    let generic = "`#[event_handler]` functions cannot be generic";
+    let generic = format!("{attr} functions cannot be generic");
     if !sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(&sig.generics, generic));
+        errors.push(syn::Error::new_spanned(&sig.generics, &generic));
     } else if let Some(clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(clause, generic));
+        errors.push(syn::Error::new_spanned(clause, &generic));
     }
-    let payload = parameters(sig, batch, errors);
+    let payload = parameters(kind, sig, batch, errors);
     match &sig.output {
         ReturnType::Default => {
-            let message = if batch {
-                format!("batch functions must return `Result<(), BatchError>`: {BATCH_SIGNATURE}")
-            } else {
-                format!(
-                    "`#[event_handler]` functions must return `Result<(), HandlerError>`: {SIGNATURE}"
-                )
+            let message = match kind {
+                Macro::Event if batch => format!(
+                    "batch functions must return `Result<(), BatchError>`: {BATCH_SIGNATURE}"
+                ),
+                Macro::Event => format!(
+                    "{attr} functions must return `Result<(), HandlerError>`: {}",
+                    kind.signature()
+                ),
+                Macro::Request => format!(
+                    "{attr} functions must return `Result<R, HandlerError>`: {}",
+                    kind.signature()
+                ),
             };
             errors.push(syn::Error::new(sig.paren_token.span.close(), message));
         }
-        ReturnType::Type(_, ty) => match (batch, error_type(ty).as_deref()) {
-            (true, Some("HandlerError")) => errors.push(syn::Error::new_spanned(
-                ty,
-                format!(
-                    "a batch function returns `Result<(), BatchError>`, so it can fail some \
-                     events and not others: {BATCH_SIGNATURE}"
-                ),
-            )),
-            // (A `Batch<T>` parameter without `batch` is reported already.)
-            (false, Some("BatchError")) if payload.is_some() => {
-                errors.push(syn::Error::new_spanned(
+        ReturnType::Type(_, ty) if kind == Macro::Event => {
+            match (batch, error_type(ty).as_deref()) {
+                (true, Some("HandlerError")) => errors.push(syn::Error::new_spanned(
                     ty,
                     format!(
-                        "`BatchError` is for batch functions (`batch = N`); this one returns \
-                     `Result<(), HandlerError>`: {SIGNATURE}"
+                        "a batch function returns `Result<(), BatchError>`, so it can fail some \
+                         events and not others: {BATCH_SIGNATURE}"
                     ),
-                ))
+                )),
+                // (A `Batch<T>` parameter without `batch` is reported already.)
+                (false, Some("BatchError")) if payload.is_some() => {
+                    errors.push(syn::Error::new_spanned(
+                        ty,
+                        format!(
+                            "`BatchError` is for batch functions (`batch = N`); this one returns \
+                             `Result<(), HandlerError>`: {}",
+                            kind.signature()
+                        ),
+                    ))
+                }
+                _ => {}
             }
-            _ => {}
-        },
+        }
+        ReturnType::Type(..) => {}
     }
     payload
 }
@@ -289,23 +408,41 @@ fn error_type(ty: &Type) -> Option<String> {
     }
 }
 
+/// `R` of a request function's `-> Result<R, HandlerError>`.
+fn reply_type(sig: &Signature, errors: &mut Errors) -> Option<Type> {
+    let ReturnType::Type(_, ty) = &sig.output else {
+        return None; // reported by `signature`
+    };
+    let reply = generic_of(ty, "Result", 2);
+    if reply.is_none() {
+        let message = format!(
+            "`#[request_handler]` functions must return `Result<R, HandlerError>` where `R` is \
+             the reply (`serde::Serialize`, `String` or `bytes::Bytes`): {}",
+            Macro::Request.signature()
+        );
+        errors.push(syn::Error::new_spanned(ty, message));
+    }
+    reply
+}
+
 /// Checks the parameters: no `self`, `ctx` and `event: Event<T>` (`batch: Batch<T>` for a batch
-/// function); returns `T`.
-fn parameters(sig: &Signature, batch: bool, errors: &mut Errors) -> Option<Type> {
+/// function, `req: Request<T>` for a request function); returns `T`.
+fn parameters(kind: Macro, sig: &Signature, batch: bool, errors: &mut Errors) -> Option<Type> {
+    let attr = kind.attr();
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => {
                 let message = format!(
-                    "`#[event_handler]` functions cannot take `self`; \
-                     write a free function: {SIGNATURE}"
+                    "{attr} functions cannot take `self`; write a free function: {}",
+                    kind.signature()
                 );
                 errors.push(syn::Error::new_spanned(receiver, message));
             }
             FnArg::Typed(param) => params.push(&*param.ty),
         }
     }
-    let arity = "expected 2 parameters: `ctx: Context, event: Event<T>`";
+    let arity = format!("expected 2 parameters: {}", kind.params());
     if params.len() < 2 {
         let message = format!("{arity}, found {}", params.len());
         errors.push(syn::Error::new(sig.paren_token.span.join(), message));
@@ -321,63 +458,74 @@ fn parameters(sig: &Signature, batch: bool, errors: &mut Errors) -> Option<Type>
     }
     for ty in &params {
         if let Type::ImplTrait(ty) = ty {
-            let message = "`#[event_handler]` functions cannot be generic";
+            let message = format!("{attr} functions cannot be generic");
             errors.push(syn::Error::new_spanned(ty, message));
         }
     }
     let event = *params.get(1)?;
-    let (wrapper, other) = if batch {
-        ("Batch", "Event")
-    } else {
-        ("Event", "Batch")
-    };
-    if wrapped(event, other).is_some() {
-        let message = if batch {
-            "a function with `batch = N` takes `batch: Batch<T>`, the events of one call"
-        } else {
-            "a `Batch<T>` parameter makes a batch function: add `batch = N` (the most events \
-             per call) to the attribute"
-        };
-        errors.push(syn::Error::new_spanned(event, message));
-        return None;
+    let input = if batch { "Batch" } else { kind.input() };
+    if kind == Macro::Event {
+        let other = if batch { "Event" } else { "Batch" };
+        if generic_of(event, other, 1).is_some() {
+            let message = if batch {
+                "a function with `batch = N` takes `batch: Batch<T>`, the events of one call"
+            } else {
+                "a `Batch<T>` parameter makes a batch function: add `batch = N` (the most \
+                 events per call) to the attribute"
+            };
+            errors.push(syn::Error::new_spanned(event, message));
+            return None;
+        }
     }
-    let payload = wrapped(event, wrapper);
+    let payload = generic_of(event, input, 1);
     if payload.is_none() && !matches!(event, Type::ImplTrait(_)) {
         let message = format!(
-            "the second parameter must be `{wrapper}<T>`, where `T` is the payload type: \
+            "the second parameter must be `{input}<T>`, where `T` is the payload type: \
              `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or a \
              `serde::de::DeserializeOwned` type"
         );
         errors.push(syn::Error::new_spanned(event, message));
     }
     if let Some(Type::Reference(reference)) = &payload {
-        let message = "an event payload cannot borrow from the message: use an owned type \
-                       (`String` for text, `bytes::Bytes` for bytes)";
+        let what = match kind {
+            Macro::Event => "an event payload",
+            Macro::Request => "a request payload",
+        };
+        let message = format!(
+            "{what} cannot borrow from the message: use an owned type \
+             (`String` for text, `bytes::Bytes` for bytes)"
+        );
         errors.push(syn::Error::new_spanned(reference, message));
         return None;
     }
     payload
 }
 
-/// `T` when `ty` is a path ending in `<wrapper><T>` (`Event<T>`, `Batch<T>`).
-fn wrapped(ty: &Type, wrapper: &str) -> Option<Type> {
+/// The first type argument when `ty` is a path ending in `NAME<A, ...>` with `count` type
+/// arguments (`Event<T>`, `Request<T>`, `Result<R, E>`).
+fn generic_of(ty: &Type, name: &str, count: usize) -> Option<Type> {
     let path = match ty {
-        Type::Group(group) => return wrapped(&group.elem, wrapper),
-        Type::Paren(paren) => return wrapped(&paren.elem, wrapper),
+        Type::Group(group) => return generic_of(&group.elem, name, count),
+        Type::Paren(paren) => return generic_of(&paren.elem, name, count),
         Type::Path(path) if path.qself.is_none() => &path.path,
         _ => return None,
     };
     let last = path
         .segments
         .last()
-        .filter(|segment| segment.ident == wrapper)?;
+        .filter(|segment| segment.ident == name)?;
     let PathArguments::AngleBracketed(args) = &last.arguments else {
         return None;
     };
-    match args.args.iter().collect::<Vec<_>>()[..] {
-        [GenericArgument::Type(payload)] => Some(payload.clone()),
-        _ => None,
-    }
+    let types: Vec<_> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    (types.len() == count && args.args.len() == count).then(|| types[0].clone())
 }
 
 #[cfg(test)]
@@ -389,7 +537,11 @@ mod tests {
     use crate::args;
 
     fn validate(attr: TokenStream, function: ItemFn) -> syn::Result<Handler> {
-        handler(args::parse(attr), &function)
+        handler(
+            Macro::Event,
+            args::parse(attr, Macro::Event.keys()),
+            &function,
+        )
     }
 
     #[test]
@@ -452,6 +604,39 @@ mod tests {
                 "{message:?} should start with {start:?}"
             );
         }
+    }
+
+    #[test]
+    fn subject_or_schedule() {
+        let function = || -> ItemFn {
+            parse_quote! {
+                async fn rollup(c: Context, e: Event<Tick>) -> Result<(), HandlerError> { Ok(()) }
+            }
+        };
+        let handler = validate(quote!(schedule = "@every 30s"), function())
+            .map_err(|e| e.to_string())
+            .expect("valid");
+        assert_eq!(handler.subject, "jetfn.tick.rollup");
+        assert_eq!(
+            handler.attrs,
+            [(Key::Schedule, Attr::Str("@every 30s".to_owned()))]
+        );
+        let error = |attr| {
+            validate(attr, function())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            error(quote!(subject = "a", schedule = "@hourly")).starts_with("a function has either")
+        );
+        assert!(error(quote!()).starts_with("missing `subject`"));
+        assert!(error(quote!(schedule = "0 0 3 * *")).starts_with("invalid `schedule`"));
+        assert!(error(quote!(schedule = "@every 0s")).starts_with("invalid `schedule`"));
+        assert!(
+            error(quote!(subject = "a", schedule_ttl = "1m")).starts_with("`schedule_ttl` applies")
+        );
+        assert!(error(quote!(schedule = "@daily", stream = "S")).contains("JETFN_SCHEDULES"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ fn function(
     schema: Option<fn() -> Value>,
 ) -> Function {
     Function {
+        reply: None,
         name: name.to_owned(),
         subject: subject.to_owned(),
         payload: PayloadSpec {
@@ -140,5 +141,32 @@ fn short_type_names_drop_module_paths() {
     assert_eq!(
         short_type_name("(u32, alloc::string::String)"),
         "(u32, String)"
+    );
+}
+
+#[test]
+fn a_request_function_has_a_reply_on_a_dynamic_channel() {
+    let mut check = function("check_stock", "inventory.check", PayloadKind::Json, None);
+    check.reply = Some(PayloadSpec {
+        type_name: "shop::StockLevel",
+        kind: PayloadKind::Json,
+        schema: None,
+    });
+    let doc = document(&[check]);
+    let operation = &doc["operations"]["check_stock"];
+    assert_eq!(operation["action"], "receive");
+    assert_eq!(operation["bindings"]["nats"]["queue"], "jetfn");
+    assert_eq!(
+        operation["reply"]["channel"]["$ref"],
+        "#/channels/check_stock.reply"
+    );
+    assert_eq!(
+        operation["reply"]["messages"][0]["$ref"],
+        "#/channels/check_stock.reply/messages/check_stock_reply"
+    );
+    assert!(doc["channels"]["check_stock.reply"]["address"].is_null());
+    assert_eq!(
+        doc["components"]["messages"]["check_stock_reply"]["title"],
+        "StockLevel"
     );
 }

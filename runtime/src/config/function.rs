@@ -9,7 +9,7 @@ use super::value::{duration, integer};
 use super::ConfigError;
 use crate::batch::BatchFn;
 use crate::registry::{HandlerFn, HandlerSpec};
-use crate::subject;
+use crate::{schedule, subject};
 
 /// Retry delays: `min(max, initial * 2^(attempt - 1))`, written `"initial..max"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,15 @@ impl Serialize for Backoff {
 pub struct FunctionConfig {
     /// The function's name; also its durable consumer's name.
     pub name: String,
-    /// The subject it consumes; also its consumer's filter subject.
+    /// The subject it consumes; also its consumer's filter subject (`jetfn.tick.<name>` for a
+    /// scheduled function).
     pub subject: String,
+    /// A scheduled function's schedule, as written (cron, `@hourly`..., `@every 30s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// How long each tick of a scheduled function lives (default: the period, at most `1h`).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "human_opt")]
+    pub schedule_ttl: Option<Duration>,
     /// The stream to bind to; `None` = the stream that captures the subject.
     pub stream: Option<String>,
     /// Deliveries before a failing message is dead-lettered (default 5).
@@ -88,9 +95,18 @@ fn human<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Err
     serializer.collect_str(&humantime::format_duration(*value))
 }
 
+fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => human(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// The keys a per-function override may set.
 const KEYS: &[&str] = &[
     "subject",
+    "schedule",
+    "schedule_ttl",
     "stream",
     "max_deliver",
     "backoff",
@@ -114,6 +130,8 @@ impl FunctionConfig {
         Self {
             name: spec.name.to_owned(),
             subject: spec.subject.to_owned(),
+            schedule: None,
+            schedule_ttl: None,
             stream: None,
             max_deliver: 5,
             backoff: Backoff {
@@ -146,6 +164,7 @@ impl FunctionConfig {
         for (key, value) in overrides {
             config.apply_override(key, value)?;
         }
+        config.resolve_schedule(spec)?;
         if config.min_workers > config.max_workers {
             return Err(ConfigError::invalid(
                 &format!("functions.{}.min_workers", spec.name.to_lowercase()),
@@ -158,8 +177,60 @@ impl FunctionConfig {
         Ok(config)
     }
 
+    /// A scheduled function reads `jetfn.tick.<name>` in `JETFN_SCHEDULES`; its tick TTL
+    /// defaults to the period, at most one hour.
+    fn resolve_schedule(&mut self, spec: &HandlerSpec) -> Result<(), ConfigError> {
+        let Some(written) = &self.schedule else {
+            if self.schedule_ttl.is_some() {
+                return Err(ConfigError::invalid(
+                    &format!("functions.{}.schedule_ttl", spec.name.to_lowercase()),
+                    "schedule_ttl applies to a scheduled function only",
+                ));
+            }
+            return Ok(());
+        };
+        let expr: schedule::Expr = written.parse().map_err(|e: schedule::ExprError| {
+            ConfigError::invalid(
+                &format!("functions.{}.schedule", spec.name.to_lowercase()),
+                e.to_string(),
+            )
+        })?;
+        self.subject = schedule::tick_subject(&self.name);
+        self.stream = Some(schedule::STREAM.to_owned());
+        if self.schedule_ttl.is_none() {
+            self.schedule_ttl = Some(schedule::default_ttl(&expr));
+        }
+        Ok(())
+    }
+
+    /// A scheduled function's next firing, for `list`.
+    pub(crate) fn next_firing(&self, now: std::time::SystemTime) -> Option<String> {
+        let expr: schedule::Expr = self.schedule.as_ref()?.parse().ok()?;
+        Some(expr.describe_next(now))
+    }
+
+    /// The schedule to write on the server, for a scheduled function.
+    pub(crate) fn wanted_schedule(&self) -> Option<schedule::Wanted> {
+        let written = self.schedule.clone()?;
+        let expr = written.parse().ok()?;
+        Some(schedule::Wanted {
+            function: self.name.clone(),
+            ttl: self
+                .schedule_ttl
+                .unwrap_or_else(|| schedule::default_ttl(&expr)),
+            written,
+            expr,
+        })
+    }
+
     fn apply_attributes(&mut self, spec: &HandlerSpec) {
         let attrs = &spec.attrs;
+        if let Some(schedule) = attrs.schedule {
+            self.schedule = Some(schedule.to_owned());
+        }
+        if let Some(ttl) = attrs.schedule_ttl {
+            self.schedule_ttl = Some(ttl);
+        }
         if let Some(stream) = attrs.stream {
             self.stream = Some(stream.to_owned());
         }
@@ -205,6 +276,8 @@ impl FunctionConfig {
                     .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
                 self.stream = Some(value.to_owned());
             }
+            "schedule" => self.schedule = Some(value.to_owned()),
+            "schedule_ttl" => self.schedule_ttl = Some(duration(path, value)?),
             "max_deliver" => self.max_deliver = integer(path, value, 1)?,
             "min_workers" => self.min_workers = integer(path, value, 1)?,
             "max_workers" => self.max_workers = integer(path, value, 1)?,

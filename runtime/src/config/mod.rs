@@ -30,6 +30,7 @@
 
 mod function;
 mod nats;
+mod request;
 mod value;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
 pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+pub use request::RequestConfig;
 pub use value::Secret;
 
 use crate::registry::Registry;
@@ -319,8 +321,8 @@ impl Config {
         };
         for name in self.overrides.keys() {
             if !registry
-                .iter()
-                .any(|spec| spec.name.eq_ignore_ascii_case(name))
+                .names()
+                .any(|known| known.eq_ignore_ascii_case(name))
             {
                 return Err(unknown(&format!("functions.{name}"), name));
             }
@@ -329,6 +331,7 @@ impl Config {
             None => registry.iter().collect(),
             Some(names) => names
                 .iter()
+                .filter(|name| registry.request(name).is_none())
                 .map(|name| registry.get(name).ok_or_else(|| unknown("select", name)))
                 .collect::<Result<_, _>>()?,
         };
@@ -341,6 +344,32 @@ impl Config {
                     .get(&spec.name.to_lowercase())
                     .unwrap_or(&empty);
                 FunctionConfig::resolve(spec, overrides)
+            })
+            .collect()
+    }
+}
+
+impl Config {
+    /// The effective configuration of every selected request function (`JETFN_FUNCTIONS`
+    /// selects among event and request functions alike). Unknown names are reported by
+    /// [`Config::functions`].
+    pub fn requests(&self, registry: &Registry) -> Result<Vec<RequestConfig>, ConfigError> {
+        let selected: Vec<_> = match &self.select {
+            None => registry.requests().collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| registry.request(name))
+                .collect(),
+        };
+        let empty = BTreeMap::new();
+        selected
+            .into_iter()
+            .map(|spec| {
+                let overrides = self
+                    .overrides
+                    .get(&spec.name.to_lowercase())
+                    .unwrap_or(&empty);
+                RequestConfig::resolve(spec, overrides)
             })
             .collect()
     }

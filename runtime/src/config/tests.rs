@@ -273,3 +273,65 @@ fn otlp_export_follows_the_standard_variables() {
         .to_string()
         .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
 }
+
+static NIGHTLY: HandlerSpec = HandlerSpec {
+    name: "nightly",
+    subject: "jetfn.tick.nightly",
+    ..spec(
+        "nightly",
+        Attributes {
+            schedule: Some("0 0 3 * * *"),
+            ..Attributes::NONE
+        },
+    )
+};
+
+static EVERY: HandlerSpec = spec(
+    "every",
+    Attributes {
+        schedule: Some("@every 30s"),
+        ..Attributes::NONE
+    },
+);
+
+#[test]
+fn a_scheduled_function_reads_its_ticks_with_a_ttl_of_its_period_at_most_an_hour() {
+    let registry = Registry::from_specs([&NIGHTLY, &EVERY]).expect("unique");
+    let functions = load(&[])
+        .expect("valid")
+        .functions(&registry)
+        .expect("valid");
+    let (every, nightly) = (&functions[0], &functions[1]);
+    assert_eq!(nightly.subject, "jetfn.tick.nightly");
+    assert_eq!(nightly.stream.as_deref(), Some("JETFN_SCHEDULES"));
+    assert_eq!(
+        nightly.schedule_ttl,
+        Some(Duration::from_secs(3600)),
+        "capped"
+    );
+    assert_eq!(every.subject, "jetfn.tick.every");
+    assert_eq!(
+        every.schedule_ttl,
+        Some(Duration::from_secs(30)),
+        "the period"
+    );
+    let overridden = load(&[
+        ("JETFN__FUNCTIONS__EVERY__SCHEDULE", "@every 5s"),
+        ("JETFN__FUNCTIONS__EVERY__SCHEDULE_TTL", "2s"),
+    ])
+    .expect("valid")
+    .functions(&registry)
+    .expect("valid");
+    assert_eq!(overridden[0].schedule.as_deref(), Some("@every 5s"));
+    assert_eq!(overridden[0].schedule_ttl, Some(Duration::from_secs(2)));
+    let error = load(&[("JETFN__FUNCTIONS__EVERY__SCHEDULE", "@every 0s")])
+        .expect("valid")
+        .functions(&registry)
+        .expect_err("malformed");
+    assert!(
+        error
+            .to_string()
+            .starts_with("JETFN__FUNCTIONS__EVERY__SCHEDULE (functions.every.schedule)"),
+        "{error}"
+    );
+}

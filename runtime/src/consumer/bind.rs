@@ -4,6 +4,7 @@ use async_nats::jetstream::{self, consumer};
 
 use crate::config::FunctionConfig;
 use crate::dlq::{self, advisory, DlqError};
+use crate::schedule::{self, ScheduleError};
 use crate::topology::{create_stream, stream_name_for, TopologyError};
 
 /// Why a function could not be bound (yet).
@@ -35,6 +36,8 @@ pub(crate) enum ProvisionError {
     #[error(transparent)]
     DeadLetters(#[from] DlqError),
     #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error(transparent)]
     Bind(#[from] BindError),
     #[error("{0}")]
     Advisories(String),
@@ -51,6 +54,10 @@ pub(crate) async fn provision_function(
     auto_create_streams: bool,
 ) -> Result<(Bound, consumer::PullConsumer), ProvisionError> {
     dlq::ensure_stream(js, &function.dlq).await?;
+    // A scheduled function: its stream and schedule first (written only when they differ).
+    if let Some(wanted) = function.wanted_schedule() {
+        schedule::ensure(js, &wanted).await?;
+    }
     let bound = bind(js, function, auto_create_streams).await?;
     let advisories = advisory::bind(js, &function.name, &bound.stream)
         .await

@@ -131,7 +131,17 @@ pub(crate) fn dead_letter_headers(
     kind: DeadLetterKind,
     error: &str,
 ) -> HeaderMap {
-    let mut headers = original.cloned().unwrap_or_default();
+    // Every original header but `Nats-TTL` (a tick's): a dead letter does not expire, and the
+    // DLQ stream has no per-message TTL.
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
+        if AsRef::<str>::as_ref(name).eq_ignore_ascii_case("Nats-TTL") {
+            continue;
+        }
+        for value in values {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     if let Some(id) = original.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)) {
         headers.insert(headers::ORIGINAL_MSG_ID, id.as_str());
     }
@@ -245,6 +255,7 @@ mod tests {
         let mut original = HeaderMap::new();
         original.insert("traceparent", "00-abc-def-01");
         original.insert(async_nats::header::NATS_MESSAGE_ID, "order-1");
+        original.insert("Nats-TTL", "30s"); // a tick's: a dead letter must not expire
         let from = Provenance {
             function: "charge_payment",
             subject: "shop.inventory.reserved",
@@ -260,6 +271,7 @@ mod tests {
         );
         let get = |name: &str| h.get(name).map(|v| v.as_str().to_owned());
         assert_eq!(get("traceparent").as_deref(), Some("00-abc-def-01"));
+        assert_eq!(get("Nats-TTL"), None);
         assert_eq!(get("Nats-Msg-Id").as_deref(), Some("dlq:SHOP:42"));
         assert_eq!(get(headers::ORIGINAL_MSG_ID).as_deref(), Some("order-1"));
         assert_eq!(get(headers::FUNCTION).as_deref(), Some("charge_payment"));

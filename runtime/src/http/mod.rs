@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::FunctionConfig;
 use crate::metrics::Format;
-use crate::state::{FunctionReport, RuntimeState};
+use crate::state::{FunctionReport, RequestReport, RuntimeState};
 
 type AppState = Arc<RuntimeState>;
 
@@ -48,6 +48,7 @@ struct Readiness {
     connected: bool,
     draining: bool,
     functions: Vec<FunctionReport>,
+    requests: Vec<RequestReport>,
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
@@ -56,6 +57,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         connected: state.connected(),
         draining: state.draining(),
         functions: state.functions.iter().map(|f| f.report()).collect(),
+        requests: state.requests.iter().map(|r| r.report()).collect(),
     };
     let status = if body.ready {
         StatusCode::OK

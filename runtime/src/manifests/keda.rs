@@ -8,10 +8,18 @@
 //! `lagThreshold` is the function's `max_workers`: one pod runs that many handlers at once and
 //! holds about that many unacknowledged messages, so one pod is asked for each `max_workers`
 //! messages of lag. `activationLagThreshold` is `0`: any lag wakes a Deployment at zero replicas.
+//!
+//! A workload with request functions has no lag to read for them: it keeps `minReplicaCount: 1`
+//! (a request to zero pods gets "no responders") and adds a `cpu` trigger at
+//! [`CPU_UTILIZATION`] percent of the pods' CPU request.
 
 use serde_json::{json, Value};
 
 use super::{kubernetes_name, metadata, Function, Options, Workload};
+
+/// The average CPU use, in percent of the pods' request, above which a workload with request
+/// functions gets more pods.
+pub(super) const CPU_UTILIZATION: u32 = 70;
 
 /// The lag one pod of `function` is sized for.
 pub(super) fn lag_threshold(function: &Function) -> u32 {
@@ -21,17 +29,18 @@ pub(super) fn lag_threshold(function: &Function) -> u32 {
 /// Scales the workload's Deployment between 0 and `--max-replicas` on its functions' lag; one
 /// replica when KEDA cannot read the lag (`fallback`).
 pub(super) fn scaled_object(options: &Options, w: &Workload) -> Value {
-    let triggers: Vec<Value> = w
+    let mut triggers: Vec<Value> = w
         .functions
         .iter()
-        .map(|function| {
+        .filter_map(|function| Some((function, function.stream.as_deref()?)))
+        .map(|(function, stream)| {
             json!({
                 "type": "nats-jetstream",
                 "name": kubernetes_name(&function.name),
                 "metadata": {
                     "natsServerMonitoringEndpoint": options.monitoring_endpoint,
                     "account": options.account,
-                    "stream": function.stream,
+                    "stream": stream,
                     "consumer": function.name,
                     "lagThreshold": lag_threshold(function).to_string(),
                     "activationLagThreshold": "0",
@@ -39,6 +48,15 @@ pub(super) fn scaled_object(options: &Options, w: &Workload) -> Value {
             })
         })
         .collect();
+    let serves_requests = w.functions.iter().any(Function::is_request);
+    if serves_requests {
+        triggers.push(json!({
+            "type": "cpu",
+            "name": "cpu",
+            "metricType": "Utilization",
+            "metadata": { "value": CPU_UTILIZATION.to_string() },
+        }));
+    }
     json!({
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -49,7 +67,7 @@ pub(super) fn scaled_object(options: &Options, w: &Workload) -> Value {
         })),
         "spec": {
             "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": w.name },
-            "minReplicaCount": 0,
+            "minReplicaCount": u32::from(serves_requests),
             "maxReplicaCount": options.max_replicas,
             "pollingInterval": 15,
             "cooldownPeriod": 300,

@@ -12,8 +12,10 @@
 //! - per Deployment (one per function, or one per `--group NAME=fn1,fn2`): the `Deployment`
 //!   (no `replicas`: KEDA owns the count), a `PodDisruptionBudget`, a metrics `Service`, a
 //!   `ServiceMonitor` with `--service-monitor`, and a KEDA `ScaledObject` with one
-//!   `nats-jetstream` trigger per function (KEDA allows one ScaledObject per workload, and takes
-//!   the largest replica count its triggers ask for);
+//!   `nats-jetstream` trigger per event function (KEDA allows one ScaledObject per workload, and
+//!   takes the largest replica count its triggers ask for); a Deployment that holds request
+//!   functions keeps at least one replica (a request to zero pods gets "no responders") and
+//!   scales on a KEDA `cpu` trigger as well;
 //! - with `--monitoring`: a prometheus-operator `PrometheusRule` `<app>-alerts` (the alerts of
 //!   [`alerts`]) and a `ConfigMap` `<app>-grafana-dashboard` labelled `grafana_dashboard: "1"`
 //!   (the dashboard of [`dashboard`]).
@@ -119,10 +121,17 @@ pub(crate) struct Options {
 pub(crate) struct Function {
     /// The function's name: its durable consumer's name.
     pub(crate) name: String,
-    /// The stream its consumer is on.
-    pub(crate) stream: String,
+    /// The stream its consumer is on; `None` for a request function (no consumer).
+    pub(crate) stream: Option<String>,
     /// Its concurrent handler runs per pod: the lag one pod is sized for.
     pub(crate) max_workers: u32,
+}
+
+impl Function {
+    /// A request function: no consumer, answers core NATS requests.
+    pub(crate) fn is_request(&self) -> bool {
+        self.stream.is_none()
+    }
 }
 
 /// One Deployment and the functions it runs (sorted by name).
@@ -174,8 +183,11 @@ pub(crate) fn stream_of(function: &FunctionConfig) -> Result<String, ManifestErr
 
 /// Prints the manifests of the selected functions; exit 2 on bad configuration or flags.
 pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry) -> ExitCode {
-    let functions = match config.functions(registry) {
-        Ok(functions) => functions,
+    let (functions, requests) = match config
+        .functions(registry)
+        .and_then(|functions| Ok((functions, config.requests(registry)?)))
+    {
+        Ok(both) => both,
         Err(error) => return crate::command::config_error(error),
     };
     let rendered = functions
@@ -183,12 +195,20 @@ pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry
         .map(|f| {
             Ok(Function {
                 name: f.name.clone(),
-                stream: stream_of(f)?,
+                stream: Some(stream_of(f)?),
                 max_workers: f.max_workers,
             })
         })
+        .chain(requests.iter().map(|r| {
+            Ok(Function {
+                name: r.name.clone(),
+                stream: None,
+                max_workers: r.max_workers,
+            })
+        }))
         .collect::<Result<Vec<_>, ManifestError>>()
-        .and_then(|functions| {
+        .and_then(|mut functions| {
+            functions.sort_by(|a, b| a.name.cmp(&b.name));
             let options = options(args, config);
             match args.emit {
                 None => render(&options, &functions, &args.groups),

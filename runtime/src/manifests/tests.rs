@@ -24,7 +24,15 @@ fn options() -> Options {
 fn function(name: &str, stream: &str, max_workers: u32) -> Function {
     Function {
         name: name.to_owned(),
-        stream: stream.to_owned(),
+        stream: Some(stream.to_owned()),
+        max_workers,
+    }
+}
+
+fn request(name: &str, max_workers: u32) -> Function {
+    Function {
+        name: name.to_owned(),
+        stream: None,
         max_workers,
     }
 }
@@ -269,6 +277,32 @@ fn scaled_objects_name_each_functions_stream_and_consumer_with_string_metadata()
     let deployment = find(&documents, "Deployment", "shop-payments");
     let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"][0];
     assert_eq!(env["value"], "charge_payment,reserve_inventory");
+}
+
+#[test]
+fn a_deployment_with_request_functions_keeps_one_pod_and_scales_on_cpu_too() {
+    let mut functions = shop();
+    functions.push(request("check_stock", 64));
+    let groups = ["stock=check_stock,reserve_inventory".to_owned()];
+    let only = documents(&render(&options(), &[request("check_stock", 64)], &[]).expect("render"));
+    let documents = documents(&render(&options(), &functions, &groups).expect("render"));
+    let scaled = find(&documents, "ScaledObject", "shop-stock");
+    assert_eq!(scaled["spec"]["minReplicaCount"], 1);
+    let triggers = scaled["spec"]["triggers"].as_array().expect("triggers");
+    let types: Vec<&str> = triggers.iter().filter_map(|t| t["type"].as_str()).collect();
+    assert_eq!(types, ["nats-jetstream", "cpu"]);
+    assert_eq!(triggers[1]["metricType"], "Utilization");
+    assert_eq!(triggers[1]["metadata"]["value"], "70");
+    // The CPU trigger needs a CPU request on the container.
+    let deployment = find(&documents, "Deployment", "shop-stock");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    // Alone, a request function has only the CPU trigger; event-only workloads scale to zero.
+    let alone = find(&only, "ScaledObject", "shop-check-stock");
+    assert_eq!(alone["spec"]["minReplicaCount"], 1);
+    assert_eq!(alone["spec"]["triggers"][0]["type"], "cpu");
+    let events = find(&documents, "ScaledObject", "shop-audit-log");
+    assert_eq!(events["spec"]["minReplicaCount"], 0);
 }
 
 #[test]

@@ -65,7 +65,12 @@ pub(super) fn provision_job(
     options: &Options,
     functions: &[Function],
 ) -> Result<Value, ManifestError> {
-    let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+    // Request functions have no stream or consumer to create.
+    let names: Vec<&str> = functions
+        .iter()
+        .filter(|f| !f.is_request())
+        .map(|f| f.name.as_str())
+        .collect();
     let mut pod_labels = labels(options);
     if let Some(map) = pod_labels.as_object_mut() {
         map.insert("app.kubernetes.io/component".to_owned(), "provision".into());

@@ -3,6 +3,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `jetfn_messages_total` | counter | `function`, `outcome` (`ack`, `retry`, `dlq`) |
+//! | `jetfn_requests_total` | counter: requests answered by request functions | `function`, `outcome` (`ok`, `error`) |
 //! | `jetfn_handler_duration_seconds` | histogram | `function` |
 //! | `jetfn_batch_size` | histogram: events per call of a batch function | `function` |
 //! | `jetfn_in_flight` | gauge: handler runs now | `function` |
@@ -45,6 +46,7 @@ struct OutcomeLabels {
 pub(crate) struct Metrics {
     registry: Registry,
     messages: Family<OutcomeLabels, Counter>,
+    requests: Family<OutcomeLabels, Counter>,
     duration: Family<FunctionLabel, Histogram>,
     batch_size: Family<FunctionLabel, Histogram>,
     in_flight: Family<FunctionLabel, Gauge>,
@@ -71,10 +73,19 @@ pub(crate) struct FunctionMetrics {
     pub(crate) ready: Gauge,
 }
 
+/// One request function's metric handles.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestMetrics {
+    pub(crate) ok: Counter,
+    pub(crate) error: Counter,
+    pub(crate) duration: Histogram,
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let messages = Family::<OutcomeLabels, Counter>::default();
+        let requests = Family::<OutcomeLabels, Counter>::default();
         let duration = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
             // 100µs .. ~105s
             Histogram::new(exponential_buckets(0.0001, 2.0, 21))
@@ -93,6 +104,11 @@ impl Metrics {
             "jetfn_messages",
             "Messages settled, by outcome: ack, retry, dlq",
             messages.clone(),
+        );
+        registry.register(
+            "jetfn_requests",
+            "Requests answered by request functions, by outcome: ok, error",
+            requests.clone(),
         );
         registry.register(
             "jetfn_handler_duration_seconds",
@@ -137,6 +153,7 @@ impl Metrics {
         Self {
             registry,
             messages,
+            requests,
             duration,
             batch_size,
             in_flight,
@@ -171,6 +188,27 @@ impl Metrics {
             pending: self.pending.get_or_create(&label).clone(),
             breaker: self.breaker.get_or_create(&label).clone(),
             ready: self.ready.get_or_create(&label).clone(),
+        }
+    }
+
+    pub(crate) fn request(&self, name: &str) -> RequestMetrics {
+        let outcome = |outcome| {
+            self.requests
+                .get_or_create(&OutcomeLabels {
+                    function: name.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        RequestMetrics {
+            ok: outcome("ok"),
+            error: outcome("error"),
+            duration: self
+                .duration
+                .get_or_create(&FunctionLabel {
+                    function: name.to_owned(),
+                })
+                .clone(),
         }
     }
 

@@ -33,6 +33,9 @@ fn main() {
     let spec = registry.get("reserve-inventory").expect("registered under its name");
     assert_eq!(spec.subject, "orders.*.created");
     let expected = jetfn::__private::Attributes {
+        // `schedule` and `schedule_ttl` exclude `subject` (tests/ui/pass/scheduled.rs).
+        schedule: None,
+        schedule_ttl: None,
         stream: Some("ORDERS"),
         max_deliver: Some(7),
         backoff: Some((Duration::from_millis(250), Duration::from_secs(60))),

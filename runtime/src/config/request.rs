@@ -1,0 +1,75 @@
+//! The effective configuration of one request function.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::value::{duration, integer};
+use super::ConfigError;
+use crate::registry::{RequestFn, RequestSpec};
+use crate::subject;
+
+/// One request function's settings: attribute values, overridden by configuration, over
+/// defaults.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RequestConfig {
+    /// The function's name; also its endpoint's name in the NATS micro service.
+    pub name: String,
+    /// The subject it answers, in queue group `jetfn`.
+    pub subject: String,
+    /// The bound on one request (default `5s`); past it the caller gets a `504`.
+    #[serde(serialize_with = "human")]
+    pub timeout: Duration,
+    /// The most concurrent requests in this process (default 64); more wait.
+    pub max_workers: u32,
+    /// The handler.
+    #[serde(skip)]
+    pub handler: RequestFn,
+}
+
+fn human<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*value))
+}
+
+/// The keys a per-function override of a request function may set.
+const KEYS: &[&str] = &["subject", "timeout", "max_workers"];
+
+impl RequestConfig {
+    pub(super) fn resolve(
+        spec: &'static RequestSpec,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self {
+            name: spec.name.to_owned(),
+            subject: spec.subject.to_owned(),
+            timeout: spec.attrs.timeout.unwrap_or(Duration::from_secs(5)),
+            max_workers: spec.attrs.max_workers.unwrap_or(64),
+            handler: spec.handler,
+        };
+        for (key, value) in overrides {
+            let path = format!("functions.{}.{key}", config.name.to_lowercase());
+            let path = path.as_str();
+            match key.as_str() {
+                "subject" => {
+                    subject::validate(value, true)
+                        .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
+                    config.subject = value.clone();
+                }
+                "timeout" => config.timeout = duration(path, value)?,
+                "max_workers" => config.max_workers = integer(path, value, 1)?,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        format!(
+                            "unknown key `{key}` for a request function; known keys: {}",
+                            KEYS.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,191 @@
+//! One request function's endpoint: a queue subscription, a semaphore of `max_workers`, one
+//! task per request.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::Message;
+use futures::{FutureExt, StreamExt};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::KeyValue;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::reply::Failure;
+use super::service::{EndpointStats, QUEUE_GROUP};
+use crate::codec::Incoming;
+use crate::handler::{Context, EventMeta, Function};
+use crate::state::RequestState;
+use crate::{propagation, telemetry};
+
+pub(super) struct Endpoint {
+    pub(super) client: async_nats::Client,
+    pub(super) state: Arc<RequestState>,
+    pub(super) function: Arc<Function>,
+    pub(super) stats: Arc<Mutex<EndpointStats>>,
+    pub(super) stop: CancellationToken,
+    pub(super) shutdown_timeout: Duration,
+}
+
+/// Subscribes (retrying until it works or `stop`), answers requests until `stop`, then drains
+/// the subscription, answers what it still delivers and waits for the requests in flight.
+pub(super) async fn run(endpoint: Endpoint) {
+    let config = endpoint.state.config.clone();
+    let Some(mut subscriber) = subscribe(&endpoint).await else {
+        return;
+    };
+    endpoint.state.set_subscribed(true);
+    let endpoint = Arc::new(endpoint);
+    let workers = Arc::new(Semaphore::new(
+        usize::try_from(config.max_workers).unwrap_or(usize::MAX),
+    ));
+    let mut draining = false;
+    loop {
+        // A permit first: beyond `max_workers` requests wait in the subscription.
+        let Ok(permit) = workers.clone().acquire_owned().await else {
+            break;
+        };
+        let next = if draining {
+            subscriber.next().await
+        } else {
+            tokio::select! {
+                () = endpoint.stop.cancelled() => {
+                    draining = true;
+                    endpoint.state.set_subscribed(false);
+                    // UNSUB, then a PING: the server's last deliveries still come, then `None`.
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::warn!(function = %config.name, %error, "cannot drain the request subscription");
+                        break;
+                    }
+                    continue;
+                }
+                next = subscriber.next() => next,
+            }
+        };
+        let Some(message) = next else { break };
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            answer(&endpoint, message).await;
+            drop(permit);
+        });
+    }
+    endpoint.state.set_subscribed(false);
+    // Every permit back means every request received has been answered.
+    let all = config.max_workers;
+    let answered = tokio::time::timeout(endpoint.shutdown_timeout, workers.acquire_many(all)).await;
+    if answered.is_err() {
+        tracing::warn!(function = %config.name, "requests still running at the end of the drain budget");
+    }
+}
+
+async fn subscribe(endpoint: &Endpoint) -> Option<async_nats::Subscriber> {
+    let subject = endpoint.state.config.subject.clone();
+    loop {
+        match endpoint
+            .client
+            .queue_subscribe(subject.clone(), QUEUE_GROUP.to_owned())
+            .await
+        {
+            Ok(subscriber) => return Some(subscriber),
+            Err(error) => {
+                tracing::warn!(function = %endpoint.state.config.name, %error, "cannot subscribe; retrying");
+                tokio::select! {
+                    () = endpoint.stop.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs the function on one request and replies.
+async fn answer(endpoint: &Endpoint, message: Message) {
+    let config = &endpoint.state.config;
+    let headers = message.headers.clone().unwrap_or_default();
+    let parent = propagation::extract(&headers);
+    let tracer = telemetry::tracer();
+    let span = tracer
+        .span_builder(format!("{} process", message.subject))
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new(
+                "messaging.destination.name",
+                message.subject.as_str().to_owned(),
+            ),
+            KeyValue::new("messaging.consumer.group.name", QUEUE_GROUP),
+            KeyValue::new("jetfn.function", config.name.clone()),
+        ])
+        .start_with_context(&tracer, &parent);
+    let otel = parent.with_span(span);
+    let started = Instant::now();
+    // The reply subject is unique per request: it keys the outputs' `Nats-Msg-Id`.
+    let input = message
+        .reply
+        .as_ref()
+        .map_or_else(|| Arc::from("request"), |reply| Arc::from(reply.as_str()));
+    let ctx = Context::new(endpoint.function.clone(), input, 0);
+    let incoming = Incoming {
+        payload: message.payload.clone(),
+        meta: EventMeta {
+            subject: message.subject.clone(),
+            id: None,
+            headers,
+            stream: Arc::from(""),
+            stream_sequence: 0,
+            attempt: 1,
+            published: SystemTime::now(),
+        },
+    };
+    let handler = config.handler;
+    let run = AssertUnwindSafe(async move { handler(ctx, incoming).await }).catch_unwind();
+    let outcome = tokio::time::timeout(config.timeout, run)
+        .with_context(otel.clone())
+        .await;
+    let result = match outcome {
+        Ok(Ok(Ok(body))) => Ok(body),
+        Ok(Ok(Err(error))) => Err(Failure::of(&error)),
+        Ok(Err(_panic)) => Err(Failure::panicked()),
+        Err(_elapsed) => Err(Failure::timed_out(config.timeout)),
+    };
+    let elapsed = started.elapsed();
+    let metrics = &endpoint.state.metrics;
+    metrics.duration.observe(elapsed.as_secs_f64());
+    if let Ok(mut stats) = endpoint.stats.lock() {
+        stats.record(elapsed, result.as_ref().err());
+    }
+    match &result {
+        Ok(_) => {
+            metrics.ok.inc();
+        }
+        Err(failure) => {
+            metrics.error.inc();
+            otel.span()
+                .set_status(Status::error(failure.message.clone()));
+            otel.span().set_attribute(KeyValue::new(
+                "rpc.response.status_code",
+                i64::from(failure.code),
+            ));
+            tracing::warn!(function = %config.name, code = failure.code, error = %failure.message, "request failed");
+        }
+    }
+    otel.span().end();
+    let Some(reply) = message.reply else {
+        return;
+    };
+    let sent = match result {
+        Ok(body) => endpoint.client.publish(reply, body).await,
+        Err(failure) => {
+            endpoint
+                .client
+                .publish_with_headers(reply, failure.headers(), bytes::Bytes::new())
+                .await
+        }
+    };
+    if let Err(error) = sent {
+        tracing::warn!(function = %config.name, %error, "cannot send the reply");
+    }
+}
