@@ -333,6 +333,41 @@ mod tests {
         assert!(registry.get("c").is_none());
     }
 
+    fn no_reply(_: Context, _: Incoming) -> ReplyFuture {
+        Box::pin(async { Ok(Bytes::new()) })
+    }
+
+    static REQUEST_A: RequestSpec = RequestSpec {
+        name: "a",
+        subject: "inventory.check",
+        attrs: Attributes::NONE,
+        handler: no_reply,
+        payload: json,
+        reply: json,
+        location: Location {
+            module_path: "tests",
+            file: "src/stock.rs",
+            line: 5,
+        },
+    };
+
+    #[test]
+    fn event_and_request_functions_share_one_namespace() {
+        let error = Registry::from_parts([&A, &B], [&REQUEST_A]).expect_err("duplicate");
+        assert_eq!(
+            error,
+            RegistryError::DuplicateName {
+                name: "a",
+                first: A.location,
+                second: REQUEST_A.location,
+            }
+        );
+        let registry = Registry::from_parts([&B], [&REQUEST_A]).expect("unique");
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(registry.len(), 2);
+        assert!(registry.get("a").is_none() && registry.request("a").is_some());
+    }
+
     #[test]
     fn duplicate_names_name_both_places() {
         let error = Registry::from_specs([&A_AGAIN, &B, &A]).expect_err("duplicate");
