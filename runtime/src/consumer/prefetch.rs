@@ -38,8 +38,9 @@ pub(crate) struct Prefetch {
     max_bytes: usize,
     /// `max_ack_pending`: the server hands out no more anyway.
     max_messages: usize,
-    /// Moving average of a delivery's time in the loop or in its task, nanoseconds.
-    service_nanos: f64,
+    /// Moving average of a delivery's time in the loop or in its task, nanoseconds; `None`
+    /// until the first delivery finished (until then nothing is asked for ahead).
+    service_nanos: Option<f64>,
     /// Moving average of a message's size as the server counts it, bytes.
     size: f64,
     /// Moving average of the pull round trip, nanoseconds.
@@ -49,9 +50,8 @@ pub(crate) struct Prefetch {
 impl Prefetch {
     /// The shortest window: below it requests get small and the server works per request.
     pub(crate) const MIN_WINDOW: Duration = Duration::from_millis(1);
-    /// Before any measurement: a 1 ms round trip, a 1 ms handler, 1 KiB messages.
+    /// Before any measurement: a 1 ms round trip, 1 KiB messages.
     const INITIAL_ROUND_TRIP: f64 = 1e6;
-    const INITIAL_SERVICE: f64 = 1e6;
     const INITIAL_SIZE: f64 = 1024.0;
     /// Weight of a new sample in the moving averages (~the last 16 samples).
     const WEIGHT: f64 = 1.0 / 16.0;
@@ -61,7 +61,7 @@ impl Prefetch {
             limit,
             max_bytes,
             max_messages: max_ack_pending as usize,
-            service_nanos: Self::INITIAL_SERVICE,
+            service_nanos: None,
             size: Self::INITIAL_SIZE,
             round_trip_nanos: Self::INITIAL_ROUND_TRIP,
         }
@@ -69,7 +69,11 @@ impl Prefetch {
 
     /// Records how long one delivery kept its worker (or the loop, when run inline).
     pub(crate) fn observe_service(&mut self, took: Duration) {
-        average(&mut self.service_nanos, took.as_nanos() as f64);
+        let sample = took.as_nanos() as f64;
+        match &mut self.service_nanos {
+            Some(service) => average(service, sample),
+            None => self.service_nanos = Some(sample),
+        }
     }
 
     /// Records the size of a received message.
@@ -95,9 +99,14 @@ impl Prefetch {
             .min(self.limit)
     }
 
-    /// Messages to request ahead of the free workers when `parallel` deliveries run at once.
+    /// Messages to request ahead of the free workers when `parallel` deliveries run at once;
+    /// none before the first delivery has shown how long one takes (a slow handler's pod must
+    /// not hoard at start-up).
     pub(crate) fn ahead(&self, parallel: usize) -> usize {
-        let capacity = parallel.max(1) as f64 / self.service_nanos.max(1.0) * 1e9;
+        let Some(service) = self.service_nanos else {
+            return 0;
+        };
+        let capacity = parallel.max(1) as f64 / service.max(1.0) * 1e9;
         (capacity * self.window().as_secs_f64()).ceil() as usize
     }
 
@@ -168,6 +177,16 @@ mod tests {
         // 1,600 msg/s x 5 ms = 8 messages of work held at most (the averages are approximate).
         let ahead = very_far.want(16, 16).messages - 16;
         assert!((8..=9).contains(&ahead), "{ahead}");
+    }
+
+    #[test]
+    fn nothing_ahead_before_the_first_delivery_then_the_first_sample_counts_in_full() {
+        let mut prefetch = Prefetch::new(5 * MS, 8 << 20, 1000);
+        assert_eq!(prefetch.want(16, 16).messages, 16, "only the free workers");
+        prefetch.observe_service(20 * MS);
+        // 16 x 20 ms = 800 msg/s x the 2 ms window (the initial 1 ms round trip, doubled).
+        let ahead = prefetch.want(16, 16).messages - 16;
+        assert!((1..=2).contains(&ahead), "{ahead}");
     }
 
     #[test]
