@@ -6,53 +6,14 @@
 mod common;
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use common::{consumer_counts, start, stored, PATIENCE};
-use futures::StreamExt;
+use common::{consumer_counts, header, messages, start, stored, PATIENCE};
 use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
 use rand::RngCore;
-
-/// Every message stored on `subject` in `stream`, oldest first.
-async fn messages(
-    js: &jetstream::Context,
-    stream: &str,
-    subject: &str,
-) -> Vec<async_nats::Message> {
-    let stream = js.get_stream(stream).await.expect("stream");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: subject.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let count = consumer.cached_info().num_pending as usize;
-    let mut batch = consumer
-        .fetch()
-        .max_messages(count.max(1))
-        .expires(Duration::from_secs(1))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut found = Vec::new();
-    while let Some(message) = batch.next().await {
-        found.push(message.expect("message").message);
-    }
-    found
-}
-
-fn header<'a>(message: &'a async_nats::Message, name: &str) -> &'a str {
-    message
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(name))
-        .map_or("", |value| value.as_str())
-}
 
 async fn publish(js: &jetstream::Context, subject: &str, payload: impl Into<Bytes>) {
     js.publish(subject.to_owned(), payload.into())

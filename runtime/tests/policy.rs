@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{consumer_counts, publish_all, start, stored, PATIENCE};
-use futures::StreamExt;
 use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
@@ -22,27 +21,7 @@ struct Job {
 
 /// Every message stored on `subject` in `JETFN_DLQ`, oldest first.
 async fn dead_letters(js: &jetstream::Context, subject: &str) -> Vec<async_nats::Message> {
-    let stream = js.get_stream("JETFN_DLQ").await.expect("DLQ stream");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: subject.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("consumer");
-    let count = consumer.cached_info().num_pending as usize;
-    let mut messages = consumer
-        .fetch()
-        .max_messages(count.max(1))
-        .expires(Duration::from_secs(1))
-        .messages()
-        .await
-        .expect("fetch");
-    let mut letters = Vec::new();
-    while let Some(message) = messages.next().await {
-        letters.push(message.expect("message").message);
-    }
-    letters
+    common::messages(js, "JETFN_DLQ", subject).await
 }
 
 fn header<'a>(message: &'a async_nats::Message, name: &str) -> &'a str {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::StreamExt;
 use jetfn::testing::NatsServer;
 use jetfn::{Config, Registry, Runtime, RuntimeHandle};
 
@@ -85,7 +86,6 @@ pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64
     let Ok(info) = stream.info_with_subjects(subject).await else {
         return 0;
     };
-    use futures::StreamExt;
     let subjects: Vec<_> = info.collect().await;
     subjects
         .into_iter()
@@ -103,4 +103,41 @@ fn init_logs() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// Every message stored on `subject` in `stream`, oldest first.
+pub async fn messages(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> Vec<async_nats::Message> {
+    let stream = js.get_stream(stream).await.expect("stream");
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subject.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    let count = consumer.cached_info().num_pending as usize;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(count.max(1))
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut found = Vec::new();
+    while let Some(message) = batch.next().await {
+        found.push(message.expect("message").message);
+    }
+    found
+}
+
+pub fn header<'a>(message: &'a async_nats::Message, name: &str) -> &'a str {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(name))
+        .map_or("", |value| value.as_str())
 }
