@@ -335,21 +335,20 @@ impl Config {
                 .map(|name| registry.get(name).ok_or_else(|| unknown("select", name)))
                 .collect::<Result<_, _>>()?,
         };
-        let empty = BTreeMap::new();
         selected
             .into_iter()
-            .map(|spec| {
-                let overrides = self
-                    .overrides
-                    .get(&spec.name.to_lowercase())
-                    .unwrap_or(&empty);
-                FunctionConfig::resolve(spec, overrides)
-            })
+            .map(|spec| FunctionConfig::resolve(spec, self.overrides_of(spec.name)))
             .collect()
     }
 }
 
 impl Config {
+    /// The `JETFN__FUNCTIONS__<NAME>__*` overrides of the function `name` (none if unset).
+    fn overrides_of(&self, name: &str) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.overrides.get(&name.to_lowercase()).unwrap_or(&NONE)
+    }
+
     /// The effective configuration of every selected request function (`JETFN_FUNCTIONS`
     /// selects among event and request functions alike). Unknown names are reported by
     /// [`Config::functions`].
@@ -361,16 +360,9 @@ impl Config {
                 .filter_map(|name| registry.request(name))
                 .collect(),
         };
-        let empty = BTreeMap::new();
         selected
             .into_iter()
-            .map(|spec| {
-                let overrides = self
-                    .overrides
-                    .get(&spec.name.to_lowercase())
-                    .unwrap_or(&empty);
-                RequestConfig::resolve(spec, overrides)
-            })
+            .map(|spec| RequestConfig::resolve(spec, self.overrides_of(spec.name)))
             .collect()
     }
 }
