@@ -211,10 +211,9 @@ struct Envelope<'a> {
 /// The envelope, when the payload is a JSON object with a `specversion` member.
 fn cloud_event(payload: &[u8]) -> Option<Envelope<'_>> {
     // Fast path: a payload that does not mention `specversion` cannot be an envelope.
-    const KEY: &[u8] = b"\"specversion\"";
-    if !payload.windows(KEY.len()).any(|window| window == KEY) {
-        return None;
-    }
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"specversion\""));
+    KEY.find(payload)?;
     let envelope: Envelope<'_> = serde_json::from_slice(payload).ok()?;
     envelope.specversion.map(|_| envelope)
 }

@@ -17,14 +17,34 @@ pub(crate) fn now_nanos() -> u64 {
     u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
-/// This process's CPU time (all threads, user + system), when `/proc/self/stat` tells it.
-pub(crate) fn process_cpu() -> Option<Duration> {
-    cpu_of("self")
+/// The thread (`/proc/self/task/<tid>`) whose CPU time is not the client's: the OTLP sink.
+static EXCLUDED: OnceLock<String> = OnceLock::new();
+
+/// Leaves the calling thread's CPU time out of [`process_cpu`] (once; for the OTLP sink).
+pub(crate) fn exclude_this_thread() {
+    // `/proc/thread-self` links to `<pid>/task/<tid>`.
+    if let Ok(link) = std::fs::read_link("/proc/thread-self") {
+        if let Some(tid) = link.file_name().and_then(|tid| tid.to_str()) {
+            let _ = EXCLUDED.set(format!("self/task/{tid}"));
+        }
+    }
 }
 
-/// The CPU time of process `pid` (a number or `self`), when `/proc/<pid>/stat` tells it.
-fn cpu_of(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// This process's CPU time (all threads, user + system, but the OTLP sink's), when
+/// `/proc/self/stat` tells it.
+pub(crate) fn process_cpu() -> Option<Duration> {
+    let all = cpu_of("self")?;
+    let excluded = match EXCLUDED.get() {
+        Some(thread) => cpu_of(thread)?,
+        None => Duration::ZERO,
+    };
+    Some(all.saturating_sub(excluded))
+}
+
+/// The CPU time of process or thread `path` (`<pid>`, `self`, `self/task/<tid>`), when
+/// `/proc/<path>/stat` tells it.
+fn cpu_of(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // USER_HZ is 100 on every mainstream Linux.

@@ -1,30 +1,50 @@
-//! An OTLP/HTTP receiver in the benchmark process, so exported spans cost what they cost.
+//! An OTLP/HTTP receiver standing in for the collector, so exported spans cost what they cost.
+//!
+//! It runs on a thread of its own (with its own single-threaded runtime), and that thread's CPU
+//! time is left out of the client's (see [`crate::measure::process_cpu`]): in production the
+//! collector is another process; what the exporter spends encoding and sending is still counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// An OTLP/HTTP receiver that answers every request with 200 and counts what it got.
 pub(crate) struct OtlpSink {
     addr: std::net::SocketAddr,
-    received: std::sync::Arc<(AtomicU64, AtomicU64)>,
+    received: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl OtlpSink {
-    pub(crate) async fn start() -> Self {
-        let received = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    /// Starts the receiver on its own thread; returns once it listens.
+    pub(crate) fn start() -> Self {
+        let received = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let counts = received.clone();
-        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-            let counts = counts.clone();
-            async move {
-                counts.0.fetch_add(1, Ordering::Relaxed);
-                counts.1.fetch_add(body.len() as u64, Ordering::Relaxed);
-                axum::http::StatusCode::OK
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP sink");
-        let addr = listener.local_addr().expect("sink address");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let (ready, listening) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("otlp-sink".to_owned())
+            .spawn(move || {
+                crate::measure::exclude_this_thread();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("sink runtime");
+                runtime.block_on(async move {
+                    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+                        let counts = counts.clone();
+                        async move {
+                            counts.0.fetch_add(1, Ordering::Relaxed);
+                            counts.1.fetch_add(body.len() as u64, Ordering::Relaxed);
+                            axum::http::StatusCode::OK
+                        }
+                    });
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("bind the OTLP sink");
+                    let _ = ready.send(listener.local_addr().expect("sink address"));
+                    let _ = axum::serve(listener, app).await;
+                });
+            })
+            .expect("sink thread");
+        let addr = listening.recv().expect("the sink listens");
         Self { addr, received }
     }
 

@@ -285,10 +285,7 @@ pub(crate) async fn run(runner: Runner) {
                         )
                     } else {
                         let replies = Replies::One(message.reply.clone());
-                        (
-                            Box::pin(async move { deliverer.deliver(message, stream).await }),
-                            replies,
-                        )
+                        (Box::pin(deliverer.deliver(message, stream)), replies)
                     };
                     let count = replies.count();
                     let started = std::time::Instant::now();

@@ -113,54 +113,60 @@ impl Deliverer {
 
     /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered. `stream` is the
     /// name of the stream the function is bound to (one allocation for all its deliveries).
-    pub(crate) async fn deliver(&self, message: jetstream::Message, stream: Arc<str>) {
-        let (meta, pending) = match meta(&message, stream) {
-            Ok(parsed) => parsed,
-            Err(error) => {
-                tracing::warn!(function = %self.shared.name, %error, "not a JetStream delivery; releasing it");
-                self.settle(&message, Outcome::Released).await;
-                return;
-            }
-        };
-        let attempt = meta.attempt;
-        let span = DeliverySpan::start(&self.tracer, &self.shared.name, &self.span_names, &meta);
-        self.state
-            .metrics
-            .pending
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        self.deliver_in(message, meta, attempt, &span)
-            .with_context(span.otel.clone())
-            .await;
-        span.end();
-    }
-
-    async fn deliver_in(
-        &self,
+    ///
+    /// Not an `async fn` calling others: the span is started here and the whole delivery is one
+    /// future the loop boxes once, so the future (kilobytes) is not moved level by level.
+    pub(crate) fn deliver(
+        self: Arc<Self>,
         message: jetstream::Message,
-        meta: EventMeta,
-        attempt: u32,
-        span: &DeliverySpan,
-    ) {
-        let ctx = Context::new(
-            self.shared.clone(),
-            meta.stream.clone(),
-            meta.stream_sequence,
-        );
-        let incoming = Incoming {
-            payload: message.payload.clone(),
-            meta,
+        stream: Arc<str>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let started = meta(&message, stream).map(|(meta, pending)| {
+            self.state
+                .metrics
+                .pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let span =
+                DeliverySpan::start(&self.tracer, &self.shared.name, &self.span_names, &meta);
+            (meta, span)
+        });
+        let otel = match &started {
+            Ok((_, span)) => span.otel.clone(),
+            Err(_) => opentelemetry::Context::new(),
         };
-        let metrics = &self.state.metrics;
-        metrics.in_flight.inc();
-        let started = Instant::now();
-        let handler = self.config().handler;
-        let result = self
-            .guarded(|| handler(ctx, incoming), std::slice::from_ref(&message))
-            .await
-            .and_then(|result| result.map_err(Failure::Handler));
-        metrics.duration.observe(started.elapsed().as_secs_f64());
-        metrics.in_flight.dec();
-        self.conclude(&message, attempt, result, span).await;
+        async move {
+            let (meta, span) = match started {
+                Ok(started) => started,
+                Err(error) => {
+                    tracing::warn!(function = %self.shared.name, %error, "not a JetStream delivery; releasing it");
+                    self.settle(&message, Outcome::Released).await;
+                    return;
+                }
+            };
+            let attempt = meta.attempt;
+            let ctx = Context::new(
+                self.shared.clone(),
+                meta.stream.clone(),
+                meta.stream_sequence,
+            );
+            let incoming = Incoming {
+                payload: message.payload.clone(),
+                meta,
+            };
+            let metrics = &self.state.metrics;
+            metrics.in_flight.inc();
+            let started = Instant::now();
+            let handler = self.config().handler;
+            let result = self
+                .guarded(|| handler(ctx, incoming), std::slice::from_ref(&message))
+                .await
+                .and_then(|result| result.map_err(Failure::Handler));
+            metrics.duration.observe(started.elapsed().as_secs_f64());
+            metrics.in_flight.dec();
+            self.conclude(&message, attempt, result, &span).await;
+            span.end();
+        }
+        .with_context(otel)
     }
 
     /// Settles one message after its handler ran: records the run for the breaker, decides
@@ -191,8 +197,10 @@ impl Deliverer {
         let outcome = match verdict {
             Verdict::Ack => Outcome::Acked,
             Verdict::Retry { delay } => Outcome::Retried { delay },
+            // Boxed: the dead-letter path's future is kilobytes, and every delivery's future
+            // would carry (and move) it.
             Verdict::DeadLetter { kind, error } => {
-                self.dead_letter(message, kind, &error, attempt).await
+                Box::pin(self.dead_letter(message, kind, &error, attempt)).await
             }
         };
         self.settle(message, outcome).await;
@@ -358,6 +366,19 @@ impl Deliverer {
         if let Some(result) = (&mut future).now_or_never() {
             return outcome(result);
         }
+        // Boxed: the timers would otherwise make (and move) every delivery's future larger.
+        Box::pin(self.supervise(future, messages))
+            .await
+            .and_then(outcome)
+    }
+
+    /// Polls a handler's future that did not finish at once, until it ends or times out,
+    /// sending in-progress acks for `messages` every `ack_wait / 2`.
+    async fn supervise<T>(
+        &self,
+        mut future: std::pin::Pin<&mut impl std::future::Future<Output = T>>,
+        messages: &[jetstream::Message],
+    ) -> Result<T, Failure> {
         let timeout = self.config().timeout;
         let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
         let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
@@ -365,7 +386,7 @@ impl Deliverer {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                result = &mut future => return outcome(result),
+                result = &mut future => return Ok(result),
                 () = &mut deadline => return Err(Failure::Timeout(timeout)),
                 _ = progress.tick() => {
                     for message in messages {
@@ -451,6 +472,26 @@ mod tests {
             let bytes: bytes::Bytes = ack_kind(outcome).into();
             assert_eq!(std::str::from_utf8(&bytes).ok(), Some(wire), "{outcome:?}");
         }
+    }
+
+    /// The size of the future `F` a closure returns (never called).
+    fn future_size<A, F: FnOnce(A) -> Fut, Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every delivery's future is allocated and moved once per message: the dead-letter path
+    /// and the timers of a slow handler are boxed apart, so a delivery stays small (it was
+    /// 8 KiB, and moving it cost more than a microsecond per message).
+    #[test]
+    fn a_delivery_future_stays_small() {
+        type M = jetstream::Message;
+        let deliver = |(d, m, s): (Arc<Deliverer>, M, Arc<str>)| d.deliver(m, s);
+        let conclude = |(d, m, s): (&'static Deliverer, &'static M, &'static DeliverySpan)| {
+            d.conclude(m, 1, Ok(()), s)
+        };
+        let (deliver, conclude) = (future_size(&deliver), future_size(&conclude));
+        assert!(deliver <= 2048, "a delivery's future is {deliver} bytes");
+        assert!(conclude <= 1024, "settling's future is {conclude} bytes");
     }
 
     #[test]
