@@ -8,17 +8,21 @@
 //!    times, each row on a fresh durable consumer, in turn:
 //!    - raw async-nats, `messages()` with pull batches of 200 (its default) and of 1,000, one
 //!      `ack()` per message;
-//!    - jetfn with a no-op handler and default attributes (`max_workers` 16, `prefetch` 5 ms);
+//!    - RustStream (`ruststream` 0.7.7 + `ruststream-nats` 0.7.1, see `peers.rs`): a per-message
+//!      handler (its documented default), and `.batch(1000)` on a current-thread runtime (its
+//!      best form);
+//!    - jetfn with a no-op handler and default attributes (`max_workers` 16, `prefetch` 5 ms), as
+//!      shipped: logs, metrics and a span per delivery, not exported (no `OTEL_*` endpoint set);
+//!    - the same with every span exported over OTLP/HTTP (always-on sampler) to a sink on its own
+//!      thread of this process that answers 200, whose CPU time is not counted as the client's
+//!      (in production the collector is another process);
 //!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`);
 //!    - jetfn with a no-op batch function, `batch = 100`, default attributes otherwise.
 //!
-//!    jetfn runs as in production: logs, metrics, and a span per delivery exported over
-//!    OTLP/HTTP (to a sink on its own thread of this process that answers 200, whose CPU time is
-//!    not counted as the client's: in production the collector is another process); the standard `OTEL_TRACES_SAMPLER`
-//!    and `_ARG` variables apply. Each row gives msg/s, this process's and the server's CPU time
-//!    per message (`/proc`), and the server's messages in and out per message (`/varz`); the
-//!    summary gives the medians and their ratios to raw. Raw is timed from its first pull, jetfn
-//!    from its first handler run, both until N handled and no ack pending.
+//!    Each row gives msg/s, this process's and the server's CPU time per message (`/proc`), and
+//!    the server's messages in and out per message (`/varz`); the summary gives the medians and
+//!    their ratios to raw and to RustStream. Raw is timed from its first pull, the frameworks
+//!    from their first handler run, all until N handled and no ack pending.
 //! 2. I/O-bound: a handler awaiting 10 ms at the default `max_workers` (16), against the
 //!    Little's-law bound `max_workers / 10 ms` = 1,600 msg/s.
 //! 3. Latency: publish-to-handler latency at a fixed publish rate, jetfn then raw async-nats.
@@ -38,12 +42,13 @@
 //! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | `max_workers` of the tuned row (`default`: the runtime's) | 256 |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
 //! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__PREFETCH=10ms` | none |
-//! | `JETFN_BENCH_TRACING` | — | `export`: production log + OpenTelemetry subscriber, spans exported over OTLP/HTTP to a sink in the process; `local`: spans made, not exported; `0`: no subscriber | `export` |
-//! | `JETFN_BENCH_ONLY` | `--only raw\|jetfn` | run one side of the throughput comparison (profiling) | both |
+//! | `JETFN_BENCH_TRACING` | — | `on`: the production log + OpenTelemetry subscriber (spans exported in the export row only); `0`: no subscriber, no export row | `on` |
+//! | `JETFN_BENCH_ONLY` | `--only raw\|peer\|jetfn` | run one side of the throughput comparison (profiling) | all |
 
 mod latency;
 mod measure;
 mod otlp_sink;
+mod peers;
 mod settings;
 mod sides;
 
@@ -60,6 +65,7 @@ use measure::{
     cpu_per_message, create_stream, median, now_nanos, process_cpu, publish_fixed, rate, ServerLoad,
 };
 use otlp_sink::OtlpSink;
+use peers::{peer_throughput, Peer};
 use settings::{Contender, Settings};
 use sides::{jetfn_overrides, jetfn_throughput, raw_throughput};
 
@@ -80,6 +86,9 @@ const LATENCY: &str = "bench_latency";
 /// async-nats' default pull batch of `messages()`, and the larger one of the second raw row.
 const RAW_PULL_BATCH: usize = 200;
 const RAW_LARGE_BATCH: usize = 1_000;
+
+/// The batch of RustStream's best row.
+const PEER_BATCH: usize = 1_000;
 
 /// `max_workers` of the tuned jetfn row.
 const TUNED_WORKERS: u32 = 256;
@@ -152,40 +161,65 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // As in production: the log subscriber with the OpenTelemetry layer, every delivery span
-    // exported over OTLP/HTTP to a sink in this process (JETFN_BENCH_TRACING=local: spans made,
-    // not exported; 0: no subscriber at all).
-    let tracing = std::env::var("JETFN_BENCH_TRACING").unwrap_or_else(|_| "export".to_owned());
-    let sink = (tracing == "export").then(OtlpSink::start);
-    let telemetry = (tracing != "0").then(|| {
+    // As in production: the log subscriber with the OpenTelemetry layer, a span per delivery
+    // (not exported, but in the export row; JETFN_BENCH_TRACING=0: no subscriber at all).
+    let tracing = std::env::var("JETFN_BENCH_TRACING").unwrap_or_else(|_| "on".to_owned());
+    let tracing = (tracing != "0").then(|| Tracing {
+        sink: OtlpSink::start(),
+    });
+    let telemetry = tracing
+        .as_ref()
+        .map(|tracing| runtime.block_on(async { tracing.local() }));
+    println!(
+        "tracing and metrics: {}",
+        match &tracing {
+            Some(_) => "on; spans exported over OTLP/HTTP to a local sink in the export row",
+            None => "metrics only",
+        }
+    );
+    runtime.block_on(bench(settings, tracing.as_ref()));
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    if let Some(tracing) = tracing {
+        println!("{}", tracing.sink.report());
+    }
+}
+
+/// The log + OpenTelemetry subscriber, and the sink spans are exported to in the export row.
+struct Tracing {
+    sink: OtlpSink,
+}
+
+impl Tracing {
+    /// Telemetry as shipped without an OTLP endpoint: spans made, not exported.
+    fn local(&self) -> jetfn::telemetry::Telemetry {
+        self.init(false)
+    }
+
+    /// Every span exported over OTLP/HTTP to the sink.
+    fn export(&self) -> jetfn::telemetry::Telemetry {
+        self.init(true)
+    }
+
+    /// Installs the subscriber (once) and a tracer provider, which the runtimes started
+    /// afterwards use.
+    fn init(&self, export: bool) -> jetfn::telemetry::Telemetry {
         let mut vars = vec![("JETFN_LOG_FORMAT".to_owned(), "text".to_owned())];
-        if let Some(sink) = &sink {
-            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), sink.endpoint()));
+        if export {
+            vars.push((
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                self.sink.endpoint(),
+            ));
             vars.push((
                 "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
                 "http/protobuf".to_owned(),
             ));
         }
         let config = Config::from_vars(vars).expect("config");
-        runtime.block_on(async { jetfn::telemetry::init(&config) })
-    });
-    println!(
-        "tracing and metrics: {}",
-        match (&telemetry, &sink) {
-            (Some(_), Some(_)) => "on, spans exported over OTLP/HTTP to a local sink",
-            (Some(_), None) => "on, spans made but not exported",
-            (None, _) => "metrics only",
-        }
-    );
-    runtime.block_on(bench(settings));
-    if let Some(telemetry) = telemetry {
-        telemetry.shutdown();
-    }
-    if let Some(sink) = sink {
-        println!("{}", sink.report());
+        jetfn::telemetry::init(&config)
     }
 }
-
 /// One row of the throughput table: the rates and CPU figures of its runs.
 #[derive(Default)]
 struct Row {
@@ -201,19 +235,19 @@ impl Row {
         self.server.extend(server);
     }
 
-    fn line(&mut self, name: &str, raw: f64, raw_large: f64) -> String {
+    /// The row's medians, with its rate against raw, raw batch 1000, RustStream and its best.
+    fn line(&mut self, name: &str, against: [f64; 4]) -> String {
         let rate = median(&mut self.rates);
+        let [raw, raw_large, peer, peer_best] = against.map(|base| rate / base);
         format!(
-            "| {name:<34} | {rate:>9.0} | {:>5.2} | {:>5.2} | {:>6.1} | {:>6.1} |",
-            rate / raw,
-            rate / raw_large,
+            "| {name:<38} | {rate:>9.0} | {raw:>5.2} | {raw_large:>5.2} | {peer:>5.2} | {peer_best:>5.2} | {:>6.1} | {:>6.1} |",
             median(&mut self.client),
             median(&mut self.server),
         )
     }
 }
 
-async fn bench(settings: Settings) {
+async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     let _ = now_nanos(); // fix the time base
     for id in [0, 123_456, u64::MAX] {
         let payload = measure::fixed_payload(id);
@@ -246,16 +280,19 @@ async fn bench(settings: Settings) {
     );
 
     let n = settings.messages;
-    let mut rows: [Row; 5] = Default::default();
+    let mut rows: [Row; 8] = Default::default();
     let names = [
         "raw async-nats, batch 200 (default)",
         "raw async-nats, batch 1000",
+        "RustStream, per message (default)",
+        "RustStream, batch 1000, current-thread",
         "jetfn, default attributes",
+        "jetfn, default, every span exported",
         "jetfn, tuned",
         "jetfn, batch function (batch = 100)",
     ];
     for run in 1..=settings.runs {
-        if settings.only != Some(Contender::Jetfn) {
+        if settings.runs_side(Contender::Raw) {
             for (row, batch) in [(0, RAW_PULL_BATCH), (1, RAW_LARGE_BATCH)] {
                 let cpu = process_cpu();
                 let load = ServerLoad::now(&server).await;
@@ -265,7 +302,7 @@ async fn bench(settings: Settings) {
                 let (client, text) = cpu_per_message(cpu, n);
                 let (server_cpu, server_text) = load.since(&server, n).await;
                 println!(
-                    "run {run}: {:<36} {:>9.0} msg/s ({:.3} s; {text}; {server_text})",
+                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s; {text}; {server_text})",
                     names[row],
                     rate(n, took),
                     took.as_secs_f64(),
@@ -273,20 +310,48 @@ async fn bench(settings: Settings) {
                 rows[row].push(rate(n, took), client, server_cpu);
             }
         }
-        if settings.only != Some(Contender::Raw) {
-            for (row, function, workers) in [
-                (2, NOOP, None),
-                (3, NOOP, settings.max_workers),
-                (4, BATCH, None),
-            ] {
-                let overrides = jetfn_overrides(&settings, function, workers);
+        if settings.runs_side(Contender::Peer) {
+            for (row, peer) in [(2, Peer::Default), (3, Peer::Batch(PEER_BATCH))] {
                 let cpu = process_cpu();
                 let load = ServerLoad::now(&server).await;
-                let jetfn = jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
+                let durable = format!("peer_{row}_{run}");
+                let took = peer_throughput(&url, &js, &settings, &durable, peer).await;
                 let (client, text) = cpu_per_message(cpu, n);
                 let (server_cpu, server_text) = load.since(&server, n).await;
                 println!(
-                    "run {run}: {:<36} {:>9.0} msg/s ({:.3} s from the first handler run, {:.1} ms \
+                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s from the first handler run; {text}; {server_text})",
+                    names[row],
+                    rate(n, took),
+                    took.as_secs_f64(),
+                );
+                rows[row].push(rate(n, took), client, server_cpu);
+            }
+        }
+        if settings.runs_side(Contender::Jetfn) {
+            for (row, function, workers, export) in [
+                (4, NOOP, None, None),
+                (5, NOOP, None, tracing),
+                (6, NOOP, settings.max_workers, None),
+                (7, BATCH, None, None),
+            ] {
+                if row == 5 && tracing.is_none() {
+                    continue;
+                }
+                let overrides = jetfn_overrides(&settings, function, workers);
+                let exporting = export.map(Tracing::export);
+                let cpu = process_cpu();
+                let load = ServerLoad::now(&server).await;
+                let jetfn = jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
+                if let Some(exporting) = exporting {
+                    // What is still buffered is exported (and counted) before the CPU is read;
+                    // then back to spans made but not exported for the other rows.
+                    tokio::task::block_in_place(|| exporting.shutdown());
+                    drop(export.map(Tracing::local));
+                }
+                let (client, text) = cpu_per_message(cpu, n);
+                let (server_cpu, server_text) = load.since(&server, n).await;
+                println!(
+                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s from the first handler run, {:.1} ms \
                      start-up before it; {text}; {server_text}; workers at the end: {})",
                     names[row],
                     rate(n, jetfn.steady),
@@ -300,7 +365,7 @@ async fn bench(settings: Settings) {
     }
 
     // --- I/O-bound ------------------------------------------------------------------------------
-    let io = if settings.io_messages > 0 && settings.only != Some(Contender::Raw) {
+    let io = if settings.io_messages > 0 && settings.runs_side(Contender::Jetfn) {
         publish_fixed(&js, IO_SUBJECT, settings.io_messages).await;
         let overrides = jetfn_overrides(&settings, IO, None);
         let run =
@@ -337,13 +402,15 @@ async fn bench(settings: Settings) {
     );
     let raw = median(&mut rows[0].rates.clone());
     let raw_large = median(&mut rows[1].rates.clone());
+    let peer = median(&mut rows[2].rates.clone());
+    let peer_best = median(&mut rows[3].rates.clone());
     println!(
-        "| {:<34} | {:>9} | {:>5} | {:>5} | {:>6} | {:>6} |",
-        "consumer", "msg/s", "/raw", "/1000", "cli µs", "srv µs"
+        "| {:<38} | {:>9} | {:>5} | {:>5} | {:>5} | {:>5} | {:>6} | {:>6} |",
+        "consumer", "msg/s", "/raw", "/1000", "/rs", "/rs b", "cli µs", "srv µs"
     );
     for (row, name) in rows.iter_mut().zip(names) {
         if !row.rates.is_empty() {
-            println!("{}", row.line(name, raw, raw_large));
+            println!("{}", row.line(name, [raw, raw_large, peer, peer_best]));
         }
     }
     if let Some((measured, bound)) = io {

@@ -23,6 +23,7 @@ pub(crate) struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Contender {
     Raw,
+    Peer,
     Jetfn,
 }
 
@@ -106,8 +107,9 @@ impl Settings {
         if let Some(v) = knob("JETFN_BENCH_ONLY", "--only") {
             settings.only = match v.as_str() {
                 "raw" => Some(Contender::Raw),
+                "peer" => Some(Contender::Peer),
                 "jetfn" => Some(Contender::Jetfn),
-                _ => panic!("JETFN_BENCH_ONLY: expected `raw` or `jetfn`, got {v:?}"),
+                _ => panic!("JETFN_BENCH_ONLY: expected `raw`, `peer` or `jetfn`, got {v:?}"),
             };
         }
         assert!(
@@ -117,6 +119,11 @@ impl Settings {
         assert!(settings.runs > 0, "JETFN_BENCH_RUNS must be above 0");
         assert!(settings.rate > 0, "JETFN_BENCH_RATE must be above 0");
         settings
+    }
+
+    /// Whether the throughput rows of `side` run (all, unless `--only` names another).
+    pub(crate) fn runs_side(&self, side: Contender) -> bool {
+        self.only.is_none_or(|only| only == side)
     }
 
     /// How long one phase may take before the benchmark gives up.
