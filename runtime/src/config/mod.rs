@@ -25,8 +25,10 @@
 //! OpenTelemetry export uses the standard variables: it turns on when
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and neither
 //! `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`), with
-//! `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` = `http/protobuf` (default) or `grpc`, and
-//! `OTEL_SERVICE_NAME` (default: the binary's name).
+//! `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` = `http/protobuf` (default) or `grpc`,
+//! `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` (`k=v,k2=v2`), `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`
+//! (milliseconds, default 10000), and `OTEL_SERVICE_NAME` (default: the binary's name). Export
+//! requests are not compressed.
 
 mod function;
 mod nats;
@@ -103,6 +105,12 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// The wire protocol.
     pub protocol: OtlpProtocol,
+    /// Headers of every export request (`OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`, `k=v,k2=v2`,
+    /// values percent-decoded).
+    pub headers: Vec<(String, String)>,
+    /// The most time one export may take, retries included
+    /// (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, milliseconds; default 10 s).
+    pub timeout: Duration,
 }
 
 /// OTLP wire protocols.
@@ -253,7 +261,31 @@ impl Config {
             (None, Some(base)) => base.to_owned(),
             (None, None) => return Ok(None),
         };
-        Ok(Some(OtlpConfig { endpoint, protocol }))
+        let (headers_var, headers) = signal_or_general(&get, "HEADERS");
+        let headers = match headers {
+            None => Vec::new(),
+            Some(list) => otlp_headers(list).map_err(|message| ConfigError::Invalid {
+                key: headers_var.to_owned(),
+                message,
+            })?,
+        };
+        let (timeout_var, timeout) = signal_or_general(&get, "TIMEOUT");
+        let timeout = match timeout {
+            None => Duration::from_secs(10),
+            Some(millis) => millis
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError::Invalid {
+                    key: timeout_var.to_owned(),
+                    message: format!("expected milliseconds, like 10000, got {millis:?}"),
+                })?,
+        };
+        Ok(Some(OtlpConfig {
+            endpoint,
+            protocol,
+            headers,
+            timeout,
+        }))
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
@@ -424,3 +456,59 @@ fn merge(vars: &BTreeMap<String, String>) -> Result<Raw, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+/// `OTEL_EXPORTER_OTLP_TRACES_<SUFFIX>` when set, else `OTEL_EXPORTER_OTLP_<SUFFIX>`: the name
+/// read and its value.
+fn signal_or_general<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    suffix: &str,
+) -> (String, Option<&'a str>) {
+    let traces = format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}");
+    match get(&traces) {
+        Some(value) => (traces, Some(value)),
+        None => {
+            let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            let value = get(&general);
+            (general, value)
+        }
+    }
+}
+
+/// `k=v,k2=v2` (W3C baggage-like, as the OpenTelemetry specification has it): names trimmed,
+/// values trimmed and percent-decoded.
+fn otlp_headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    list.split(',')
+        .filter(|item| !item.trim().is_empty())
+        .map(|item| {
+            let (name, value) = item.split_once('=').ok_or_else(|| {
+                format!("expected NAME=VALUE pairs separated by commas, got {item:?}")
+            })?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("a header without a name in {item:?}"));
+            }
+            Ok((name.to_owned(), percent_decode(value.trim())?))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("a bad percent escape in {text:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
+}

@@ -235,7 +235,9 @@ fn otlp_export_follows_the_standard_variables() {
         http.otlp,
         Some(OtlpConfig {
             endpoint: "http://collector:4318/v1/traces".into(),
-            protocol: OtlpProtocol::HttpProtobuf
+            protocol: OtlpProtocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
         })
     );
     let grpc = load(&[
@@ -272,6 +274,54 @@ fn otlp_export_follows_the_standard_variables() {
         .expect_err("bad protocol")
         .to_string()
         .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
+
+#[test]
+fn otlp_headers_and_timeout_follow_the_standard_variables() {
+    let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+    let config = load(&[
+        base,
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            " api-key = s3cr%3Dt ,x-tenant=shop, ",
+        ),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+    ])
+    .expect("valid")
+    .otlp
+    .expect("export on");
+    assert_eq!(
+        config.headers,
+        [
+            ("api-key".to_owned(), "s3cr=t".to_owned()),
+            ("x-tenant".to_owned(), "shop".to_owned())
+        ]
+    );
+    assert_eq!(config.timeout, Duration::from_millis(2500));
+    // The traces-specific variables win.
+    let config = load(&[
+        base,
+        ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=2"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "1"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3000"),
+    ])
+    .expect("valid")
+    .otlp
+    .expect("export on");
+    assert_eq!(config.headers, [("b".to_owned(), "2".to_owned())]);
+    assert_eq!(config.timeout, Duration::from_secs(3));
+    for (key, value) in [
+        ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "=value"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "k=%zz"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=%ff"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-1"),
+    ] {
+        let error = load(&[base, (key, value)]).expect_err(value).to_string();
+        assert!(error.starts_with(key), "{key}={value}: {error}");
+    }
 }
 
 static NIGHTLY: HandlerSpec = HandlerSpec {

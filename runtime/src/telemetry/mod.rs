@@ -19,6 +19,7 @@
 //! too, or deliveries get no spans of their own (trace context still passes through).
 
 mod log;
+mod otlp;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -76,8 +77,13 @@ pub fn init(config: &Config) -> Telemetry {
         .with_resource(Resource::builder().with_service_name(service).build());
     let mut export_error = None;
     if let Some(otlp) = &config.otlp {
-        match exporter(otlp) {
-            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+        let built = match otlp.protocol {
+            OtlpProtocol::HttpProtobuf => otlp::HttpExporter::new(otlp).map(Exporter::Http),
+            OtlpProtocol::Grpc => grpc_exporter(otlp).map(Exporter::Grpc),
+        };
+        match built {
+            Ok(Exporter::Http(exporter)) => builder = builder.with_batch_exporter(exporter),
+            Ok(Exporter::Grpc(exporter)) => builder = builder.with_batch_exporter(exporter),
             Err(error) => export_error = Some(error),
         }
     }
@@ -131,19 +137,22 @@ fn log_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-fn exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, String> {
+/// The span exporter of the configured protocol.
+enum Exporter {
+    Http(otlp::HttpExporter),
+    Grpc(opentelemetry_otlp::SpanExporter),
+}
+
+/// The gRPC exporter (`opentelemetry-otlp`'s, over tonic, which reads the headers from the
+/// environment itself); HTTP is [`otlp::HttpExporter`].
+fn grpc_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, String> {
     use opentelemetry_otlp::{SpanExporter, WithExportConfig};
-    let built = match otlp.protocol {
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder()
-            .with_http()
-            .with_endpoint(otlp.endpoint.clone())
-            .build(),
-        OtlpProtocol::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.clone())
-            .build(),
-    };
-    built.map_err(|e| e.to_string())
+    SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(otlp.endpoint.clone())
+        .with_timeout(otlp.timeout)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// jetfn's tracer, from the global tracer provider as it is when called.
