@@ -220,6 +220,41 @@ impl Tracing {
         jetfn::telemetry::init(&config)
     }
 }
+/// The CPU time one run took, per message: this process's and the server's.
+struct Cpu {
+    client: Option<f64>,
+    server: Option<f64>,
+    text: String,
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Runs `work` (one run of a row over `n` messages) and measures its CPU time.
+async fn measured<T>(
+    server: &NatsServer,
+    n: u64,
+    work: impl std::future::Future<Output = T>,
+) -> (T, Cpu) {
+    let cpu = process_cpu();
+    let load = ServerLoad::now(server).await;
+    let output = work.await;
+    let (client, client_text) = cpu_per_message(cpu, n);
+    let (server_cpu, server_text) = load.since(server, n).await;
+    let text = format!("{client_text}; {server_text}");
+    (
+        output,
+        Cpu {
+            client,
+            server: server_cpu,
+            text,
+        },
+    )
+}
+
 /// One row of the throughput table: the rates and CPU figures of its runs.
 #[derive(Default)]
 struct Row {
@@ -294,37 +329,34 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     for run in 1..=settings.runs {
         if settings.runs_side(Contender::Raw) {
             for (row, batch) in [(0, RAW_PULL_BATCH), (1, RAW_LARGE_BATCH)] {
-                let cpu = process_cpu();
-                let load = ServerLoad::now(&server).await;
                 let durable = format!("raw_{batch}_{run}");
-                let took =
-                    raw_throughput(&url, &js, &settings, BENCH_SUBJECT, &durable, batch).await;
-                let (client, text) = cpu_per_message(cpu, n);
-                let (server_cpu, server_text) = load.since(&server, n).await;
+                let (took, cpu) = measured(&server, n, async {
+                    raw_throughput(&url, &js, &settings, BENCH_SUBJECT, &durable, batch).await
+                })
+                .await;
                 println!(
-                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s; {text}; {server_text})",
+                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s; {cpu})",
                     names[row],
                     rate(n, took),
                     took.as_secs_f64(),
                 );
-                rows[row].push(rate(n, took), client, server_cpu);
+                rows[row].push(rate(n, took), cpu.client, cpu.server);
             }
         }
         if settings.runs_side(Contender::Peer) {
             for (row, peer) in [(2, Peer::Default), (3, Peer::Batch(PEER_BATCH))] {
-                let cpu = process_cpu();
-                let load = ServerLoad::now(&server).await;
                 let durable = format!("peer_{row}_{run}");
-                let took = peer_throughput(&url, &js, &settings, &durable, peer).await;
-                let (client, text) = cpu_per_message(cpu, n);
-                let (server_cpu, server_text) = load.since(&server, n).await;
+                let (took, cpu) = measured(&server, n, async {
+                    peer_throughput(&url, &js, &settings, &durable, peer).await
+                })
+                .await;
                 println!(
-                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s from the first handler run; {text}; {server_text})",
+                    "run {run}: {:<38} {:>9.0} msg/s ({:.3} s from the first handler run; {cpu})",
                     names[row],
                     rate(n, took),
                     took.as_secs_f64(),
                 );
-                rows[row].push(rate(n, took), client, server_cpu);
+                rows[row].push(rate(n, took), cpu.client, cpu.server);
             }
         }
         if settings.runs_side(Contender::Jetfn) {
@@ -339,27 +371,28 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
                 }
                 let overrides = jetfn_overrides(&settings, function, workers);
                 let exporting = export.map(Tracing::export);
-                let cpu = process_cpu();
-                let load = ServerLoad::now(&server).await;
-                let jetfn = jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
-                if let Some(exporting) = exporting {
-                    // What is still buffered is exported (and counted) before the CPU is read;
-                    // then back to spans made but not exported for the other rows.
-                    tokio::task::block_in_place(|| exporting.shutdown());
-                    drop(export.map(Tracing::local));
-                }
-                let (client, text) = cpu_per_message(cpu, n);
-                let (server_cpu, server_text) = load.since(&server, n).await;
+                let (jetfn, cpu) = measured(&server, n, async {
+                    let jetfn =
+                        jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
+                    if let Some(exporting) = exporting {
+                        // What is still buffered is exported (and counted) before the CPU is
+                        // read; then back to spans made but not exported for the other rows.
+                        tokio::task::block_in_place(|| exporting.shutdown());
+                        drop(export.map(Tracing::local));
+                    }
+                    jetfn
+                })
+                .await;
                 println!(
                     "run {run}: {:<38} {:>9.0} msg/s ({:.3} s from the first handler run, {:.1} ms \
-                     start-up before it; {text}; {server_text}; workers at the end: {})",
+                     start-up before it; {cpu}; workers at the end: {})",
                     names[row],
                     rate(n, jetfn.steady),
                     jetfn.steady.as_secs_f64(),
                     jetfn.startup.as_secs_f64() * 1e3,
                     jetfn.workers.as_deref().unwrap_or("n/a"),
                 );
-                rows[row].push(rate(n, jetfn.steady), client, server_cpu);
+                rows[row].push(rate(n, jetfn.steady), cpu.client, cpu.server);
             }
         }
     }
