@@ -32,6 +32,7 @@
 
 mod function;
 mod nats;
+mod otlp;
 mod request;
 mod value;
 
@@ -44,6 +45,7 @@ use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
 pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use request::RequestConfig;
 pub use value::Secret;
 
@@ -95,31 +97,6 @@ pub struct Config {
     /// Per-function overrides (`JETFN__FUNCTIONS__<NAME>__<KEY>`, `[functions.<name>]`), raw
     /// until resolved against the registry by [`Config::functions`].
     overrides: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-/// Where and how spans are exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OtlpConfig {
-    /// The full URL spans are sent to (for HTTP, `.../v1/traces`).
-    pub endpoint: String,
-    /// The wire protocol.
-    pub protocol: OtlpProtocol,
-    /// Headers of every export request (`OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`, `k=v,k2=v2`,
-    /// values percent-decoded).
-    pub headers: Vec<(String, String)>,
-    /// The most time one export may take, retries included
-    /// (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, milliseconds; default 10 s).
-    pub timeout: Duration,
-}
-
-/// OTLP wire protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
-    /// `http/protobuf`.
-    HttpProtobuf,
-    /// `grpc`.
-    Grpc,
 }
 
 /// Log output format.
@@ -221,71 +198,9 @@ impl Config {
             .collect();
         let raw = merge(&vars)?;
         let mut config = Self::validate(raw)?;
-        config.otlp = Self::otlp(&vars)?;
+        config.otlp = otlp::from_vars(&vars)?;
         config.service_name = vars.get("OTEL_SERVICE_NAME").cloned();
         Ok(config)
-    }
-
-    fn otlp(vars: &BTreeMap<String, String>) -> Result<Option<OtlpConfig>, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
-        {
-            return Ok(None);
-        }
-        let (protocol_var, protocol) = match get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
-            Some(p) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", Some(p)),
-            None => (
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                get("OTEL_EXPORTER_OTLP_PROTOCOL"),
-            ),
-        };
-        let protocol = match protocol {
-            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
-            Some("grpc") => OtlpProtocol::Grpc,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    key: protocol_var.to_owned(),
-                    message: format!("expected `http/protobuf` or `grpc`, got {other:?}"),
-                })
-            }
-        };
-        let endpoint = match (
-            get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        ) {
-            (Some(traces), _) => traces.to_owned(),
-            (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
-                format!("{}/v1/traces", base.trim_end_matches('/'))
-            }
-            (None, Some(base)) => base.to_owned(),
-            (None, None) => return Ok(None),
-        };
-        let (headers_var, headers) = signal_or_general(&get, "HEADERS");
-        let headers = match headers {
-            None => Vec::new(),
-            Some(list) => otlp_headers(list).map_err(|message| ConfigError::Invalid {
-                key: headers_var.to_owned(),
-                message,
-            })?,
-        };
-        let (timeout_var, timeout) = signal_or_general(&get, "TIMEOUT");
-        let timeout = match timeout {
-            None => Duration::from_secs(10),
-            Some(millis) => millis
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| ConfigError::Invalid {
-                    key: timeout_var.to_owned(),
-                    message: format!("expected milliseconds, like 10000, got {millis:?}"),
-                })?,
-        };
-        Ok(Some(OtlpConfig {
-            endpoint,
-            protocol,
-            headers,
-            timeout,
-        }))
     }
 
     fn validate(raw: Raw) -> Result<Self, ConfigError> {
@@ -456,59 +371,3 @@ fn merge(vars: &BTreeMap<String, String>) -> Result<Raw, ConfigError> {
 
 #[cfg(test)]
 mod tests;
-
-/// `OTEL_EXPORTER_OTLP_TRACES_<SUFFIX>` when set, else `OTEL_EXPORTER_OTLP_<SUFFIX>`: the name
-/// read and its value.
-fn signal_or_general<'a>(
-    get: &impl Fn(&str) -> Option<&'a str>,
-    suffix: &str,
-) -> (String, Option<&'a str>) {
-    let traces = format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}");
-    match get(&traces) {
-        Some(value) => (traces, Some(value)),
-        None => {
-            let general = format!("OTEL_EXPORTER_OTLP_{suffix}");
-            let value = get(&general);
-            (general, value)
-        }
-    }
-}
-
-/// `k=v,k2=v2` (W3C baggage-like, as the OpenTelemetry specification has it): names trimmed,
-/// values trimmed and percent-decoded.
-fn otlp_headers(list: &str) -> Result<Vec<(String, String)>, String> {
-    list.split(',')
-        .filter(|item| !item.trim().is_empty())
-        .map(|item| {
-            let (name, value) = item.split_once('=').ok_or_else(|| {
-                format!("expected NAME=VALUE pairs separated by commas, got {item:?}")
-            })?;
-            let name = name.trim();
-            if name.is_empty() {
-                return Err(format!("a header without a name in {item:?}"));
-            }
-            Ok((name.to_owned(), percent_decode(value.trim())?))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("a bad percent escape in {text:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("{text:?} does not decode to UTF-8"))
-}
