@@ -42,6 +42,7 @@
 //! | `JETFN_BENCH_MAX_WORKERS` | `--max-workers N` | `max_workers` of the tuned row (`default`: the runtime's) | 256 |
 //! | `JETFN_BENCH_MAX_ACK_PENDING` | `--max-ack-pending N` | `max_ack_pending` of every consumer | 20000 |
 //! | `JETFN_BENCH_CONFIG` | `--config K=V,K=V` | extra runtime variables, e.g. `JETFN__FUNCTIONS__BENCH_NOOP__PREFETCH=10ms` | none |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | — | the SDK's span queue (the export row checks that every span arrived) | 65536 |
 //! | `JETFN_BENCH_TRACING` | — | `on`: the production log + OpenTelemetry subscriber (spans exported in the export row only); `0`: no subscriber, no export row | `on` |
 //! | `JETFN_BENCH_ONLY` | `--only raw\|peer\|jetfn` | run one side of the throughput comparison (profiling) | all |
 
@@ -155,7 +156,15 @@ async fn bench_latency(_ctx: Context, event: Event<Stamp>) -> Result<(), Handler
     Ok(())
 }
 
+/// The span queue of the export row: the SDK's default (2,048) drops a few per cent of the spans
+/// at this rate (the sink counts them), and the row is meant to export every span.
+const SPAN_QUEUE: &str = "65536";
+
 fn main() {
+    // Before any thread exists (the SDK reads it when a tracer provider is built).
+    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        std::env::set_var("OTEL_BSP_MAX_QUEUE_SIZE", SPAN_QUEUE);
+    }
     let settings = Settings::from_env_and_args();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -370,6 +379,7 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
                     continue;
                 }
                 let overrides = jetfn_overrides(&settings, function, workers);
+                let spans_before = export.map(|tracing| tracing.sink.spans());
                 let exporting = export.map(Tracing::export);
                 let (jetfn, cpu) = measured(&server, n, async {
                     let jetfn =
@@ -393,6 +403,11 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
                     jetfn.workers.as_deref().unwrap_or("n/a"),
                 );
                 rows[row].push(rate(n, jetfn.steady), cpu.client, cpu.server);
+                if let (Some(tracing), Some(before)) = (export, spans_before) {
+                    let spans = tracing.sink.spans() - before;
+                    println!("       spans received by the OTLP sink: {spans} of {n}");
+                    assert_eq!(spans, n, "every span exported");
+                }
             }
         }
     }
