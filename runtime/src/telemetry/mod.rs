@@ -11,7 +11,8 @@
 //!   OpenTelemetry context while the handler runs, so `tracing` spans the handler opens are its
 //!   children, and `Context::publish` injects it (or that of a handler's span) into what it
 //!   publishes: a chain of functions is one trace. Spans are exported over OTLP when the standard
-//!   `OTEL_*` variables ask for it (see [`crate::config`]); the standard `OTEL_TRACES_SAMPLER` /
+//!   `OTEL_*` variables ask for it (see [`crate::config`]; `http/protobuf` through the `otlp`
+//!   module's encoder, `grpc` through `opentelemetry-otlp`); the standard `OTEL_TRACES_SAMPLER` /
 //!   `OTEL_TRACES_SAMPLER_ARG` pick the sampler (default: parent-based, always on). Without an
 //!   exporter, spans still get ids, so trace context is propagated and logs carry ids.
 //!
