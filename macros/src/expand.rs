@@ -11,15 +11,7 @@ use crate::validate::{Attr, Handler};
 
 /// The user's fn (`item`, the tokens as written), plus its registration.
 pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -> TokenStream {
-    let ident = &function.sig.ident;
-    let spec = format_ident!("__JETFN_HANDLER_{}", ident.unraw());
-    let name = Literal::string(&handler.name);
-    let subject = Literal::string(&handler.subject);
-    let attrs = handler.attrs.iter().map(|(key, attr)| {
-        let field = format_ident!("{}", key.as_str());
-        let value = attr_value(attr);
-        quote!(#field: ::core::option::Option::Some(#value),)
-    });
+    let spec = format_ident!("__JETFN_HANDLER_{}", function.sig.ident.unraw());
     let ctx = Ident::new("ctx", Span::mixed_site());
     let incoming = Ident::new("incoming", Span::mixed_site());
     let (single, batch) = if handler.batch {
@@ -38,43 +30,25 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
         )
     };
     let payload = payload(handler);
-    quote! {
-        #item
-
-        #[::jetfn::__private::linkme::distributed_slice(::jetfn::__private::HANDLERS)]
-        #[linkme(crate = ::jetfn::__private::linkme)]
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        static #spec: ::jetfn::__private::HandlerSpec = ::jetfn::__private::HandlerSpec {
-            name: #name,
-            subject: #subject,
-            attrs: ::jetfn::__private::Attributes {
-                #(#attrs)*
-                ..::jetfn::__private::Attributes::NONE
-            },
-            handler: |#ctx, #incoming| #single,
-            batch: #batch,
-            payload: || #payload,
-            location: ::jetfn::__private::Location {
-                module_path: ::core::module_path!(),
-                file: ::core::file!(),
-                line: ::core::line!(),
-            },
-        };
-    }
+    let fields = quote! {
+        handler: |#ctx, #incoming| #single,
+        batch: #batch,
+        payload: || #payload,
+    };
+    registration(
+        item,
+        quote!(HANDLERS),
+        quote!(HandlerSpec),
+        &spec,
+        handler,
+        fields,
+    )
 }
 
 /// A request function (`#[request_handler]`): its `static RequestSpec` in `REQUESTS`.
 pub(crate) fn request(item: TokenStream, function: &ItemFn, handler: &Handler) -> TokenStream {
     let ident = &function.sig.ident;
     let spec = format_ident!("__JETFN_REQUEST_{}", ident.unraw());
-    let name = Literal::string(&handler.name);
-    let subject = Literal::string(&handler.subject);
-    let attrs = handler.attrs.iter().map(|(key, attr)| {
-        let field = format_ident!("{}", key.as_str());
-        let value = attr_value(attr);
-        quote!(#field: ::core::option::Option::Some(#value),)
-    });
     let ctx = Ident::new("ctx", Span::mixed_site());
     let incoming = Ident::new("incoming", Span::mixed_site());
     let payload = &handler.payload;
@@ -102,27 +76,57 @@ pub(crate) fn request(item: TokenStream, function: &ItemFn, handler: &Handler) -
         }}
     };
     let (payload_spec, reply_spec) = (describe(payload), describe(&reply));
+    let fields = quote! {
+        handler: |#ctx, #incoming| {
+            let #chosen = #payload_codec;
+            let #chosen_reply = #reply_codec;
+            #call
+        },
+        payload: || #payload_spec,
+        reply: || #reply_spec,
+    };
+    registration(
+        item,
+        quote!(REQUESTS),
+        quote!(RequestSpec),
+        &spec,
+        handler,
+        fields,
+    )
+}
+
+/// The user's fn as written, then the `static #spec: #ty` registering it in the distributed
+/// slice `#slice` with its name, subject, attributes and location; `fields` are the kind's own.
+fn registration(
+    item: TokenStream,
+    slice: TokenStream,
+    ty: TokenStream,
+    spec: &Ident,
+    handler: &Handler,
+    fields: TokenStream,
+) -> TokenStream {
+    let name = Literal::string(&handler.name);
+    let subject = Literal::string(&handler.subject);
+    let attrs = handler.attrs.iter().map(|(key, attr)| {
+        let field = format_ident!("{}", key.as_str());
+        let value = attr_value(attr);
+        quote!(#field: ::core::option::Option::Some(#value),)
+    });
     quote! {
         #item
 
-        #[::jetfn::__private::linkme::distributed_slice(::jetfn::__private::REQUESTS)]
+        #[::jetfn::__private::linkme::distributed_slice(::jetfn::__private::#slice)]
         #[linkme(crate = ::jetfn::__private::linkme)]
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        static #spec: ::jetfn::__private::RequestSpec = ::jetfn::__private::RequestSpec {
+        static #spec: ::jetfn::__private::#ty = ::jetfn::__private::#ty {
             name: #name,
             subject: #subject,
             attrs: ::jetfn::__private::Attributes {
                 #(#attrs)*
                 ..::jetfn::__private::Attributes::NONE
             },
-            handler: |#ctx, #incoming| {
-                let #chosen = #payload_codec;
-                let #chosen_reply = #reply_codec;
-                #call
-            },
-            payload: || #payload_spec,
-            reply: || #reply_spec,
+            #fields
             location: ::jetfn::__private::Location {
                 module_path: ::core::module_path!(),
                 file: ::core::file!(),

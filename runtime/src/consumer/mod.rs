@@ -199,20 +199,10 @@ pub(crate) async fn run(runner: Runner) {
                     }
                 }
             }
-            // What was fetched ahead waits in the subscription until a worker is free.
-            if free == 0 {
-                tokio::select! {
-                    biased;
-                    () = cancel.cancelled() => break,
-                    () = workers.changed() => continue,
-                    Ok(()) = connections.changed() => {
-                        puller.reset();
-                        continue;
-                    }
-                }
-            }
-            // Fast path: a message already here is taken without waiting on anything.
-            let pulled = match puller.try_next() {
+            // Fast path: a message already here is taken without waiting on anything. What was
+            // fetched ahead waits in the subscription until a worker is free.
+            let ready = if free > 0 { puller.try_next() } else { None };
+            let pulled = match ready {
                 Some(pulled) if !cancel.is_cancelled() => Some(pulled),
                 Some(pulled) => {
                     if let Pulled::Message(message) = pulled {
@@ -229,7 +219,7 @@ pub(crate) async fn run(runner: Runner) {
                         puller.reset();
                         continue;
                     }
-                    pulled = puller.next() => pulled,
+                    pulled = puller.next(), if free > 0 => pulled,
                 },
             };
             match pulled {
