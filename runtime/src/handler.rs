@@ -108,10 +108,66 @@ pub(crate) struct Function {
     pub(crate) auto_create_streams: bool,
 }
 
+/// What the outputs of one handler run are derived from: their `Nats-Msg-Id` is
+/// `jetfn:<function>:<input>:<index>`, the same on every retry of the same input and different
+/// for any other input.
 #[derive(Debug, Clone)]
-struct InputRef {
-    stream: Arc<str>,
-    sequence: u64,
+pub(crate) enum InputRef {
+    /// One stored message: `<stream>:<sequence>`.
+    Message { stream: Arc<str>, sequence: u64 },
+    /// A batch: `<stream>:<first sequence>+<digest of all its sequences>`, so a retried batch
+    /// with other members (some of the first call's were acked) numbers its outputs afresh.
+    Batch {
+        stream: Arc<str>,
+        first: u64,
+        digest: u64,
+    },
+    /// A request: a key of its own (its reply subject, else a random one).
+    Request(Arc<str>),
+}
+
+impl InputRef {
+    /// A batch of messages of `stream` with these sequences (not empty; in delivery order).
+    pub(crate) fn batch(stream: Arc<str>, sequences: impl IntoIterator<Item = u64>) -> Self {
+        // FNV-1a over the sequences: stable across builds and processes, unlike std's hasher.
+        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut first = None;
+        for sequence in sequences {
+            first.get_or_insert(sequence);
+            for byte in sequence.to_le_bytes() {
+                digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        InputRef::Batch {
+            stream,
+            first: first.unwrap_or(0),
+            digest,
+        }
+    }
+
+    /// A request: keyed by its reply subject (unique per request), else by a random key, so
+    /// that outputs of requests sent without one are not taken for duplicates of each other.
+    pub(crate) fn request(reply: Option<&str>) -> Self {
+        InputRef::Request(match reply {
+            Some(reply) => Arc::from(reply),
+            None => Arc::from(format!("request-{:016x}", rand::random::<u64>())),
+        })
+    }
+
+    /// The `Nats-Msg-Id` of output `index` of `function` from this input.
+    fn output_id(&self, function: &str, index: u32) -> String {
+        match self {
+            InputRef::Message { stream, sequence } => {
+                format!("jetfn:{function}:{stream}:{sequence}:{index}")
+            }
+            InputRef::Batch {
+                stream,
+                first,
+                digest,
+            } => format!("jetfn:{function}:{stream}:{first}+{digest:016x}:{index}"),
+            InputRef::Request(key) => format!("jetfn:{function}:{key}:{index}"),
+        }
+    }
 }
 
 /// A [`Context::publish`] or [`Context::publish_bytes`] that did not reach a stream.
@@ -153,10 +209,10 @@ pub enum PublishError {
 }
 
 impl Context {
-    pub(crate) fn new(function: Arc<Function>, stream: Arc<str>, sequence: u64) -> Self {
+    pub(crate) fn new(function: Arc<Function>, input: InputRef) -> Self {
         Self {
             function,
-            input: InputRef { stream, sequence },
+            input,
             next_output: AtomicU32::new(0),
         }
     }
@@ -323,10 +379,7 @@ impl Context {
     }
 
     fn output_id(&self, index: u32) -> String {
-        format!(
-            "jetfn:{}:{}:{}:{index}",
-            self.function.name, self.input.stream, self.input.sequence
-        )
+        self.input.output_id(&self.function.name, index)
     }
 }
 
@@ -417,6 +470,36 @@ impl fmt::Display for HandlerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_are_keyed_by_their_input() {
+        let stream: Arc<str> = Arc::from("ORDERS");
+        let message = InputRef::Message {
+            stream: stream.clone(),
+            sequence: 7,
+        };
+        assert_eq!(message.output_id("f", 2), "jetfn:f:ORDERS:7:2");
+        // A retried batch with the same members keeps its ids; one with other members (the
+        // first call acked some) does not reuse them for different outputs.
+        let first = InputRef::batch(stream.clone(), [1, 2]).output_id("f", 1);
+        assert_eq!(
+            first,
+            InputRef::batch(stream.clone(), [1, 2]).output_id("f", 1)
+        );
+        assert_ne!(
+            first,
+            InputRef::batch(stream.clone(), [1, 5]).output_id("f", 1)
+        );
+        assert_ne!(first, InputRef::batch(stream, [1, 2, 5]).output_id("f", 1));
+        assert!(first.starts_with("jetfn:f:ORDERS:1+"), "{first}");
+        // Requests: keyed by the reply subject, else each by a key of its own.
+        let reply = InputRef::request(Some("_INBOX.abc"));
+        assert_eq!(reply.output_id("f", 0), "jetfn:f:_INBOX.abc:0");
+        assert_ne!(
+            InputRef::request(None).output_id("f", 0),
+            InputRef::request(None).output_id("f", 0)
+        );
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("gateway down")]

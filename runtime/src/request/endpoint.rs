@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::reply::Failure;
 use super::service::{EndpointStats, QUEUE_GROUP};
 use crate::codec::Incoming;
-use crate::handler::{Context, EventMeta, Function};
+use crate::handler::{Context, EventMeta, Function, InputRef};
 use crate::state::RequestState;
 use crate::{propagation, telemetry};
 
@@ -122,12 +122,8 @@ async fn answer(endpoint: &Endpoint, message: Message) {
         .start_with_context(&tracer, &parent);
     let otel = parent.with_span(span);
     let started = Instant::now();
-    // The reply subject is unique per request: it keys the outputs' `Nats-Msg-Id`.
-    let input = message
-        .reply
-        .as_ref()
-        .map_or_else(|| Arc::from("request"), |reply| Arc::from(reply.as_str()));
-    let ctx = Context::new(endpoint.function.clone(), input, 0);
+    let input = InputRef::request(message.reply.as_deref());
+    let ctx = Context::new(endpoint.function.clone(), input);
     let incoming = Incoming {
         payload: message.payload.clone(),
         meta: EventMeta {

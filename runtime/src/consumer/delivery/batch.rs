@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{meta, Deliverer, Outcome};
 use crate::codec::Incoming;
-use crate::handler::Context;
+use crate::handler::{Context, InputRef};
 use crate::policy::Failure;
 use crate::telemetry::DeliverySpan;
 
@@ -61,11 +61,13 @@ impl Deliverer {
             }
             return;
         };
-        // Outputs are numbered from the batch's first message.
+        // Outputs are numbered from the batch: its first message and all its members.
         let ctx = Context::new(
             self.shared.clone(),
-            metas[0].stream.clone(),
-            metas[0].stream_sequence,
+            InputRef::batch(
+                metas[0].stream.clone(),
+                metas.iter().map(|meta| meta.stream_sequence),
+            ),
         );
         let attempts: Vec<u32> = metas.iter().map(|meta| meta.attempt).collect();
         let incoming: Vec<Incoming> = messages

@@ -28,7 +28,7 @@ use crate::breaker::{Admission, Breaker, Gate, Transition};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{self, Provenance};
-use crate::handler::{Context, EventMeta, Function};
+use crate::handler::{Context, EventMeta, Function, InputRef};
 use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan, SpanNames};
@@ -146,8 +146,10 @@ impl Deliverer {
             let attempt = meta.attempt;
             let ctx = Context::new(
                 self.shared.clone(),
-                meta.stream.clone(),
-                meta.stream_sequence,
+                InputRef::Message {
+                    stream: meta.stream.clone(),
+                    sequence: meta.stream_sequence,
+                },
             );
             let incoming = Incoming {
                 payload: message.payload.clone(),
