@@ -88,10 +88,12 @@ pub(super) fn from_vars(
         None => Duration::from_secs(10),
         Some(millis) => millis
             .parse::<u64>()
+            .ok()
+            .filter(|millis| *millis > 0)
             .map(Duration::from_millis)
-            .map_err(|_| ConfigError::Invalid {
+            .ok_or_else(|| ConfigError::Invalid {
                 key: timeout_var,
-                message: format!("expected milliseconds, like 10000, got {millis:?}"),
+                message: format!("expected milliseconds above 0, like 10000, got {millis:?}"),
             })?,
     };
     Ok(Some(OtlpConfig {

@@ -326,6 +326,7 @@ fn otlp_headers_and_timeout_follow_the_standard_variables() {
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=%ff"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
         ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "-1"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
     ] {
         let error = load(&[base, (key, value)]).expect_err(value).to_string();
         assert!(error.starts_with(key), "{key}={value}: {error}");

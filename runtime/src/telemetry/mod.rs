@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
-    Link, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -268,13 +268,18 @@ impl DeliverySpan {
     ) -> Self {
         let subject = metas.first().map_or("", |meta| meta.subject.as_str());
         let (name, destination) = names.of(subject);
+        // Only valid contexts: a malformed `traceparent` extracts as an invalid one, which
+        // would be exported as a link with zero ids.
         let links: Vec<Link> = metas
             .iter()
-            .filter(|meta| meta.headers.get("traceparent").is_some())
             .map(|meta| {
-                let parent = propagation::extract(&meta.headers);
-                Link::with_context(parent.span().span_context().clone())
+                propagation::extract(&meta.headers)
+                    .span()
+                    .span_context()
+                    .clone()
             })
+            .filter(SpanContext::is_valid)
+            .map(Link::with_context)
             .collect();
         let mut attributes = common_attributes(function, destination, 5);
         attributes.push(KeyValue::new(
