@@ -133,7 +133,7 @@ async fn behind_a_cut_path(_ctx: Context, event: Event<Job>) -> Result<(), Handl
 }
 
 #[tokio::test]
-async fn a_cut_path_reconnects_at_once_and_nothing_is_lost() {
+async fn a_cut_path_reconnects_and_nothing_is_lost() {
     let server = NatsServer::start();
     let proxy = TcpProxy::start(server.port()).await;
     let runtime = start_unready(&proxy.url(), "behind_a_cut_path", &[]).await;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::{consumer_counts, publish_all, start, stored, PATIENCE};
+use common::{consumer_counts, header, publish_all, start, stored, PATIENCE};
 use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
@@ -22,14 +22,6 @@ struct Job {
 /// Every message stored on `subject` in `JETFN_DLQ`, oldest first.
 async fn dead_letters(js: &jetstream::Context, subject: &str) -> Vec<async_nats::Message> {
     common::messages(js, "JETFN_DLQ", subject).await
-}
-
-fn header<'a>(message: &'a async_nats::Message, name: &str) -> &'a str {
-    message
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(name))
-        .map_or("", |value| value.as_str())
 }
 
 // --- exhausted: one dead letter with every header and the untouched payload -----------------

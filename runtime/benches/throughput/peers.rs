@@ -99,20 +99,14 @@ pub(crate) async fn peer_throughput(
     };
     let app_done = match peer {
         Peer::Default => tokio::spawn(running),
-        Peer::Batch(_) => {
-            let (done, finished) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("current-thread runtime")
-                    .block_on(running);
-                let _ = done.send(());
-            });
-            tokio::spawn(async move {
-                let _ = finished.await;
-            })
-        }
+        // A thread of its own (a panic there surfaces through the join handle).
+        Peer::Batch(_) => tokio::task::spawn_blocking(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("current-thread runtime")
+                .block_on(running);
+        }),
     };
     let work = async {
         while HANDLED.load(Ordering::Relaxed) < messages {

@@ -78,10 +78,20 @@ pub async fn consumer_counts(
 }
 
 /// How many messages `stream` holds on `subject` (none while the stream does not exist: a test
-/// may delete and re-create it under a running poll).
+/// may delete and re-create it under a running poll; any other error fails the test, so that a
+/// count of 0 means none).
 pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64 {
-    let Ok(stream) = js.get_stream(stream).await else {
-        return 0;
+    use jetstream::context::GetStreamErrorKind;
+    let stream = match js.get_stream(stream).await {
+        Ok(stream) => stream,
+        Err(error) => match error.kind() {
+            GetStreamErrorKind::JetStream(e)
+                if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                return 0
+            }
+            _ => panic!("stream {stream}: {error}"),
+        },
     };
     let Ok(info) = stream.info_with_subjects(subject).await else {
         return 0;
