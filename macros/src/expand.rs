@@ -29,7 +29,7 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
             quote!(::core::option::Option::None),
         )
     };
-    let payload = payload(handler);
+    let payload = payload_spec(&handler.payload);
     let fields = quote! {
         handler: |#ctx, #incoming| #single,
         batch: #batch,
@@ -64,18 +64,7 @@ pub(crate) fn request(item: TokenStream, function: &ItemFn, handler: &Handler) -
             #ctx, #incoming, #ident, #chosen, #chosen_reply,
         )
     };
-    let describe = |ty: &syn::Type| {
-        let codec = codec(ty);
-        quote! {{
-            #[allow(unused_imports)]
-            use ::jetfn::__private::{WithSchema as _, WithoutSchema as _};
-            ::jetfn::__private::payload_spec::<#ty, _>(
-                #codec,
-                (&&::jetfn::__private::Select::<#ty>::NEW).schema(),
-            )
-        }}
-    };
-    let (payload_spec, reply_spec) = (describe(payload), describe(&reply));
+    let (payload_spec, reply_spec) = (payload_spec(payload), payload_spec(&reply));
     let fields = quote! {
         handler: |#ctx, #incoming| {
             let #chosen = #payload_codec;
@@ -144,19 +133,7 @@ fn registration(
 /// `jetfn::__private::Select`): `Bytes`, `String`, `Protobuf<M>`, else JSON. The choice itself
 /// has no bound, so it cannot fail; `invoke`'s `T: Payload<C>` is the one check.
 fn invoke(function: &ItemFn, handler: &Handler, ctx: &Ident, incoming: &Ident) -> TokenStream {
-    let ident = &function.sig.ident;
-    let payload = &handler.payload;
-    let codec = codec(payload);
-    // Chosen in a statement of its own, so the codec is known when `invoke`'s bounds are
-    // checked: `Protobuf<NotAMessage>` then names the missing `prost::Message`.
-    let chosen = Ident::new("codec", Span::mixed_site());
-    let call = quote_spanned! {ident.span()=>
-        ::jetfn::__private::invoke::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
-    };
-    quote! {{
-        let #chosen = #codec;
-        #call
-    }}
+    call(function, handler, ctx, incoming, "invoke")
 }
 
 /// The call to the user's batch function with the messages `incoming` (a `Vec<Incoming>`), each
@@ -167,12 +144,27 @@ fn batch_invoke(
     ctx: &Ident,
     incoming: &Ident,
 ) -> TokenStream {
+    call(function, handler, ctx, incoming, "invoke_batch")
+}
+
+/// `jetfn::__private::<entry>::<T, ..>(ctx, incoming, <the fn>, codec)`, spanned on the fn's
+/// name, with the codec chosen in a statement before it.
+fn call(
+    function: &ItemFn,
+    handler: &Handler,
+    ctx: &Ident,
+    incoming: &Ident,
+    entry: &str,
+) -> TokenStream {
     let ident = &function.sig.ident;
+    let entry = Ident::new(entry, ident.span());
     let payload = &handler.payload;
     let codec = codec(payload);
+    // Chosen in a statement of its own, so the codec is known when the entry's bounds are
+    // checked: `Protobuf<NotAMessage>` then names the missing `prost::Message`.
     let chosen = Ident::new("codec", Span::mixed_site());
     let call = quote_spanned! {ident.span()=>
-        ::jetfn::__private::invoke_batch::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
+        ::jetfn::__private::#entry::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
     };
     quote! {{
         let #chosen = #codec;
@@ -189,10 +181,9 @@ fn codec(payload: &syn::Type) -> TokenStream {
     }}
 }
 
-/// The payload's description for `asyncapi`: codec, type name, and a JSON Schema generator when
+/// A payload's description for `asyncapi`: codec, type name, and a JSON Schema generator when
 /// the type implements `schemars::JsonSchema` (again by autoref; never an error).
-fn payload(handler: &Handler) -> TokenStream {
-    let payload = &handler.payload;
+fn payload_spec(payload: &syn::Type) -> TokenStream {
     let codec = codec(payload);
     quote! {{
         #[allow(unused_imports)]

@@ -256,24 +256,16 @@ impl Context {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
         propagation::inject_current(&mut headers);
-        match self.send(subject, headers.clone(), body.clone()).await {
-            Err(PublishError::Publish { source, .. })
-                if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                let no_stream = |reason: String| PublishError::NoStream {
-                    subject: subject.to_owned(),
-                    reason,
-                };
-                if !self.function.auto_create_streams {
-                    return Err(no_stream("auto_create_streams is off".to_owned()));
-                }
-                topology::create_stream_for(&self.function.jetstream, subject)
-                    .await
-                    .map_err(|e| no_stream(e.to_string()))?;
-                self.send(subject, headers, body).await
+        self.send_creating(subject, headers, body, || async {
+            if !self.function.auto_create_streams {
+                return Err("auto_create_streams is off".to_owned());
             }
-            result => result,
-        }
+            topology::create_stream_for(&self.function.jetstream, subject)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
     }
 
     /// Stores `payload` (JSON) now and publishes it to `subject` once `delay` has passed, like
@@ -336,18 +328,36 @@ impl Context {
         let id = self.output_id(index);
         let (holder, mut headers) = schedule::delay::schedule(&id, subject, due);
         propagation::inject_current(&mut headers);
-        let body = Bytes::from(body);
-        match self.send(&holder, headers.clone(), body.clone()).await {
+        self.send_creating(&holder, headers, Bytes::from(body), || async {
+            schedule::ensure_stream(&self.function.jetstream)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// [`Context::send`]; when no stream captures `subject`, `create` makes one (or says why
+    /// not, as [`PublishError::NoStream`]) and the message is sent once more.
+    async fn send_creating<F>(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        body: Bytes,
+        create: impl FnOnce() -> F,
+    ) -> Result<(), PublishError>
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        match self.send(subject, headers.clone(), body.clone()).await {
             Err(PublishError::Publish { source, .. })
                 if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
             {
-                schedule::ensure_stream(&self.function.jetstream)
-                    .await
-                    .map_err(|e| PublishError::NoStream {
-                        subject: holder.clone(),
-                        reason: e.to_string(),
-                    })?;
-                self.send(&holder, headers, body).await
+                create().await.map_err(|reason| PublishError::NoStream {
+                    subject: subject.to_owned(),
+                    reason,
+                })?;
+                self.send(subject, headers, body).await
             }
             result => result,
         }

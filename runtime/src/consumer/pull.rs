@@ -154,12 +154,7 @@ impl Puller {
                     return Some(Pulled::Stale);
                 }
             };
-            let message = received?;
-            let now = Instant::now();
-            if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
-                self.push_deadline(now);
-            }
-            if let Some(pulled) = self.classify(message) {
+            if let Some(pulled) = self.received(received?) {
                 return Some(pulled);
             }
         }
@@ -169,15 +164,20 @@ impl Puller {
     /// wake-up: the loop's fast path while messages stream in).
     pub(crate) fn try_next(&mut self) -> Option<Pulled> {
         while let Some(Some(message)) = self.subscriber.next().now_or_never() {
-            let now = Instant::now();
-            if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
-                self.push_deadline(now);
-            }
-            if let Some(pulled) = self.classify(message) {
+            if let Some(pulled) = self.received(message) {
                 return Some(pulled);
             }
         }
         None
+    }
+
+    /// What a received message means; it also pushes back the silence deadline.
+    fn received(&mut self, message: async_nats::Message) -> Option<Pulled> {
+        let now = Instant::now();
+        if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
+            self.push_deadline(now);
+        }
+        self.classify(message)
     }
 
     fn push_deadline(&mut self, now: Instant) {

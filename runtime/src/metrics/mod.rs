@@ -41,6 +41,20 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// The counter of `function`'s `outcome` in `family`, looked up once (a message needs none).
+fn outcome_counter(
+    family: &Family<OutcomeLabels, Counter>,
+    function: &str,
+    outcome: &'static str,
+) -> Counter {
+    family
+        .get_or_create(&OutcomeLabels {
+            function: function.to_owned(),
+            outcome,
+        })
+        .clone()
+}
+
 /// The runtime's metric families.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -169,14 +183,7 @@ impl Metrics {
         let label = FunctionLabel {
             function: name.to_owned(),
         };
-        let outcome = |outcome| {
-            self.messages
-                .get_or_create(&OutcomeLabels {
-                    function: name.to_owned(),
-                    outcome,
-                })
-                .clone()
-        };
+        let outcome = |outcome| outcome_counter(&self.messages, name, outcome);
         FunctionMetrics {
             acked: outcome("ack"),
             retried: outcome("retry"),
@@ -192,14 +199,7 @@ impl Metrics {
     }
 
     pub(crate) fn request(&self, name: &str) -> RequestMetrics {
-        let outcome = |outcome| {
-            self.requests
-                .get_or_create(&OutcomeLabels {
-                    function: name.to_owned(),
-                    outcome,
-                })
-                .clone()
-        };
+        let outcome = |outcome| outcome_counter(&self.requests, name, outcome);
         RequestMetrics {
             ok: outcome("ok"),
             error: outcome("error"),

@@ -289,7 +289,7 @@ impl Deliverer {
 
     /// Waits `delay` while keeping `message` from redelivery with in-progress acks.
     async fn hold(&self, message: &jetstream::Message, delay: Duration) {
-        let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
+        let keep_alive = self.keep_alive();
         let until = Instant::now() + delay;
         loop {
             if let Err(error) = message.ack_with(AckKind::Progress).await {
@@ -301,6 +301,11 @@ impl Deliverer {
             }
             tokio::time::sleep((until - now).min(keep_alive)).await;
         }
+    }
+
+    /// How often a message being worked on gets an in-progress ack: half of `ack_wait`.
+    fn keep_alive(&self) -> Duration {
+        (self.config().ack_wait / 2).max(Duration::from_millis(100))
     }
 
     /// What the loop should pull now.
@@ -382,7 +387,7 @@ impl Deliverer {
         messages: &[jetstream::Message],
     ) -> Result<T, Failure> {
         let timeout = self.config().timeout;
-        let keep_alive = (self.config().ack_wait / 2).max(Duration::from_millis(100));
+        let keep_alive = self.keep_alive();
         let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
