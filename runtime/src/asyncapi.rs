@@ -67,10 +67,7 @@ struct Components {
 
 /// `asyncapi`: prints the document of the selected functions; exit 2 when none is selected.
 pub(crate) fn command(config: &Config, registry: &Registry) -> ExitCode {
-    let (selected, requests) = match config
-        .functions(registry)
-        .and_then(|functions| Ok((functions, config.requests(registry)?)))
-    {
+    let (selected, requests) = match config.selected(registry) {
         Ok(both) => both,
         Err(error) => return config_error(error),
     };
@@ -100,7 +97,11 @@ pub(crate) fn command(config: &Config, registry: &Registry) -> ExitCode {
         eprintln!("jetfn asyncapi: no function is selected");
         return ExitCode::from(EXIT_CONFIG);
     }
-    match render(&binary_name(), env!("CARGO_PKG_VERSION"), &functions) {
+    match render(
+        &crate::command::binary_name(),
+        env!("CARGO_PKG_VERSION"),
+        &functions,
+    ) {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS
@@ -110,16 +111,6 @@ pub(crate) fn command(config: &Config, registry: &Registry) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The file name of this binary, without extension.
-fn binary_name() -> String {
-    std::env::args()
-        .next()
-        .as_deref()
-        .and_then(|path| std::path::Path::new(path).file_stem())
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "jetfn".to_owned())
 }
 
 /// The document for `functions`, as YAML.

@@ -22,3 +22,14 @@ pub(crate) fn block_on<T>(
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
         .block_on(future)
 }
+
+/// The file name of this binary as it was started (`argv[0]`), without extension; `jetfn` when
+/// the platform does not tell.
+pub(crate) fn binary_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .and_then(|path| std::path::Path::new(path).file_stem())
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "jetfn".to_owned())
+}

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the project's install script puts the pinned nats-server, relative to the workspace.
-const INSTALL_DIR: &str = ".tools/bin";
+/// Where the project's install scripts put the pinned tools, relative to the workspace.
+const TOOLS_DIR: &str = ".tools";
 
 /// What to tell a user who has no nats-server.
 pub(crate) const INSTALL_HINT: &str = "nats-server not found: set NATS_SERVER_BIN, put nats-server on PATH, \
@@ -13,13 +13,24 @@ pub(crate) const INSTALL_HINT: &str = "nats-server not found: set NATS_SERVER_BI
 /// nats-server, found through `NATS_SERVER_BIN`, then `PATH`, then `.tools/bin` in the working
 /// directory or any parent of it or of `start`.
 pub(crate) fn find_nats_server(start: Option<&Path>) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+    find_tool("nats-server", "NATS_SERVER_BIN", "bin/nats-server", start)
+}
+
+/// `tool`, found through the variable `env` (when it names a file), then `PATH`, then
+/// `.tools/<relative>` in the working directory or any parent of it or of `start`.
+pub(crate) fn find_tool(
+    tool: &str,
+    env: &str,
+    relative: &str,
+    start: Option<&Path>,
+) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
     }
     if let Some(paths) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("nats-server");
+            let candidate = dir.join(tool);
             if candidate.is_file() {
                 return Some(candidate);
             }
@@ -30,7 +41,7 @@ pub(crate) fn find_nats_server(start: Option<&Path>) -> Option<PathBuf> {
         .into_iter()
         .flatten()
         .flat_map(Path::ancestors)
-        .map(|dir| dir.join(INSTALL_DIR).join("nats-server"))
+        .map(|dir| dir.join(TOOLS_DIR).join(relative))
         .find(|candidate| candidate.is_file());
     found
 }

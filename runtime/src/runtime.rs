@@ -54,8 +54,7 @@ pub struct RuntimeHandle {
 impl Runtime {
     /// Resolves the selected functions of `registry` under `config`.
     pub fn new(config: Config, registry: &Registry) -> Result<Self, ConfigError> {
-        let functions = config.functions(registry)?;
-        let requests = config.requests(registry)?;
+        let (functions, requests) = config.selected(registry)?;
         Ok(Self {
             config,
             functions,

@@ -296,6 +296,14 @@ impl Config {
         self.overrides.get(&name.to_lowercase()).unwrap_or(&NONE)
     }
 
+    /// [`Config::functions`] and [`Config::requests`]: everything selected.
+    pub(crate) fn selected(
+        &self,
+        registry: &Registry,
+    ) -> Result<(Vec<FunctionConfig>, Vec<RequestConfig>), ConfigError> {
+        Ok((self.functions(registry)?, self.requests(registry)?))
+    }
+
     /// The effective configuration of every selected request function (`JETFN_FUNCTIONS`
     /// selects among event and request functions alike). Unknown names are reported by
     /// [`Config::functions`].

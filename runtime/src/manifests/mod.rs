@@ -183,10 +183,7 @@ pub(crate) fn stream_of(function: &FunctionConfig) -> Result<String, ManifestErr
 
 /// Prints the manifests of the selected functions; exit 2 on bad configuration or flags.
 pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry) -> ExitCode {
-    let (functions, requests) = match config
-        .functions(registry)
-        .and_then(|functions| Ok((functions, config.requests(registry)?)))
-    {
+    let (functions, requests) = match config.selected(registry) {
         Ok(both) => both,
         Err(error) => return crate::command::config_error(error),
     };
@@ -230,11 +227,7 @@ pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry
 
 fn options(args: &ManifestsArgs, config: &Config) -> Options {
     let argv: Vec<String> = std::env::args().collect();
-    let binary = argv
-        .first()
-        .and_then(|path| std::path::Path::new(path).file_stem())
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "jetfn".to_owned());
+    let binary = crate::command::binary_name();
     let flags = argv
         .iter()
         .skip_while(|arg| *arg != "manifests")

@@ -91,7 +91,8 @@ impl NatsCluster {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now.
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

@@ -20,32 +20,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// `tool`, found through the variable `env`, then `PATH`, then `relative` (under `.tools/`) in
 /// the working directory, the workspace or any parent of them; panics with the install hint.
 fn find(tool: &str, env: &str, relative: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "{env}={} is not a file; unset it or {INSTALL_HINT}",
-            path.display()
-        );
-        return path;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(tool))
-            .find(|candidate| candidate.is_file())
-    });
-    let cwd = std::env::current_dir().ok();
-    let start = Path::new(env!("CARGO_MANIFEST_DIR"));
-    on_path
-        .or_else(|| {
-            [cwd.as_deref(), Some(start)]
-                .into_iter()
-                .flatten()
-                .flat_map(Path::ancestors)
-                .map(|dir| dir.join(".tools").join(relative))
-                .find(|candidate| candidate.is_file())
-        })
-        .unwrap_or_else(|| panic!("{tool} not found: set {env}, put it on PATH, or {INSTALL_HINT}"))
+    crate::local_server::find_tool(
+        tool,
+        env,
+        relative,
+        Some(Path::new(env!("CARGO_MANIFEST_DIR"))),
+    )
+    .unwrap_or_else(|| {
+        panic!("{tool} not found: set {env} to the file, put it on PATH, or {INSTALL_HINT}")
+    })
 }
 
 /// `promtool`: `PROMTOOL_BIN`, `PATH`, `.tools/bin`.
@@ -146,7 +129,7 @@ impl Prometheus {
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_file.display()));
-        let addr = free_loopback_addr();
+        let addr = SocketAddr::from(([127, 0, 0, 1], super::cluster::free_port()));
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
@@ -222,21 +205,24 @@ impl Drop for Prometheus {
     }
 }
 
-/// A loopback address nothing listens on now.
-fn free_loopback_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
-}
-
 /// Percent-encoding of a query parameter value (RFC 3986 unreserved characters kept).
 pub fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const VALUE: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(text, VALUE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(
+            super::url_encode("sum(rate(x{a=\"b\"}[1m])) > 0.5 ~_-ü"),
+            "sum%28rate%28x%7Ba%3D%22b%22%7D%5B1m%5D%29%29%20%3E%200.5%20~_-%C3%BC"
+        );
+    }
 }
