@@ -93,8 +93,14 @@ impl Deliverer {
             // A panic or the timeout is every event's failure.
             Err(failure) => messages.iter().map(|_| Err(failure.duplicate())).collect(),
         };
-        for ((message, attempt), result) in messages.iter().zip(attempts).zip(results) {
-            self.conclude(message, attempt, result, span).await;
-        }
+        // Settled together: a dead letter that must be retried while its message is held (the
+        // last delivery, the DLQ publish failing) holds only that one, not the settling of
+        // the rest of the batch behind it (they would go unacknowledged and be redelivered).
+        let settling = messages
+            .iter()
+            .zip(attempts)
+            .zip(results)
+            .map(|((message, attempt), result)| self.conclude(message, attempt, result, span));
+        futures::future::join_all(settling).await;
     }
 }
