@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::Message;
 use futures::{FutureExt, StreamExt};
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::KeyValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -18,10 +19,12 @@ use super::service::{EndpointStats, QUEUE_GROUP};
 use crate::codec::Incoming;
 use crate::handler::{Context, EventMeta, Function, InputRef};
 use crate::state::RequestState;
-use crate::{propagation, telemetry};
+use crate::telemetry::{DeliverySpan, SpanNames};
 
 pub(super) struct Endpoint {
     pub(super) client: async_nats::Client,
+    pub(super) tracer: BoxedTracer,
+    pub(super) span_names: SpanNames,
     pub(super) state: Arc<RequestState>,
     pub(super) function: Arc<Function>,
     pub(super) stats: Arc<Mutex<EndpointStats>>,
@@ -104,23 +107,15 @@ async fn subscribe(endpoint: &Endpoint) -> Option<async_nats::Subscriber> {
 async fn answer(endpoint: &Endpoint, message: Message) {
     let config = &endpoint.state.config;
     let headers = message.headers.clone().unwrap_or_default();
-    let parent = propagation::extract(&headers);
-    let tracer = telemetry::tracer();
-    let span = tracer
-        .span_builder(format!("{} process", message.subject))
-        .with_kind(SpanKind::Server)
-        .with_attributes([
-            KeyValue::new("messaging.system", "nats"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new(
-                "messaging.destination.name",
-                message.subject.as_str().to_owned(),
-            ),
-            KeyValue::new("messaging.consumer.group.name", QUEUE_GROUP),
-            KeyValue::new("jetfn.function", config.name.clone()),
-        ])
-        .start_with_context(&tracer, &parent);
-    let otel = parent.with_span(span);
+    let span = DeliverySpan::start_request(
+        &endpoint.tracer,
+        &endpoint.function.name,
+        &endpoint.span_names,
+        &message.subject,
+        &headers,
+        QUEUE_GROUP,
+    );
+    let otel = span.otel;
     let started = Instant::now();
     let input = InputRef::request(message.reply.as_deref());
     let ctx = Context::new(endpoint.function.clone(), input);

@@ -90,6 +90,8 @@ async fn run(serve: Serve) {
         });
         endpoints.push(tokio::spawn(endpoint::run(endpoint::Endpoint {
             client: serve.client.clone(),
+            tracer: crate::telemetry::tracer(),
+            span_names: crate::telemetry::SpanNames::new(&state.config.subject),
             state: state.clone(),
             function,
             stats: info.stats.clone(),

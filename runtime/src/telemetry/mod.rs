@@ -298,6 +298,35 @@ impl DeliverySpan {
         }
     }
 
+    /// The span of one request of a request function, `<subject> process` (kind server, child
+    /// of the request's `traceparent`), with the messaging attributes (the consumer group is
+    /// the queue group `queue_group`) and `jetfn.function`.
+    pub(crate) fn start_request(
+        tracer: &BoxedTracer,
+        function: &Arc<str>,
+        names: &SpanNames,
+        subject: &str,
+        headers: &async_nats::HeaderMap,
+        queue_group: &'static str,
+    ) -> Self {
+        let parent = propagation::extract(headers);
+        let (name, destination) = names.of(subject);
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("messaging.system", "nats"),
+                KeyValue::new("messaging.operation.type", "process"),
+                KeyValue::new("messaging.destination.name", destination),
+                KeyValue::new("messaging.consumer.group.name", queue_group),
+                KeyValue::new("jetfn.function", StringValue::from(function.clone())),
+            ])
+            .start_with_context(tracer, &parent);
+        Self {
+            otel: parent.with_span(span),
+        }
+    }
+
     /// Marks the delivery as failed.
     pub(crate) fn record_failure(&self, error: &impl std::fmt::Display) {
         self.otel
