@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run, SHOP_FUNCTIONS};
+use common::{assert_rendered, run, SHOP_FUNCTIONS};
 use serde_json::Value;
 
 const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/asyncapi.yaml");
@@ -18,21 +18,13 @@ fn render(env: &[(&str, &str)]) -> String {
 #[test]
 fn the_checked_in_document_is_what_the_command_prints() {
     let checked_in = std::fs::read_to_string(CHECKED_IN).expect("deploy/asyncapi.yaml");
-    let rendered = render(&[]);
-    if rendered != checked_in {
-        let line = rendered
-            .lines()
-            .zip(checked_in.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| rendered.lines().count().min(checked_in.lines().count()));
-        panic!(
-            "deploy/asyncapi.yaml differs from `functions asyncapi` (first at line {}: checked \
-             in {:?}, rendered {:?}); run ./scripts/render-asyncapi.sh and commit the result",
-            line + 1,
-            checked_in.lines().nth(line),
-            rendered.lines().nth(line),
-        );
-    }
+    assert_rendered(
+        "deploy/asyncapi.yaml",
+        &checked_in,
+        &render(&[]),
+        "functions asyncapi",
+        "./scripts/render-asyncapi.sh",
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{free_addr, ready, run, BINARY, PATIENCE, SHOP_FUNCTIONS};
+use common::{free_addr, ready, run, stored, BINARY, PATIENCE, SHOP_FUNCTIONS};
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -76,22 +76,6 @@ async fn place_orders(js: &async_nats::jetstream::Context, count: u64) {
             .await
             .expect("ack");
     }
-}
-
-/// How many messages the SHOP stream holds on `subject`.
-async fn stored(js: &async_nats::jetstream::Context, subject: &str) -> u64 {
-    let stream = js.get_stream("SHOP").await.expect("stream");
-    let counts: Vec<_> = stream
-        .info_with_subjects(subject)
-        .await
-        .expect("stream info")
-        .collect()
-        .await;
-    counts
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|(_, n)| n as u64)
-        .sum()
 }
 
 #[tokio::test]

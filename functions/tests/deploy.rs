@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_addr, run, BINARY, PATIENCE, SHOP_FUNCTIONS};
+use common::{assert_rendered, free_addr, run, BINARY, PATIENCE, SHOP_FUNCTIONS};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -66,21 +66,13 @@ fn the_checked_in_manifests_are_what_the_command_prints() {
     let words = shell_words(command);
     let args: Vec<&str> = words.iter().skip(1).map(String::as_str).collect();
     assert_eq!(args.first(), Some(&"manifests"), "{command}");
-    let rendered = stdout(&run(&args, &[]));
-    if rendered != checked_in {
-        let line = rendered
-            .lines()
-            .zip(checked_in.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| rendered.lines().count().min(checked_in.lines().count()));
-        panic!(
-            "deploy/k8s/functions.yaml differs from `{command}` (first at line {}: checked in {:?}, \
-             rendered {:?}); run ./scripts/render-manifests.sh and commit the result",
-            line + 1,
-            checked_in.lines().nth(line),
-            rendered.lines().nth(line),
-        );
-    }
+    assert_rendered(
+        "deploy/k8s/functions.yaml",
+        &checked_in,
+        &stdout(&run(&args, &[])),
+        command,
+        "./scripts/render-manifests.sh",
+    );
 }
 
 /// One `nats-jetstream` trigger of a rendered ScaledObject.

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::run;
+use common::{assert_rendered, run};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -37,21 +37,13 @@ fn rendered(args: &[&str]) -> String {
 }
 
 fn assert_same(path: &str, rendered: &str, command: &str) {
-    let checked_in = read(path);
-    if rendered != checked_in {
-        let line = rendered
-            .lines()
-            .zip(checked_in.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| rendered.lines().count().min(checked_in.lines().count()));
-        panic!(
-            "deploy/{path} differs from `{command}` (first at line {}: checked in {:?}, rendered \
-             {:?}); run ./scripts/render-manifests.sh and commit the result",
-            line + 1,
-            checked_in.lines().nth(line),
-            rendered.lines().nth(line),
-        );
-    }
+    assert_rendered(
+        &format!("deploy/{path}"),
+        &read(path),
+        rendered,
+        command,
+        "./scripts/render-manifests.sh",
+    );
 }
 
 #[test]

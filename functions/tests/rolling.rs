@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use common::{free_addr, ready, PATIENCE, SHOP_FUNCTIONS};
+use common::{free_addr, ready, stored, PATIENCE, SHOP_FUNCTIONS};
 use functions::{sample_order, subjects, ShopEvent};
 use futures::StreamExt;
 use jetfn::testing::{eventually, NatsServer};
@@ -76,21 +76,6 @@ async fn outputs(js: &jetstream::Context, subject: &str) -> BTreeMap<String, u64
         total += 1;
     }
     counts
-}
-
-async fn stored(js: &jetstream::Context, subject: &str) -> u64 {
-    let stream = js.get_stream("SHOP").await.expect("stream");
-    let counts: Vec<_> = stream
-        .info_with_subjects(subject)
-        .await
-        .expect("stream info")
-        .collect()
-        .await;
-    counts
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|(_, n)| n as u64)
-        .sum()
 }
 
 #[tokio::test]

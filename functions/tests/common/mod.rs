@@ -45,3 +45,39 @@ pub async fn ready(addr: SocketAddr) -> bool {
     })
     .await
 }
+
+/// How many messages the SHOP stream holds on `subject`.
+pub async fn stored(js: &async_nats::jetstream::Context, subject: &str) -> u64 {
+    use futures::StreamExt;
+    let stream = js.get_stream("SHOP").await.expect("stream");
+    let counts: Vec<_> = stream
+        .info_with_subjects(subject)
+        .await
+        .expect("stream info")
+        .collect()
+        .await;
+    counts
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|(_, n)| n as u64)
+        .sum()
+}
+
+/// Fails, naming the first differing line, unless `rendered` (what `command` printed) is the
+/// checked-in `path` (`checked_in`); `script` is what re-renders it.
+pub fn assert_rendered(path: &str, checked_in: &str, rendered: &str, command: &str, script: &str) {
+    if rendered != checked_in {
+        let line = rendered
+            .lines()
+            .zip(checked_in.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| rendered.lines().count().min(checked_in.lines().count()));
+        panic!(
+            "{path} differs from `{command}` (first at line {}: checked in {:?}, rendered {:?}); \
+             run {script} and commit the result",
+            line + 1,
+            checked_in.lines().nth(line),
+            rendered.lines().nth(line),
+        );
+    }
+}
