@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::value::{duration, integer};
+use super::value::{self, duration, human, integer};
 use super::ConfigError;
 use crate::batch::BatchFn;
 use crate::registry::{HandlerFn, HandlerSpec};
@@ -89,10 +89,6 @@ pub struct FunctionConfig {
     /// A batch function's entry point.
     #[serde(skip)]
     pub batch_handler: Option<BatchFn>,
-}
-
-fn human<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_duration(*value))
 }
 
 fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -261,16 +257,8 @@ impl FunctionConfig {
         let path = format!("functions.{}.{key}", self.name.to_lowercase());
         let path = path.as_str();
         match key {
-            "subject" => {
-                subject::validate(value, true)
-                    .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
-                self.subject = value.to_owned();
-            }
-            "dlq" => {
-                subject::validate(value, false)
-                    .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
-                self.dlq = value.to_owned();
-            }
+            "subject" => self.subject = value::subject(path, value, true)?,
+            "dlq" => self.dlq = value::subject(path, value, false)?,
             "stream" => {
                 subject::validate_name(value)
                     .map_err(|e| ConfigError::invalid(path, e.to_string()))?;

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::value::{duration, integer};
+use super::value::{duration, human, integer, subject};
 use super::ConfigError;
 use crate::registry::{RequestFn, RequestSpec};
-use crate::subject;
 
 /// One request function's settings: attribute values, overridden by configuration, over
 /// defaults.
@@ -27,10 +26,6 @@ pub struct RequestConfig {
     /// The handler.
     #[serde(skip)]
     pub handler: RequestFn,
-}
-
-fn human<S: serde::Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_duration(*value))
 }
 
 /// The keys a per-function override of a request function may set.
@@ -52,11 +47,7 @@ impl RequestConfig {
             let path = format!("functions.{}.{key}", config.name.to_lowercase());
             let path = path.as_str();
             match key.as_str() {
-                "subject" => {
-                    subject::validate(value, true)
-                        .map_err(|e| ConfigError::invalid(path, e.to_string()))?;
-                    config.subject = value.clone();
-                }
+                "subject" => config.subject = subject(path, value, true)?,
                 "timeout" => config.timeout = duration(path, value)?,
                 "max_workers" => config.max_workers = integer(path, value, 1)?,
                 _ => {

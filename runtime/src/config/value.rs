@@ -83,3 +83,18 @@ pub(crate) fn boolean(key: &str, text: &str) -> Result<bool, ConfigError> {
         )),
     }
 }
+
+/// A subject given for `key` (`wildcards`: whether `*` and `>` may appear).
+pub(crate) fn subject(key: &str, text: &str, wildcards: bool) -> Result<String, ConfigError> {
+    crate::subject::validate(text, wildcards)
+        .map_err(|e| ConfigError::invalid(key, e.to_string()))?;
+    Ok(text.to_owned())
+}
+
+/// A duration written the way it is read (`humantime`), for `Serialize` of a config.
+pub(crate) fn human<S: serde::Serializer>(
+    value: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*value))
+}
