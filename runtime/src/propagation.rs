@@ -1,5 +1,5 @@
-//! W3C trace context in NATS headers: reading a message's `traceparent` and writing the current
-//! context into a message about to be published.
+//! NATS headers: W3C trace context (reading a message's `traceparent`, writing the current
+//! context into a message about to be published), and copying headers but some.
 //!
 //! Below the handler (whose `Context::publish` injects) and telemetry (whose delivery span
 //! extracts its parent), so both use one implementation.
@@ -22,6 +22,23 @@ pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
 pub(crate) fn inject_current(headers: &mut HeaderMap) {
     let context = opentelemetry::Context::current();
     TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+}
+
+/// A copy of `headers` without those whose name `leave_out` says.
+pub(crate) fn headers_except(
+    headers: Option<&HeaderMap>,
+    leave_out: impl Fn(&str) -> bool,
+) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
+        if leave_out(name.as_ref()) {
+            continue;
+        }
+        for value in values {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);

@@ -133,15 +133,8 @@ pub(crate) fn dead_letter_headers(
 ) -> HeaderMap {
     // Every original header but `Nats-TTL` (a tick's): a dead letter does not expire, and the
     // DLQ stream has no per-message TTL.
-    let mut headers = HeaderMap::new();
-    for (name, values) in original.into_iter().flat_map(HeaderMap::iter) {
-        if AsRef::<str>::as_ref(name).eq_ignore_ascii_case("Nats-TTL") {
-            continue;
-        }
-        for value in values {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut headers =
+        crate::propagation::headers_except(original, |name| name.eq_ignore_ascii_case("Nats-TTL"));
     if let Some(id) = original.and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)) {
         headers.insert(headers::ORIGINAL_MSG_ID, id.as_str());
     }

@@ -37,16 +37,9 @@ impl DeadLetter {
 
     /// The headers the message had before it was dead-lettered.
     pub fn original_headers(&self) -> HeaderMap {
-        let mut original = HeaderMap::new();
-        for (name, values) in self.headers.iter() {
-            let name_str: &str = name.as_ref();
-            if name_str.starts_with("Jetfn-") || name_str.eq_ignore_ascii_case("Nats-Msg-Id") {
-                continue;
-            }
-            for value in values {
-                original.append(name.clone(), value.clone());
-            }
-        }
+        let mut original = crate::propagation::headers_except(Some(&self.headers), |name| {
+            name.starts_with("Jetfn-") || name.eq_ignore_ascii_case("Nats-Msg-Id")
+        });
         if let Some(id) = self.headers.get(h::ORIGINAL_MSG_ID) {
             original.insert("Jetfn-Replayed-From-Msg-Id", id.as_str());
         }

@@ -135,19 +135,11 @@ async fn forward_one(
         let _ = message.ack().await;
         return;
     };
-    let mut headers = HeaderMap::new();
-    for (name, values) in message.headers.iter().flat_map(HeaderMap::iter) {
-        let name_str: &str = name.as_ref();
-        if SCHEDULE_HEADERS
+    let mut headers = crate::propagation::headers_except(message.headers.as_ref(), |name| {
+        SCHEDULE_HEADERS
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(name_str))
-        {
-            continue;
-        }
-        for value in values {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+            .any(|h| h.eq_ignore_ascii_case(name))
+    });
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
     let publish = || async {
         js.publish_with_headers(subject.clone(), headers.clone(), message.payload.clone())
