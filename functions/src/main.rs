@@ -1,4 +1,4 @@
-//! The image's binary: every example function, run by `jetfn::main()`.
+//! The image's binary: every example function, run by the shop's [`app`].
 
 mod audit;
 mod inventory;
@@ -6,6 +6,16 @@ mod notifications;
 mod payments;
 mod stock;
 
+use jetfn::App;
+
+/// The shop as it runs in production: the payment gateway's client in state, the audit bucket
+/// opened once at startup (before any consumer binds).
+fn app() -> App {
+    App::new().state(payments::Gateway::simulated()).on_startup(
+        |start: jetfn::Startup| async move { audit::AuditBucket::open(start.jetstream()).await },
+    )
+}
+
 fn main() -> std::process::ExitCode {
-    jetfn::main()
+    app().main()
 }

@@ -5,6 +5,7 @@
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::ItemFn;
 
 use crate::validate::{Attr, Handler};
@@ -30,10 +31,12 @@ pub(crate) fn handler(item: TokenStream, function: &ItemFn, handler: &Handler) -
         )
     };
     let payload = payload_spec(&handler.payload);
+    let states = state_types(handler);
     let fields = quote! {
         handler: |#ctx, #incoming| #single,
         batch: #batch,
         payload: || #payload,
+        states: #states,
     };
     registration(
         item,
@@ -59,20 +62,26 @@ pub(crate) fn request(item: TokenStream, function: &ItemFn, handler: &Handler) -
     let (payload_codec, reply_codec) = (codec(payload), codec(&reply));
     let chosen = Ident::new("codec", Span::mixed_site());
     let chosen_reply = Ident::new("reply_codec", Span::mixed_site());
+    let check = Ident::new("check", Span::mixed_site());
+    let validation = validation(payload);
+    let user = user_fn(function, handler);
     let call = quote_spanned! {ident.span()=>
-        ::jetfn::__private::invoke_request::<#payload, #reply, _, _, _, _>(
-            #ctx, #incoming, #ident, #chosen, #chosen_reply,
+        ::jetfn::__private::invoke_request::<#payload, #reply, _, _, _, _, _>(
+            #ctx, #incoming, #user, #chosen, #chosen_reply, #check,
         )
     };
     let (payload_spec, reply_spec) = (payload_spec(payload), payload_spec(&reply));
+    let states = state_types(handler);
     let fields = quote! {
         handler: |#ctx, #incoming| {
             let #chosen = #payload_codec;
             let #chosen_reply = #reply_codec;
+            let #check = #validation;
             #call
         },
         payload: || #payload_spec,
         reply: || #reply_spec,
+        states: #states,
     };
     registration(
         item,
@@ -163,12 +172,63 @@ fn call(
     // Chosen in a statement of its own, so the codec is known when the entry's bounds are
     // checked: `Protobuf<NotAMessage>` then names the missing `prost::Message`.
     let chosen = Ident::new("codec", Span::mixed_site());
+    let check = Ident::new("check", Span::mixed_site());
+    let validation = validation(payload);
+    let user = user_fn(function, handler);
     let call = quote_spanned! {ident.span()=>
-        ::jetfn::__private::#entry::<#payload, _, _, _>(#ctx, #incoming, #ident, #chosen)
+        ::jetfn::__private::#entry::<#payload, _, _, _, _>(#ctx, #incoming, #user, #chosen, #check)
     };
     quote! {{
         let #chosen = #codec;
+        let #check = #validation;
         #call
+    }}
+}
+
+/// The user's fn as the entry point calls it: the fn itself, or, when it takes `State<T>`
+/// arguments, a closure that takes them from the context first (provided, as the start-up
+/// check made sure) and then calls it.
+fn user_fn(function: &ItemFn, handler: &Handler) -> TokenStream {
+    let ident = &function.sig.ident;
+    if handler.states.is_empty() {
+        return ident.to_token_stream();
+    }
+    let ctx = Ident::new("ctx", Span::mixed_site());
+    let input = Ident::new("input", Span::mixed_site());
+    let names: Vec<Ident> = (0..handler.states.len())
+        .map(|index| Ident::new(&format!("state_{index}"), Span::mixed_site()))
+        .collect();
+    let takes = handler.states.iter().zip(&names).map(|(ty, name)| {
+        quote_spanned! {ty.span()=>
+            let #name = ::jetfn::__private::state::<#ty>(&#ctx);
+        }
+    });
+    let call = quote_spanned! {ident.span()=>
+        #ident(#ctx, #input, #(#names?),*).await
+    };
+    quote! {
+        move |#ctx, #input| {
+            #(#takes)*
+            async move { #call }
+        }
+    }
+}
+
+/// The `StateType` of each `State<T>` argument, for the registration.
+fn state_types(handler: &Handler) -> TokenStream {
+    let types = handler.states.iter().map(|ty| {
+        quote_spanned! {ty.span()=> ::jetfn::__private::StateType::of::<#ty>() }
+    });
+    quote!(&[#(#types),*])
+}
+
+/// The validation chosen for the payload type: `validator::Validate` when it implements it
+/// (cargo feature `validate`), else none (again by autoref; never an error).
+fn validation(payload: &syn::Type) -> TokenStream {
+    quote! {{
+        #[allow(unused_imports)]
+        use ::jetfn::__private::{WithValidation as _, WithoutValidation as _};
+        (&&::jetfn::__private::Select::<#payload>::NEW).validation()
     }}
 }
 

@@ -11,7 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::codec::{Codec, Incoming, Payload};
+use crate::codec::Incoming;
 use crate::handler::{Context, Event, HandlerError};
 
 /// The events of one call of a batch function, in the order they were delivered.
@@ -120,12 +120,15 @@ pub type BatchFuture = Pin<Box<dyn Future<Output = BatchResults> + Send + 'stati
 /// function with the decodable ones, and gives one result per message.
 pub type BatchFn = fn(Context, Vec<Incoming>) -> BatchFuture;
 
-/// Decodes `incoming` into events of `T` with codec `C` and calls `handler` with those that
-/// decode; undecodable ones get their decode error as their result.
-pub(crate) fn invoke<T, C, F, Fut>(ctx: Context, incoming: Vec<Incoming>, handler: F) -> BatchFuture
+/// Decodes `incoming` into events of `T` with `decode` and calls `handler` with those that
+/// decode; the others get their error (undecodable, invalid) as their result.
+pub(crate) fn invoke<T, F, Fut>(
+    ctx: Context,
+    incoming: Vec<Incoming>,
+    handler: F,
+    decode: impl FnMut(Incoming) -> Result<Event<T>, HandlerError>,
+) -> BatchFuture
 where
-    T: Payload<C>,
-    C: Codec,
     F: FnOnce(Context, Batch<T>) -> Fut,
     Fut: Future<Output = Result<(), BatchError>> + Send + 'static,
 {
@@ -133,7 +136,7 @@ where
         batch,
         positions,
         results,
-    } = decode::<T, C>(incoming);
+    } = decode_all(incoming, decode);
     if batch.is_empty() {
         return Box::pin(std::future::ready(results));
     }
@@ -150,18 +153,21 @@ struct Decoded<T> {
     results: BatchResults,
 }
 
-fn decode<T: Payload<C>, C: Codec>(incoming: Vec<Incoming>) -> Decoded<T> {
+fn decode_all<T>(
+    incoming: Vec<Incoming>,
+    mut decode: impl FnMut(Incoming) -> Result<Event<T>, HandlerError>,
+) -> Decoded<T> {
     let mut results: BatchResults = Vec::with_capacity(incoming.len());
     let mut events = Vec::with_capacity(incoming.len());
     let mut positions = Vec::with_capacity(incoming.len());
     for (position, message) in incoming.into_iter().enumerate() {
-        match T::decode(message) {
+        match decode(message) {
             Ok(event) => {
                 events.push(event);
                 positions.push(position);
                 results.push(Ok(()));
             }
-            Err(error) => results.push(Err(HandlerError::decode(error))),
+            Err(error) => results.push(Err(error)),
         }
     }
     Decoded {
@@ -249,7 +255,9 @@ mod tests {
             .enumerate()
             .map(|(i, p)| incoming(p, i as u64 + 1))
             .collect();
-        let decoded = decode::<u32, Json>(messages);
+        let decoded = decode_all(messages, |m| {
+            <u32 as crate::codec::Payload<Json>>::decode(m).map_err(HandlerError::decode)
+        });
         let outcome = handler(&decoded.batch);
         merge(decoded.results, &decoded.positions, outcome)
     }

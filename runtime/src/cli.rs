@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::App;
 use crate::command::{block_on, config_error};
 use crate::config::Config;
 use crate::local_server::{answers, find_nats_server, INSTALL_HINT};
 use crate::registry::Registry;
+use crate::runtime::RuntimeError;
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::telemetry;
 
@@ -69,8 +71,14 @@ enum DlqCommand {
     },
 }
 
-/// Parses the command line and runs it. Bad configuration exits 2 with one line on stderr.
+/// Parses the command line and runs it: `App::new().main()`. Bad configuration exits 2 with
+/// one line on stderr.
 pub fn main() -> ExitCode {
+    App::new().main()
+}
+
+/// Parses the command line and runs it with `app` (its hooks run for `run` and `dev` only).
+pub(crate) fn run(app: App) -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -92,7 +100,7 @@ pub fn main() -> ExitCode {
             Err(error) => config_error(error),
         },
         command @ (Command::Run | Command::Dev) => match runtime(&config) {
-            Ok(runtime) => serve(runtime, &config, matches!(command, Command::Dev)),
+            Ok(runtime) => serve(runtime.app(app), &config, matches!(command, Command::Dev)),
             Err(error) => config_error(error),
         },
     }
@@ -301,7 +309,8 @@ fn serve(runtime: Runtime, config: &Config, dev: bool) -> ExitCode {
     code
 }
 
-/// Runs until SIGTERM or SIGINT, then drains; a second signal exits at once.
+/// Runs until SIGTERM or SIGINT, then drains; a second signal exits at once. A runtime that
+/// cannot start (a startup hook failed: exit 1; a state type missing: exit 2) ends at once.
 async fn run_until_signal(handle: RuntimeHandle) -> ExitCode {
     let mut signals = match Signals::new() {
         Ok(signals) => signals,
@@ -311,14 +320,36 @@ async fn run_until_signal(handle: RuntimeHandle) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    signals.next().await;
-    tracing::info!("signal received: draining (a second signal exits at once)");
-    handle.shutdown();
+    let shutdown = handle.shutdown_switch();
+    let finished = handle.finished();
+    tokio::pin!(finished);
     tokio::select! {
-        () = handle.wait() => ExitCode::SUCCESS,
+        result = &mut finished => return exit_code(result),
+        () = signals.next() => {}
+    }
+    tracing::info!("signal received: draining (a second signal exits at once)");
+    shutdown();
+    tokio::select! {
+        result = &mut finished => exit_code(result),
         () = signals.next() => {
             tracing::warn!("second signal: exiting without draining");
             ExitCode::from(130)
+        }
+    }
+}
+
+/// 0 after a drain; 2 and one line per mistake for a configuration error (missing state);
+/// 1 and the error for a failure to start (a startup hook).
+fn exit_code(result: Result<(), RuntimeError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_config() => {
+            eprintln!("jetfn: {error}");
+            ExitCode::from(crate::command::EXIT_CONFIG)
+        }
+        Err(error) => {
+            eprintln!("jetfn: {error}");
+            ExitCode::FAILURE
         }
     }
 }

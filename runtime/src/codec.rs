@@ -149,14 +149,14 @@ pub trait Payload<C: Codec>: Sized + Send + 'static {
 
 impl Payload<Raw> for Bytes {
     fn decode(incoming: Incoming) -> Result<Event<Self>, DecodeError> {
-        Ok(Event::new(incoming.payload, incoming.meta))
+        Ok(Event::from_parts(incoming.payload, incoming.meta))
     }
 }
 
 impl Payload<Text> for String {
     fn decode(incoming: Incoming) -> Result<Event<Self>, DecodeError> {
         let text = std::str::from_utf8(&incoming.payload)?.to_owned();
-        Ok(Event::new(text, incoming.meta))
+        Ok(Event::from_parts(text, incoming.meta))
     }
 }
 
@@ -170,7 +170,7 @@ where
             type_name: std::any::type_name::<M>(),
             source,
         })?;
-        Ok(Event::new(Protobuf(message), incoming.meta))
+        Ok(Event::from_parts(Protobuf(message), incoming.meta))
     }
 }
 
@@ -194,7 +194,7 @@ where
             }
             None => serde_json::from_slice::<T>(&payload).map_err(json_error)?,
         };
-        Ok(Event::new(data, meta))
+        Ok(Event::from_parts(data, meta))
     }
 }
 

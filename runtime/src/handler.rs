@@ -10,6 +10,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::app::AppState;
+use crate::pipeline::Extensions;
 use crate::{propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
@@ -42,7 +44,64 @@ pub(crate) struct EventMeta {
 }
 
 impl<T> Event<T> {
-    pub(crate) fn new(data: T, meta: EventMeta) -> Self {
+    /// An event of `data`, as a unit test hands it to a handler: subject and stream empty,
+    /// no headers, attempt 1, stream sequence 1, published now. Change any of those with the
+    /// `with_*` methods.
+    ///
+    /// ```
+    /// let event = jetfn::Event::new("teapot".to_owned())
+    ///     .with_subject("shop.orders.created")
+    ///     .with_attempt(3);
+    /// assert_eq!((event.subject(), event.attempt(), event.data.as_str()), ("shop.orders.created", 3, "teapot"));
+    /// ```
+    pub fn new(data: T) -> Self {
+        let meta = EventMeta {
+            subject: async_nats::Subject::from_static(""),
+            id: None,
+            headers: HeaderMap::new(),
+            stream: Arc::from(""),
+            stream_sequence: 1,
+            attempt: 1,
+            published: SystemTime::now(),
+        };
+        Self { data, meta }
+    }
+
+    /// The same event on `subject`.
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.meta.subject = async_nats::Subject::from(subject.into());
+        self
+    }
+
+    /// The same event with these headers (its `id()` follows a `Nats-Msg-Id` among them).
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.meta.id = headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|id| id.as_str().to_owned());
+        self.meta.headers = headers;
+        self
+    }
+
+    /// The same event as delivery `attempt` (1 = the first).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.meta.attempt = attempt;
+        self
+    }
+
+    /// The same event stored in `stream` at `sequence` (what outputs' ids derive from).
+    pub fn with_stream_sequence(mut self, stream: &str, sequence: u64) -> Self {
+        self.meta.stream = Arc::from(stream);
+        self.meta.stream_sequence = sequence;
+        self
+    }
+
+    /// The same event stored at `published`.
+    pub fn with_published(mut self, published: SystemTime) -> Self {
+        self.meta.published = published;
+        self
+    }
+
+    pub(crate) fn from_parts(data: T, meta: EventMeta) -> Self {
         Self { data, meta }
     }
 
@@ -98,6 +157,7 @@ pub struct Context {
     function: Arc<Function>,
     input: InputRef,
     next_output: AtomicU32,
+    extensions: Extensions,
 }
 
 /// What every [`Context`] of one function shares (one allocation per function, not per delivery).
@@ -106,6 +166,30 @@ pub(crate) struct Function {
     pub(crate) name: Arc<str>,
     pub(crate) jetstream: jetstream::Context,
     pub(crate) auto_create_streams: bool,
+    /// What `App::state` and the startup hooks provided.
+    pub(crate) app: AppState,
+    /// A unit test's recorder: outputs are recorded, not sent.
+    #[cfg(feature = "testing")]
+    pub(crate) recorder: Option<Arc<crate::testing::Recorder>>,
+}
+
+impl Function {
+    /// What every context of a function shares: its name, JetStream, and the app's state.
+    pub(crate) fn new(
+        name: Arc<str>,
+        jetstream: jetstream::Context,
+        auto_create_streams: bool,
+        app: AppState,
+    ) -> Self {
+        Self {
+            name,
+            jetstream,
+            auto_create_streams,
+            app,
+            #[cfg(feature = "testing")]
+            recorder: None,
+        }
+    }
 }
 
 /// What the outputs of one handler run are derived from: their `Nats-Msg-Id` is
@@ -214,7 +298,25 @@ impl Context {
             function,
             input,
             next_output: AtomicU32::new(0),
+            extensions: Extensions::new(),
         }
+    }
+
+    /// The same context with the values a middleware put into the call.
+    pub(crate) fn with_extensions(mut self, extensions: Extensions) -> Self {
+        self.extensions = extensions;
+        self
+    }
+
+    /// A value a middleware inserted into the call's extensions
+    /// ([`Call::extensions_mut`](crate::Call::extensions_mut)), by type.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.get::<T>()
+    }
+
+    /// The application state (for the `State<T>` arguments the macro passes).
+    pub(crate) fn app(&self) -> &AppState {
+        &self.function.app
     }
 
     /// The function's name.
@@ -256,6 +358,10 @@ impl Context {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, self.output_id(index));
         propagation::inject_current(&mut headers);
+        #[cfg(feature = "testing")]
+        if let Some(recorder) = &self.function.recorder {
+            return recorder.record(subject, headers, body, None);
+        }
         self.send_creating(subject, headers, body, || async {
             if !self.function.auto_create_streams {
                 return Err("auto_create_streams is off".to_owned());
@@ -326,6 +432,12 @@ impl Context {
         })?;
         let index = self.next_output.fetch_add(1, Ordering::Relaxed);
         let id = self.output_id(index);
+        #[cfg(feature = "testing")]
+        if let Some(recorder) = &self.function.recorder {
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            return recorder.record(subject, headers, Bytes::from(body), Some(at));
+        }
         let (holder, mut headers) = schedule::delay::schedule(&id, subject, due);
         propagation::inject_current(&mut headers);
         self.send_creating(&holder, headers, Bytes::from(body), || async {
@@ -403,6 +515,9 @@ pub enum ErrorKind {
     Permanent,
     /// The payload could not be decoded into the handler's type: dead-letter at once.
     Decode,
+    /// The decoded payload failed its validation (`validator::Validate`, cargo feature
+    /// `validate`): dead-letter at once.
+    Invalid,
 }
 
 /// A handler's failure: retryable unless made with [`HandlerError::permanent`].
@@ -430,6 +545,21 @@ impl HandlerError {
         Self::new(ErrorKind::Decode, error)
     }
 
+    pub(crate) fn invalid(error: impl Into<BoxError>) -> Self {
+        Self::new(ErrorKind::Invalid, error)
+    }
+
+    /// A batch call in which `failed` events failed (their errors are the call's per-event
+    /// results): what the layers around a batch call see.
+    pub(crate) fn items_failed(failed: usize) -> Self {
+        Self::retryable(ItemsFailed(failed))
+    }
+
+    /// Whether this is [`HandlerError::items_failed`] as the handler returned it.
+    pub(crate) fn is_items_failed(&self) -> bool {
+        self.kind == ErrorKind::Retryable && self.source.is::<ItemsFailed>()
+    }
+
     fn new(kind: ErrorKind, error: impl Into<BoxError>) -> Self {
         Self {
             kind,
@@ -452,6 +582,11 @@ impl HandlerError {
         &*self.source
     }
 }
+
+/// Some events of a batch call failed, each with its own error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} event(s) of the batch failed")]
+struct ItemsFailed(usize);
 
 impl<E> From<E> for HandlerError
 where

@@ -53,6 +53,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as jetfn;
 
+mod app;
 mod asyncapi;
 pub mod autoscale;
 mod batch;
@@ -71,6 +72,7 @@ mod local_server;
 mod manifests;
 mod metrics;
 mod nats;
+mod pipeline;
 pub mod policy;
 mod probe;
 mod propagation;
@@ -86,7 +88,9 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
+mod validation;
 
+pub use app::{App, AppState, Startup, State};
 pub use async_nats;
 pub use batch::{Batch, BatchError};
 pub use cli::main;
@@ -96,6 +100,9 @@ pub use codec::{DecodeError, Incoming};
 pub use config::{Config, ConfigError};
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
 pub use jetfn_macros::{event_handler, request_handler};
+pub use middleware::Next;
+pub use pipeline::middleware;
+pub use pipeline::{Call, Extensions};
 pub use registry::{Registry, RegistryError};
 pub use request::Request;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
@@ -104,6 +111,7 @@ pub use schedule::Tick;
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::app::StateType;
     pub use crate::batch::{BatchFn, BatchFuture, BatchResults};
     pub use crate::registry::{
         Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, ReplyFuture, RequestSpec,
@@ -113,73 +121,104 @@ pub mod __private {
     pub use crate::select::{
         payload_spec, JsonCodec, Select, SpecificCodec, WithSchema, WithoutSchema,
     };
+    pub use crate::validation::{Check, WithValidation, WithoutValidation};
     pub use linkme;
 
     use crate::codec::{Codec, Payload};
-    use crate::{Context, Event, HandlerError, Incoming, Request};
+    use crate::{Context, Event, HandlerError, Incoming, Request, State};
     use std::future::Future;
 
-    /// Decodes the request into `Request<T>` with codec `C`, calls the user's function, and
-    /// encodes its `Ok` value with codec `RC` (both chosen by the macro through [`Select`]).
-    pub fn invoke_request<T, R, C, RC, F, Fut>(
+    /// The `State<T>` argument of a handler, from what the application provided (checked at
+    /// start-up, so never missing when the runtime runs the function).
+    pub fn state<T: Send + Sync + 'static>(ctx: &Context) -> Result<State<T>, HandlerError> {
+        ctx.app().get::<T>().ok_or_else(|| {
+            HandlerError::retryable(format!(
+                "no state of type `{}` was provided",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Decodes the payload into `T` with codec `C` and validates it with `V` (both chosen by
+    /// the macro through [`Select`]).
+    fn decode<T: Payload<C>, C: Codec, V: Check<T>>(
+        incoming: Incoming,
+        check: V,
+    ) -> Result<Event<T>, HandlerError> {
+        let event = T::decode(incoming).map_err(HandlerError::decode)?;
+        check.check(&event.data)?;
+        Ok(event)
+    }
+
+    /// Decodes the request into `Request<T>` with codec `C`, validates it with `V`, calls the
+    /// user's function, and encodes its `Ok` value with codec `RC`.
+    pub fn invoke_request<T, R, C, RC, V, F, Fut>(
         ctx: Context,
         incoming: Incoming,
         handler: F,
         _codec: C,
         _reply: RC,
+        check: V,
     ) -> ReplyFuture
     where
         T: Payload<C>,
         R: Reply<RC>,
         C: Codec,
         RC: Codec,
+        V: Check<T>,
         F: FnOnce(Context, Request<T>) -> Fut,
         Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
     {
-        match T::decode(incoming) {
+        match decode::<T, C, V>(incoming, check) {
             Ok(event) => {
                 let reply = handler(ctx, Request::from_event(event));
                 Box::pin(async move { reply.await?.encode() })
             }
-            Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
 
-    /// Decodes the payload into `Event<T>` with codec `C` (chosen by the macro through
-    /// [`Select`]) and calls the user's function with it.
-    pub fn invoke<T, C, F, Fut>(
+    /// Decodes the payload into `Event<T>` with codec `C`, validates it with `V` (both chosen
+    /// by the macro through [`Select`]) and calls the user's function with it.
+    pub fn invoke<T, C, V, F, Fut>(
         ctx: Context,
         incoming: Incoming,
         handler: F,
         _codec: C,
+        check: V,
     ) -> HandlerFuture
     where
         T: Payload<C>,
         C: Codec,
+        V: Check<T>,
         F: FnOnce(Context, Event<T>) -> Fut,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        match T::decode(incoming) {
+        match decode::<T, C, V>(incoming, check) {
             Ok(event) => Box::pin(handler(ctx, event)),
-            Err(error) => Box::pin(std::future::ready(Err(HandlerError::decode(error)))),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
 
-    /// Decodes each message into `Event<T>` with codec `C` and calls the user's batch
-    /// function with those that decode; one result per message.
-    pub fn invoke_batch<T, C, F, Fut>(
+    /// Decodes (and validates) each message into `Event<T>` and calls the user's batch
+    /// function with those that pass; one result per message.
+    pub fn invoke_batch<T, C, V, F, Fut>(
         ctx: Context,
         incoming: Vec<Incoming>,
         handler: F,
         _codec: C,
+        check: V,
     ) -> BatchFuture
     where
         T: Payload<C>,
         C: Codec,
+        V: Check<T>,
         F: FnOnce(Context, crate::Batch<T>) -> Fut,
         Fut: Future<Output = Result<(), crate::BatchError>> + Send + 'static,
     {
-        crate::batch::invoke::<T, C, F, Fut>(ctx, incoming, handler)
+        crate::batch::invoke(ctx, incoming, handler, |incoming| {
+            decode::<T, C, V>(incoming, check)
+        })
     }
 
     /// The single-message entry point of a batch function: a batch of one.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::app::StateType;
 use crate::batch::BatchFn;
 use crate::codec::{Incoming, PayloadKind};
 use crate::handler::{Context, HandlerError};
@@ -56,6 +57,8 @@ pub struct RequestSpec {
     pub payload: fn() -> PayloadSpec,
     /// What the reply is (for `asyncapi`).
     pub reply: fn() -> PayloadSpec,
+    /// The `State<T>` types the function takes, in argument order.
+    pub states: &'static [StateType],
     /// Where the function is defined, for error messages.
     pub location: Location,
 }
@@ -76,6 +79,8 @@ pub struct HandlerSpec {
     /// What the payload is (for `asyncapi`); a function so that `#[event_handler]` can choose
     /// it on the concrete type, and so it costs nothing until asked.
     pub payload: fn() -> PayloadSpec,
+    /// The `State<T>` types the function takes, in argument order.
+    pub states: &'static [StateType],
     /// Where the function is defined, for error messages.
     pub location: Location,
 }
@@ -313,6 +318,7 @@ mod tests {
             handler: noop,
             batch: None,
             payload: json,
+            states: &[],
             location: Location {
                 module_path: "tests",
                 file: "src/orders.rs",
@@ -343,6 +349,7 @@ mod tests {
         attrs: Attributes::NONE,
         handler: no_reply,
         payload: json,
+        states: &[],
         reply: json,
         location: Location {
             module_path: "tests",

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{App, AppState, Application, Started};
 use crate::config::{Config, ConfigError, FunctionConfig, RequestConfig};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -32,6 +34,20 @@ pub enum RuntimeError {
     /// The NATS client could not be set up.
     #[error("{0}")]
     Connect(String),
+    /// A startup hook failed or timed out (exit 1); nothing was bound.
+    #[error("{0}")]
+    Startup(String),
+    /// The application's state does not fit its functions: a selected function takes a
+    /// `State<T>` nobody provides, or one type is provided twice (exit 2); nothing was bound.
+    #[error("{}", .0.join("\n"))]
+    State(Vec<String>),
+}
+
+impl RuntimeError {
+    /// A configuration mistake (exit 2), as opposed to a failure at run time (exit 1).
+    pub fn is_config(&self) -> bool {
+        matches!(self, RuntimeError::Config(_) | RuntimeError::State(_))
+    }
 }
 
 /// The selected functions with their effective configuration, ready to start.
@@ -40,6 +56,7 @@ pub struct Runtime {
     config: Config,
     functions: Vec<FunctionConfig>,
     requests: Vec<RequestConfig>,
+    app: App,
 }
 
 /// A started runtime: its HTTP address, its readiness, and the way to stop it.
@@ -48,7 +65,7 @@ pub struct RuntimeHandle {
     http_addr: SocketAddr,
     state: Arc<RuntimeState>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), RuntimeError>>,
 }
 
 impl Runtime {
@@ -59,7 +76,14 @@ impl Runtime {
             config,
             functions,
             requests,
+            app: App::new(),
         })
+    }
+
+    /// Runs the functions in `app`: its state, hooks and layers (default: [`App::new`]).
+    pub fn app(mut self, app: App) -> Self {
+        self.app = app;
+        self
     }
 
     /// The selected event functions' effective configuration.
@@ -79,6 +103,7 @@ impl Runtime {
             config,
             functions,
             requests,
+            app,
         } = self;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
@@ -107,6 +132,7 @@ impl Runtime {
             .collect();
         let state = Arc::new(RuntimeState {
             client,
+            started: false.into(),
             draining: false.into(),
             metrics,
             functions,
@@ -116,6 +142,7 @@ impl Runtime {
         let task = tokio::spawn(supervise(
             state.clone(),
             config,
+            app,
             listener,
             stop.clone(),
             connections_rx,
@@ -164,10 +191,30 @@ impl RuntimeHandle {
         self.stop.cancel();
     }
 
-    /// Waits until the runtime has stopped.
+    /// Waits until the runtime has stopped (an error that stopped it is logged).
     pub async fn wait(self) {
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "runtime task failed");
+        if let Err(error) = self.finished().await {
+            tracing::error!(%error, "the runtime stopped");
+        }
+    }
+
+    /// Waits until the runtime has stopped: `Err` when it could not start (a startup hook
+    /// failed, a state type is missing), `Ok` after a drain.
+    pub async fn finished(self) -> Result<(), RuntimeError> {
+        self.task.await.unwrap_or_else(|error| {
+            Err(RuntimeError::Startup(format!(
+                "runtime task failed: {error}"
+            )))
+        })
+    }
+
+    /// Starts the graceful shutdown when called (what [`RuntimeHandle::shutdown`] does), from
+    /// anywhere, while another owner waits for the handle.
+    pub(crate) fn shutdown_switch(&self) -> impl Fn() + Send + Sync + 'static {
+        let (state, stop) = (self.state.clone(), self.stop.clone());
+        move || {
+            state.draining.store(true, Ordering::SeqCst);
+            stop.cancel();
         }
     }
 
@@ -181,13 +228,129 @@ impl RuntimeHandle {
 async fn supervise(
     state: Arc<RuntimeState>,
     config: Config,
+    app: App,
     listener: tokio::net::TcpListener,
     stop: CancellationToken,
     connections: tokio::sync::watch::Receiver<u64>,
-) {
+) -> Result<(), RuntimeError> {
     let js = async_nats::jetstream::new(state.client.clone());
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_stop.clone()));
+    let started = tokio::select! {
+        started = start_app(&state, &config, app, &js, connections.clone()) => Some(started),
+        () = stop.cancelled() => None,
+    };
+    let (application, hooks) = match started {
+        Some(Ok(started)) => started,
+        Some(Err(error)) => {
+            close(&state, http_stop, server).await;
+            return Err(error);
+        }
+        // Stopped before the hooks finished: nothing was bound.
+        None => {
+            close(&state, http_stop, server).await;
+            return Ok(());
+        }
+    };
+    state.started.store(true, Ordering::SeqCst);
+    let workers = run_functions(&state, &config, &js, &stop, connections, application);
+    stop.cancelled().await;
+    let stop_began = Instant::now();
+    state.draining.store(true, Ordering::SeqCst);
+    tracing::info!("draining");
+    workers.finish().await;
+    let left = config.shutdown_timeout.saturating_sub(stop_began.elapsed());
+    hooks.shut_down(left).await;
+    close(&state, http_stop, server).await;
+    Ok(())
+}
+
+/// Waits for the connection, runs the startup hooks and checks the state against the selected
+/// functions: what the functions then share.
+async fn start_app(
+    state: &RuntimeState,
+    config: &Config,
+    app: App,
+    js: &async_nats::jetstream::Context,
+    mut connections: tokio::sync::watch::Receiver<u64>,
+) -> Result<(Application, Started), RuntimeError> {
+    let App {
+        values,
+        replaced,
+        hooks,
+        layers,
+        observer,
+    } = app;
+    let timeout = config.startup_timeout;
+    let deadline = Instant::now() + timeout;
+    // The hooks run once NATS answers: they may create buckets, read config from KV, ...
+    let connected = tokio::time::timeout(timeout, connections.wait_for(|count| *count > 0))
+        .await
+        .is_ok();
+    if !connected {
+        return Err(RuntimeError::Startup(format!(
+            "NATS did not answer within JETFN_STARTUP_TIMEOUT ({}); the startup hooks need it",
+            humantime::format_duration(timeout)
+        )));
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let started = hooks
+        .start(values, replaced, &state.client, js, left)
+        .await
+        .map_err(|error| match error {
+            error if error.is_config() => RuntimeError::State(vec![error.to_string()]),
+            error => RuntimeError::Startup(error.to_string()),
+        })?;
+    let gaps = missing_states(state, &started.state);
+    if !gaps.is_empty() {
+        return Err(RuntimeError::State(gaps));
+    }
+    let application = Application {
+        state: started.state.clone(),
+        layers: layers.into(),
+        observer,
+    };
+    Ok((application, started))
+}
+
+/// One line per `State<T>` a selected function takes and nobody provided.
+fn missing_states(state: &RuntimeState, provided: &AppState) -> Vec<String> {
+    let events = state
+        .functions
+        .iter()
+        .map(|f| (&f.config.name, f.config.location, f.config.states));
+    let requests = state
+        .requests
+        .iter()
+        .map(|r| (&r.config.name, r.config.location, r.config.states));
+    let mut gaps = Vec::new();
+    for (name, location, states) in events.chain(requests) {
+        for ty in states.iter().filter(|ty| !provided.has(ty)) {
+            gaps.push(format!(
+                "function `{name}` ({location}) takes `State<{}>`, which nobody provides: add \
+                 `App::state(..)` or an `App::on_startup` hook returning it",
+                ty.name()
+            ));
+        }
+    }
+    gaps
+}
+
+/// The tasks running the selected functions.
+struct Running {
+    runners: Vec<JoinHandle<()>>,
+    requests: JoinHandle<()>,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+fn run_functions(
+    state: &Arc<RuntimeState>,
+    config: &Config,
+    js: &async_nats::jetstream::Context,
+    stop: &CancellationToken,
+    connections: tokio::sync::watch::Receiver<u64>,
+    app: Application,
+) -> Running {
     // Delayed outputs of every function are published when due by whichever runtime runs.
     let forwarder = (!state.functions.is_empty() || !state.requests.is_empty()).then(|| {
         tokio::spawn(crate::schedule::delay::forward(
@@ -204,8 +367,9 @@ async fn supervise(
         requests: state.requests.clone(),
         stop: stop.clone(),
         shutdown_timeout: config.shutdown_timeout,
+        app: app.clone(),
     });
-    let runners: Vec<_> = state
+    let runners = state
         .functions
         .iter()
         .map(|function| {
@@ -216,23 +380,36 @@ async fn supervise(
                 cancel: stop.clone(),
                 shutdown_timeout: config.shutdown_timeout,
                 connections: connections.clone(),
+                app: app.clone(),
             }))
         })
         .collect();
-    stop.cancelled().await;
-    state.draining.store(true, Ordering::SeqCst);
-    tracing::info!("draining");
-    for runner in runners {
-        if let Err(error) = runner.await {
-            tracing::error!(%error, "function task failed");
+    Running {
+        runners,
+        requests,
+        forwarder,
+    }
+}
+
+impl Running {
+    /// Waits for every function to drain.
+    async fn finish(self) {
+        for runner in self.runners {
+            if let Err(error) = runner.await {
+                tracing::error!(%error, "function task failed");
+            }
+        }
+        if let Err(error) = self.requests.await {
+            tracing::error!(%error, "request functions task failed");
+        }
+        if let Some(forwarder) = self.forwarder {
+            let _ = forwarder.await;
         }
     }
-    if let Err(error) = requests.await {
-        tracing::error!(%error, "request functions task failed");
-    }
-    if let Some(forwarder) = forwarder {
-        let _ = forwarder.await;
-    }
+}
+
+/// Flushes the acks, closes the connection and the HTTP listener.
+async fn close(state: &RuntimeState, http_stop: CancellationToken, server: JoinHandle<()>) {
     // Acks and NAKs are plain publishes: flush them before the connection goes.
     let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;
     if !matches!(flushed, Ok(Ok(()))) {

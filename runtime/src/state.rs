@@ -12,6 +12,8 @@ use crate::metrics::{FunctionMetrics, Metrics, RequestMetrics};
 #[derive(Debug)]
 pub(crate) struct RuntimeState {
     pub(crate) client: async_nats::Client,
+    /// The startup hooks have finished (and the state check passed).
+    pub(crate) started: AtomicBool,
     pub(crate) draining: AtomicBool,
     pub(crate) metrics: Metrics,
     pub(crate) functions: Vec<Arc<FunctionState>>,
@@ -109,9 +111,11 @@ impl RuntimeState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// Connected, every consumer bound, every request function subscribed, not draining.
+    /// Started (the startup hooks done), connected, every consumer bound, every request
+    /// function subscribed, not draining.
     pub(crate) fn ready(&self) -> bool {
-        !self.draining()
+        self.started.load(Ordering::SeqCst)
+            && !self.draining()
             && self.connected()
             && self.functions.iter().all(|f| f.bound())
             && self.requests.iter().all(|r| r.subscribed())

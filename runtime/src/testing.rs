@@ -19,11 +19,16 @@ use std::time::{Duration, Instant};
 
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
+mod app;
 mod cluster;
+mod context;
 mod prometheus;
 mod proxy;
 
+pub use app::{RequestError, RunningApp, Settled, TestApp};
 pub use cluster::NatsCluster;
+pub(crate) use context::Recorder;
+pub use context::{Output, TestContext};
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
     Prometheus,

@@ -101,6 +101,8 @@ pub(crate) struct Handler {
     pub(crate) reply: Option<Type>,
     /// A batch function (`batch = N`, `batch: Batch<T>`).
     pub(crate) batch: bool,
+    /// `T` of each `State<T>` argument after the event, in order.
+    pub(crate) states: Vec<Type>,
 }
 
 /// The value of one optional key.
@@ -141,7 +143,7 @@ pub(crate) fn handler(
             .clone()
             .unwrap_or_else(|| format!("jetfn.tick.{name}"))
     });
-    let payload = signature(kind, function, batch, &mut errors);
+    let (payload, states) = signature(kind, function, batch, &mut errors);
     let reply = match kind {
         Macro::Event => None,
         Macro::Request => reply_type(&function.sig, &mut errors),
@@ -154,6 +156,7 @@ pub(crate) fn handler(
             payload,
             reply,
             batch,
+            states,
         }),
         (.., Some(error)) => Err(error),
         // Every `None` above comes with an error; this is only a safety net.
@@ -329,8 +332,13 @@ const BATCH_SIGNATURE: &str =
     "`async fn NAME(ctx: Context, batch: Batch<T>) -> Result<(), BatchError>`";
 
 /// Checks the signature; returns the payload type `T` of `event: Event<T>` (`req: Request<T>`,
-/// `batch: Batch<T>` for a batch function).
-fn signature(kind: Macro, function: &ItemFn, batch: bool, errors: &mut Errors) -> Option<Type> {
+/// `batch: Batch<T>` for a batch function), and the `T` of each `State<T>` after it.
+fn signature(
+    kind: Macro,
+    function: &ItemFn,
+    batch: bool,
+    errors: &mut Errors,
+) -> (Option<Type>, Vec<Type>) {
     let sig = &function.sig;
     let attr = kind.attr();
     if sig.asyncness.is_none() {
@@ -347,7 +355,7 @@ fn signature(kind: Macro, function: &ItemFn, batch: bool, errors: &mut Errors) -
     } else if let Some(clause) = &sig.generics.where_clause {
         errors.push(syn::Error::new_spanned(clause, &generic));
     }
-    let payload = parameters(kind, sig, batch, errors);
+    let (payload, states) = parameters(kind, sig, batch, errors);
     match &sig.output {
         ReturnType::Default => {
             let message = match kind {
@@ -390,7 +398,7 @@ fn signature(kind: Macro, function: &ItemFn, batch: bool, errors: &mut Errors) -
         }
         ReturnType::Type(..) => {}
     }
-    payload
+    (payload, states)
 }
 
 /// The last path segment of `E` in a return type `Result<_, E>`.
@@ -426,8 +434,14 @@ fn reply_type(sig: &Signature, errors: &mut Errors) -> Option<Type> {
 }
 
 /// Checks the parameters: no `self`, `ctx` and `event: Event<T>` (`batch: Batch<T>` for a batch
-/// function, `req: Request<T>` for a request function); returns `T`.
-fn parameters(kind: Macro, sig: &Signature, batch: bool, errors: &mut Errors) -> Option<Type> {
+/// function, `req: Request<T>` for a request function), then any number of `State<S>`; returns
+/// `T` and each `S`.
+fn parameters(
+    kind: Macro,
+    sig: &Signature,
+    batch: bool,
+    errors: &mut Errors,
+) -> (Option<Type>, Vec<Type>) {
     let attr = kind.attr();
     let mut params = Vec::new();
     for input in &sig.inputs {
@@ -442,19 +456,13 @@ fn parameters(kind: Macro, sig: &Signature, batch: bool, errors: &mut Errors) ->
             FnArg::Typed(param) => params.push(&*param.ty),
         }
     }
-    let arity = format!("expected 2 parameters: {}", kind.params());
     if params.len() < 2 {
-        let message = format!("{arity}, found {}", params.len());
+        let message = format!(
+            "expected 2 parameters: {}, found {} (`State<T>` arguments may follow)",
+            kind.params(),
+            params.len()
+        );
         errors.push(syn::Error::new(sig.paren_token.span.join(), message));
-    } else if params.len() > 2 {
-        let extra: TokenStream = sig
-            .inputs
-            .iter()
-            .skip(2)
-            .map(ToTokens::into_token_stream)
-            .collect();
-        let message = format!("{arity}, found {}", params.len());
-        errors.push(syn::Error::new_spanned(extra, message));
     }
     for ty in &params {
         if let Type::ImplTrait(ty) = ty {
@@ -462,8 +470,91 @@ fn parameters(kind: Macro, sig: &Signature, batch: bool, errors: &mut Errors) ->
             errors.push(syn::Error::new_spanned(ty, message));
         }
     }
-    let event = *params.get(1)?;
+    let Some(event) = params.get(1).copied() else {
+        return (None, Vec::new());
+    };
+    let payload = payload(kind, event, batch, errors);
+    // A `State<T>` where the event goes: said once, not again for the event after it.
+    if generic_of(event, "State", 1).is_some() {
+        return (payload, Vec::new());
+    }
+    (
+        payload,
+        states(kind, params.get(2..).unwrap_or_default(), errors),
+    )
+}
+
+/// The `T` of each `State<T>` parameter after the event; anything else there is an error.
+fn states(kind: Macro, params: &[&Type], errors: &mut Errors) -> Vec<Type> {
+    let mut states = Vec::new();
+    for ty in params {
+        let Some(state) = generic_of(ty, "State", 1) else {
+            let message = format!(
+                "after the {} argument a handler takes only `State<T>` arguments (shared state \
+                 from `App::state` or an `App::on_startup` hook)",
+                kind.input().to_lowercase()
+            );
+            errors.push(syn::Error::new_spanned(ty, message));
+            continue;
+        };
+        if let Some(borrowed) = borrowed(&state) {
+            errors.push(syn::Error::new_spanned(
+                borrowed,
+                "a `State<T>` type must be owned and `'static` (it is shared by every call): \
+                 use an owned type, or an `Arc` inside it",
+            ));
+            continue;
+        }
+        states.push(state);
+    }
+    states
+}
+
+/// A reference or a lifetime other than `'static` inside `ty`, if any.
+fn borrowed(ty: &Type) -> Option<TokenStream> {
+    let mut found = None;
+    let tokens = ty.to_token_stream();
+    find_borrow(tokens, &mut found);
+    found
+}
+
+fn find_borrow(tokens: TokenStream, found: &mut Option<TokenStream>) {
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(token) = iter.next() {
+        if found.is_some() {
+            return;
+        }
+        match &token {
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '&' => {
+                *found = Some(token.clone().into());
+            }
+            proc_macro2::TokenTree::Punct(punct) if punct.as_char() == '\'' => {
+                if let Some(proc_macro2::TokenTree::Ident(name)) = iter.peek() {
+                    if name != "static" {
+                        let mut lifetime: TokenStream = token.clone().into();
+                        lifetime.extend([proc_macro2::TokenTree::Ident(name.clone())]);
+                        *found = Some(lifetime);
+                    }
+                }
+            }
+            proc_macro2::TokenTree::Group(group) => find_borrow(group.stream(), found),
+            _ => {}
+        }
+    }
+}
+
+/// The payload `T` of the event parameter (`Event<T>`, `Batch<T>`, `Request<T>`).
+fn payload(kind: Macro, event: &Type, batch: bool, errors: &mut Errors) -> Option<Type> {
     let input = if batch { "Batch" } else { kind.input() };
+    if generic_of(event, "State", 1).is_some() {
+        let message = format!(
+            "`State<T>` arguments come after the {} argument: {}",
+            input.to_lowercase(),
+            kind.signature()
+        );
+        errors.push(syn::Error::new_spanned(event, message));
+        return None;
+    }
     if kind == Macro::Event {
         let other = if batch { "Event" } else { "Batch" };
         if generic_of(event, other, 1).is_some() {
@@ -594,7 +685,7 @@ mod tests {
             "`#[event_handler]` functions cannot be `unsafe`",
             "`#[event_handler]` functions cannot be generic",
             "`#[event_handler]` functions cannot take `self`",
-            "expected 2 parameters: `ctx: Context, event: Event<T>`, found 1",
+            "expected 2 parameters: `ctx: Context, event: Event<T>`, found 1 (`State<T>`",
             "`#[event_handler]` functions must return",
         ];
         assert_eq!(messages.len(), starts.len(), "{messages:#?}");
@@ -689,6 +780,46 @@ mod tests {
                 "{ty}"
             );
         }
+    }
+
+    #[test]
+    fn state_arguments_follow_the_event() {
+        let states = |params: TokenStream| {
+            let function = parse_quote! {
+                async fn f(c: Context, #params) -> Result<(), HandlerError> { Ok(()) }
+            };
+            validate(quote!(subject = "a"), function)
+                .map(|h| {
+                    h.states
+                        .iter()
+                        .map(|t| quote!(#t).to_string())
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            states(quote!(e: Event<u8>, a: State<Db>, b: jetfn::State<Arc<Pool>>)),
+            Ok(vec!["Db".to_owned(), "Arc < Pool >".to_owned()])
+        );
+        let one_error = |params, start: &str| {
+            let errors = states(params).expect_err("invalid");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with(start), "{errors:?}");
+        };
+        one_error(
+            quote!(db: State<Db>, e: Event<u8>),
+            "`State<T>` arguments come after",
+        );
+        one_error(quote!(e: Event<u8>, db: Db), "after the event argument");
+        one_error(
+            quote!(e: Event<u8>, s: State<&'static str>),
+            "a `State<T>` type must be owned",
+        );
+        one_error(
+            quote!(e: Event<u8>, s: State<Cow<'a, str>>),
+            "a `State<T>` type must be owned",
+        );
+        assert!(states(quote!(e: Event<u8>, s: State<Cow<'static, str>>)).is_ok());
     }
 
     #[test]

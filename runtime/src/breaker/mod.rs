@@ -8,9 +8,13 @@
 //! Only failures that say something about a dependency count: errors, panics and timeouts.
 //! Permanent errors and undecodable payloads are about the message, not the dependency.
 
+mod shared;
+
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+pub(crate) use shared::SharedBreaker;
 
 /// The breaker's state, as `jetfn_breaker_state` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,9 @@ use serde::{Serialize, Serializer};
 
 use super::value::{self, duration, human, integer};
 use super::ConfigError;
+use crate::app::StateType;
 use crate::batch::BatchFn;
-use crate::registry::{HandlerFn, HandlerSpec};
+use crate::registry::{HandlerFn, HandlerSpec, Location};
 use crate::{schedule, subject};
 
 /// Retry delays: `min(max, initial * 2^(attempt - 1))`, written `"initial..max"`.
@@ -83,12 +84,26 @@ pub struct FunctionConfig {
     /// `100ms`).
     #[serde(serialize_with = "human")]
     pub batch_wait: Duration,
+    /// The `State<T>` types the handler takes (their type names in `list --json`).
+    #[serde(serialize_with = "state_names")]
+    pub states: &'static [StateType],
+    /// Where the function is defined.
+    #[serde(skip)]
+    pub location: Location,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
     /// A batch function's entry point.
     #[serde(skip)]
     pub batch_handler: Option<BatchFn>,
+}
+
+/// The type names of `State<T>` arguments.
+pub(crate) fn state_names<S: Serializer>(
+    states: &&'static [StateType],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(states.iter().map(StateType::name))
 }
 
 fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -146,6 +161,8 @@ impl FunctionConfig {
             prefetch_bytes: 8 << 20,
             batch: None,
             batch_wait: Duration::from_millis(100),
+            states: spec.states,
+            location: spec.location,
             handler: spec.handler,
             batch_handler: spec.batch,
         }

@@ -16,6 +16,7 @@
 //! | `JETFN_FUNCTIONS` | `select` | function names to run, comma-separated; `*` = all | all |
 //! | `JETFN_HTTP_ADDR` | `http_addr` | health/metrics listener | `0.0.0.0:8080` |
 //! | `JETFN_SHUTDOWN_TIMEOUT` | `shutdown_timeout` | drain budget on SIGTERM | `25s` |
+//! | `JETFN_STARTUP_TIMEOUT` | `startup_timeout` | bound on the startup hooks (`App::on_startup`) | `60s` |
 //! | `JETFN_AUTO_CREATE_STREAMS` | `auto_create_streams` | create a stream when none captures a subject | `true` |
 //! | `JETFN_LOG_FORMAT` | `log_format` | `text` or `json` | `text` |
 //! | `JETFN__FUNCTIONS__<NAME>__<KEY>` | `functions.<name>.<key>` | per-function override of an attribute | — |
@@ -69,6 +70,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("JETFN_FUNCTIONS", "select"),
     ("JETFN_HTTP_ADDR", "http_addr"),
     ("JETFN_SHUTDOWN_TIMEOUT", "shutdown_timeout"),
+    ("JETFN_STARTUP_TIMEOUT", "startup_timeout"),
     ("JETFN_AUTO_CREATE_STREAMS", "auto_create_streams"),
     ("JETFN_LOG_FORMAT", "log_format"),
 ];
@@ -85,6 +87,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The drain budget on SIGTERM (`JETFN_SHUTDOWN_TIMEOUT`, default `25s`).
     pub shutdown_timeout: Duration,
+    /// The bound on the startup hooks (`JETFN_STARTUP_TIMEOUT`, default `60s`).
+    pub startup_timeout: Duration,
     /// Create a stream when none captures a function's subject (`JETFN_AUTO_CREATE_STREAMS`,
     /// default `true`).
     pub auto_create_streams: bool,
@@ -172,6 +176,7 @@ struct Raw {
     select: Option<value::List>,
     http_addr: Option<String>,
     shutdown_timeout: Option<String>,
+    startup_timeout: Option<String>,
     auto_create_streams: Option<String>,
     log_format: Option<String>,
     #[serde(default)]
@@ -225,6 +230,10 @@ impl Config {
             None => Duration::from_secs(25),
             Some(text) => value::duration("shutdown_timeout", &text)?,
         };
+        let startup_timeout = match raw.startup_timeout {
+            None => Duration::from_secs(60),
+            Some(text) => value::duration("startup_timeout", &text)?,
+        };
         let auto_create_streams = match raw.auto_create_streams {
             None => true,
             Some(text) => value::boolean("auto_create_streams", &text)?,
@@ -244,6 +253,7 @@ impl Config {
             select,
             http_addr,
             shutdown_timeout,
+            startup_timeout,
             auto_create_streams,
             log_format,
             otlp: None,

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::value::{duration, human, integer, subject};
 use super::ConfigError;
-use crate::registry::{RequestFn, RequestSpec};
+use crate::app::StateType;
+use crate::registry::{Location, RequestFn, RequestSpec};
 
 /// One request function's settings: attribute values, overridden by configuration, over
 /// defaults.
@@ -23,6 +24,12 @@ pub struct RequestConfig {
     pub timeout: Duration,
     /// The most concurrent requests in this process (default 64); more wait.
     pub max_workers: u32,
+    /// The `State<T>` types the handler takes (their type names in `list --json`).
+    #[serde(serialize_with = "super::function::state_names")]
+    pub states: &'static [StateType],
+    /// Where the function is defined.
+    #[serde(skip)]
+    pub location: Location,
     /// The handler.
     #[serde(skip)]
     pub handler: RequestFn,
@@ -41,6 +48,8 @@ impl RequestConfig {
             subject: spec.subject.to_owned(),
             timeout: spec.attrs.timeout.unwrap_or(Duration::from_secs(5)),
             max_workers: spec.attrs.max_workers.unwrap_or(64),
+            states: spec.states,
+            location: spec.location,
             handler: spec.handler,
         };
         for (key, value) in overrides {

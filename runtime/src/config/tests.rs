@@ -23,6 +23,7 @@ const fn spec(name: &'static str, attrs: Attributes) -> HandlerSpec {
         handler: noop,
         batch: None,
         payload: json,
+        states: &[],
         location: Location {
             module_path: "tests",
             file: "tests.rs",

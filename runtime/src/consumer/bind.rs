@@ -1,10 +1,15 @@
 //! Binding a function to its stream and durable pull consumer.
 
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, consumer};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::FunctionConfig;
 use crate::dlq::{self, advisory, DlqError};
 use crate::schedule::{self, ScheduleError};
+use crate::state::FunctionState;
 use crate::topology::{create_stream, stream_name_for, TopologyError};
 
 /// Why a function could not be bound (yet).
@@ -152,4 +157,44 @@ fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
         jetstream::context::GetStreamErrorKind::JetStream(inner)
             if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
     )
+}
+
+/// The longest pause between two attempts to bind a function.
+const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Binds the function (its stream, durable consumer, dead-letter stream and advisory consumer),
+/// retrying with backoff until it works or `cancel` fires.
+pub(super) async fn bind_until_bound(
+    state: &FunctionState,
+    js: &jetstream::Context,
+    auto_create_streams: bool,
+    cancel: &CancellationToken,
+) -> Option<(Bound, PullConsumer)> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = provision_function(js, &state.config, auto_create_streams);
+        let result = tokio::select! {
+            () = cancel.cancelled() => return None,
+            result = attempt => result,
+        };
+        match result {
+            Ok(bound) => return Some(bound),
+            Err(error) => {
+                tracing::warn!(function = %state.config.name, %error, "cannot bind yet; retrying");
+                state.set_unbound(error);
+            }
+        }
+        if !backoff_pause(cancel, pause).await {
+            return None;
+        }
+        pause = (pause * 2).min(MAX_BIND_BACKOFF);
+    }
+}
+
+/// Sleeps `pause` unless cancelled; returns whether to go on.
+pub(super) async fn backoff_pause(cancel: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
+    }
 }

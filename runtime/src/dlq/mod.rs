@@ -5,9 +5,11 @@
 //! between the DLQ publish and the ack of the original) stores it once.
 
 pub(crate) mod advisory;
+mod letter;
 mod replay;
 
 pub use advisory::ADVISORY_STREAM;
+pub(crate) use letter::{DeadLetters, Lettered};
 pub use replay::{list, replay, DeadLetter, ToolError};
 
 use async_nats::jetstream::{self, stream};
@@ -34,7 +36,7 @@ pub mod headers {
     pub const DELIVERIES: &str = "Jetfn-Deliveries";
     /// The last error.
     pub const ERROR: &str = "Jetfn-Error";
-    /// `permanent`, `decode`, `exhausted` or `crashed`.
+    /// `permanent`, `decode`, `invalid`, `exhausted` or `crashed`.
     pub const ERROR_KIND: &str = "Jetfn-Error-Kind";
     /// When it was dead-lettered, RFC 3339.
     pub const FAILED_AT: &str = "Jetfn-Failed-At";

@@ -30,6 +30,27 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The original payload, unchanged.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The original headers plus the `Jetfn-*` provenance.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Why it was dead-lettered: the `Jetfn-Error-Kind` (`permanent`, `decode`, `invalid`,
+    /// `exhausted`, `crashed`).
+    pub fn error_kind(&self) -> &str {
+        self.header(h::ERROR_KIND)
+    }
+
+    /// The last error: the `Jetfn-Error`.
+    pub fn error(&self) -> &str {
+        self.header(h::ERROR)
+    }
+
     /// A header's value, or `""`.
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", |v| v.as_str())

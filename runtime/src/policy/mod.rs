@@ -62,6 +62,8 @@ pub enum DeadLetterKind {
     Permanent,
     /// The payload did not decode into the handler's type.
     Decode,
+    /// The decoded payload failed its validation (cargo feature `validate`).
+    Invalid,
     /// The last allowed delivery failed.
     Exhausted,
     /// Every delivery ended without the handler returning (the process died).
@@ -74,6 +76,7 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Permanent => "permanent",
             DeadLetterKind::Decode => "decode",
+            DeadLetterKind::Invalid => "invalid",
             DeadLetterKind::Exhausted => "exhausted",
             DeadLetterKind::Crashed => "crashed",
         }
@@ -116,6 +119,9 @@ pub(crate) fn decide(
         Failure::Handler(error) if error.kind() == ErrorKind::Decode => {
             Some(DeadLetterKind::Decode)
         }
+        Failure::Handler(error) if error.kind() == ErrorKind::Invalid => {
+            Some(DeadLetterKind::Invalid)
+        }
         _ if !failure.is_retryable() => Some(DeadLetterKind::Permanent),
         _ if attempt >= max_deliver => Some(DeadLetterKind::Exhausted),
         _ => None,
@@ -147,6 +153,11 @@ mod tests {
         let retry = || Err(Failure::Handler(HandlerError::retryable("flaky")));
         let permanent = || Err(Failure::Handler(HandlerError::permanent("bad order")));
         let decode = || Err(Failure::Handler(HandlerError::decode("not json")));
+        let invalid = || {
+            Err(Failure::Handler(HandlerError::invalid(
+                "email: not an email",
+            )))
+        };
         let panic = || Err(Failure::Panic("boom".into()));
         let timeout = || Err(Failure::Timeout(Duration::from_secs(5)));
         type Case = (
@@ -166,6 +177,7 @@ mod tests {
             ("retryable past last", retry, 9, Some(Exhausted), None),
             ("permanent first", permanent, 1, Some(Permanent), None),
             ("decode first", decode, 1, Some(Decode), None),
+            ("invalid first", invalid, 1, Some(Invalid), None),
             ("panic first", panic, 1, None, Some(1)),
             ("panic last", panic, 5, Some(Exhausted), None),
             ("timeout second", timeout, 2, None, Some(2)),

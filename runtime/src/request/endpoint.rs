@@ -1,23 +1,21 @@
 //! One request function's endpoint: a queue subscription, a semaphore of `max_workers`, one
-//! task per request.
+//! task per request, each through the function's [pipeline](crate::pipeline), then the reply.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::Message;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Status, TraceContextExt};
-use opentelemetry::KeyValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::reply::Failure;
 use super::service::{EndpointStats, QUEUE_GROUP};
 use crate::codec::Incoming;
-use crate::handler::{Context, EventMeta, Function, InputRef};
+use crate::handler::{EventMeta, InputRef};
+use crate::pipeline::{Call, Messages, Output, Pipeline, Slot};
 use crate::state::RequestState;
 use crate::telemetry::{DeliverySpan, SpanNames};
 
@@ -26,7 +24,7 @@ pub(super) struct Endpoint {
     pub(super) tracer: BoxedTracer,
     pub(super) span_names: SpanNames,
     pub(super) state: Arc<RequestState>,
-    pub(super) function: Arc<Function>,
+    pub(super) pipeline: Pipeline,
     pub(super) stats: Arc<Mutex<EndpointStats>>,
     pub(super) stop: CancellationToken,
     pub(super) shutdown_timeout: Duration,
@@ -103,22 +101,21 @@ async fn subscribe(endpoint: &Endpoint) -> Option<async_nats::Subscriber> {
     }
 }
 
-/// Runs the function on one request and replies.
+/// Runs the function on one request through the pipeline and replies.
 async fn answer(endpoint: &Endpoint, message: Message) {
     let config = &endpoint.state.config;
     let headers = message.headers.clone().unwrap_or_default();
+    let function = endpoint.pipeline.function();
     let span = DeliverySpan::start_request(
         &endpoint.tracer,
-        &endpoint.function.name,
+        &function.name,
         &endpoint.span_names,
         &message.subject,
         &headers,
         QUEUE_GROUP,
     );
-    let otel = span.otel;
     let started = Instant::now();
     let input = InputRef::request(message.reply.as_deref());
-    let ctx = Context::new(endpoint.function.clone(), input);
     let incoming = Incoming {
         payload: message.payload.clone(),
         meta: EventMeta {
@@ -131,39 +128,33 @@ async fn answer(endpoint: &Endpoint, message: Message) {
             published: SystemTime::now(),
         },
     };
-    let handler = config.handler;
-    let run = AssertUnwindSafe(async move { handler(ctx, incoming).await }).catch_unwind();
-    let outcome = tokio::time::timeout(config.timeout, run)
-        .with_context(otel.clone())
-        .await;
-    let result = match outcome {
-        Ok(Ok(Ok(body))) => Ok(body),
-        Ok(Ok(Err(error))) => Err(Failure::of(&error)),
-        Ok(Err(_panic)) => Err(Failure::panicked()),
-        Err(_elapsed) => Err(Failure::timed_out(config.timeout)),
-    };
-    let elapsed = started.elapsed();
-    let metrics = &endpoint.state.metrics;
-    metrics.duration.observe(elapsed.as_secs_f64());
+    let reply = Slot::default();
+    let call = Call::new(
+        function.clone(),
+        input,
+        Messages::One(incoming),
+        Output::Reply(reply.clone()),
+    );
+    let result = endpoint
+        .pipeline
+        .run(call, 1, &[])
+        .with_context(span.otel.clone())
+        .await
+        .map_err(|failure| Failure::of(&failure))
+        .and_then(|()| reply.take().ok_or_else(Failure::no_reply));
     if let Ok(mut stats) = endpoint.stats.lock() {
-        stats.record(elapsed, result.as_ref().err());
+        stats.record(started.elapsed(), result.as_ref().err());
     }
+    let metrics = &endpoint.state.metrics;
     match &result {
-        Ok(_) => {
-            metrics.ok.inc();
-        }
+        Ok(_) => metrics.ok.inc(),
         Err(failure) => {
-            metrics.error.inc();
-            otel.span()
-                .set_status(Status::error(failure.message.clone()));
-            otel.span().set_attribute(KeyValue::new(
-                "rpc.response.status_code",
-                i64::from(failure.code),
-            ));
+            span.record_reply_failure(&failure.message, failure.code);
             tracing::warn!(function = %config.name, code = failure.code, error = %failure.message, "request failed");
+            metrics.error.inc()
         }
-    }
-    otel.span().end();
+    };
+    span.end();
     let Some(reply) = message.reply else {
         return;
     };

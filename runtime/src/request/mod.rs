@@ -1,8 +1,9 @@
 //! Request functions (`#[request_handler]`): core NATS request/reply in queue group `jetfn`,
 //! one NATS micro service per process for discovery.
 //!
-//! Each request runs in its own task under a per-function semaphore (`max_workers`), bounded
-//! by `timeout`, with panics caught; the outcome becomes the reply (the `Ok` value encoded, or
+//! Each request runs in its own task under a per-function semaphore (`max_workers`), through
+//! the same pipeline as every delivery (`timeout`, panic guard, metrics, the user's layers,
+//! decode and validate); the outcome becomes the reply (the `Ok` value encoded, or
 //! empty with `Nats-Service-Error` / `Nats-Service-Error-Code`: 400, 500, 504). On shutdown
 //! the subscriptions are drained first, then the requests already received are answered.
 
@@ -17,7 +18,9 @@ use async_nats::HeaderMap;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Application;
 use crate::handler::{Event, Function};
+use crate::pipeline::{Entry, Guard, Instruments, Pipeline};
 use crate::state::RequestState;
 
 pub use reply::Reply;
@@ -62,6 +65,8 @@ pub(crate) struct Serve {
     pub(crate) requests: Vec<Arc<RequestState>>,
     pub(crate) stop: CancellationToken,
     pub(crate) shutdown_timeout: Duration,
+    /// The application's state and layers.
+    pub(crate) app: Application,
 }
 
 /// Starts the micro service and one endpoint per request function; the task ends once every
@@ -83,17 +88,31 @@ async fn run(serve: Serve) {
             subject: state.config.subject.clone(),
             stats: Arc::default(),
         };
-        let function = Arc::new(Function {
-            name: Arc::from(state.config.name.as_str()),
-            jetstream: serve.jetstream.clone(),
-            auto_create_streams: serve.auto_create_streams,
-        });
+        let function = Arc::new(Function::new(
+            Arc::from(state.config.name.as_str()),
+            serve.jetstream.clone(),
+            serve.auto_create_streams,
+            serve.app.state.clone(),
+        ));
+        let pipeline = Pipeline::new(
+            function,
+            Entry::Request(state.config.handler),
+            &serve.app.layers,
+            Guard {
+                timeout: state.config.timeout,
+                keep_alive: state.config.timeout,
+            },
+            Instruments {
+                duration: state.metrics.duration.clone(),
+                in_flight: None,
+            },
+        );
         endpoints.push(tokio::spawn(endpoint::run(endpoint::Endpoint {
             client: serve.client.clone(),
             tracer: crate::telemetry::tracer(),
             span_names: crate::telemetry::SpanNames::new(&state.config.subject),
             state: state.clone(),
-            function,
+            pipeline,
             stats: info.stats.clone(),
             stop: serve.stop.clone(),
             shutdown_timeout: serve.shutdown_timeout,

@@ -62,15 +62,15 @@ where
 /// How a request failed, as the caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    /// `400` permanent or undecodable, `500` retryable or panic, `504` timeout.
+    /// `400` permanent, undecodable or invalid, `500` retryable or panic, `504` timeout.
     pub(crate) code: u16,
     pub(crate) message: String,
 }
 
 impl Failure {
-    pub(crate) fn of(error: &HandlerError) -> Self {
+    pub(crate) fn of_error(error: &HandlerError) -> Self {
         let code = match error.kind() {
-            ErrorKind::Permanent | ErrorKind::Decode => 400,
+            ErrorKind::Permanent | ErrorKind::Decode | ErrorKind::Invalid => 400,
             _ => 500,
         };
         Self {
@@ -79,10 +79,25 @@ impl Failure {
         }
     }
 
-    pub(crate) fn panicked() -> Self {
+    /// What the pipeline's failure is to the caller: the handler's error (400 or 500), a
+    /// panic with its message (500), the timeout (504).
+    pub(crate) fn of(failure: &crate::policy::Failure) -> Self {
+        use crate::policy::Failure as Run;
+        match failure {
+            Run::Handler(error) => Self::of_error(error),
+            Run::Panic(message) => Self {
+                code: 500,
+                message: format!("the request function panicked: {message}"),
+            },
+            Run::Timeout(timeout) => Self::timed_out(*timeout),
+        }
+    }
+
+    /// The function ended without a reply (a layer answered `Ok` without running it).
+    pub(crate) fn no_reply() -> Self {
         Self {
             code: 500,
-            message: "the request function panicked".to_owned(),
+            message: "the request was not answered (a middleware returned Ok without running the function)".to_owned(),
         }
     }
 
@@ -118,12 +133,20 @@ mod tests {
     #[test]
     fn codes_follow_the_error_kind() {
         assert_eq!(
-            Failure::of(&HandlerError::permanent("no such sku")).code,
+            Failure::of_error(&HandlerError::permanent("no such sku")).code,
             400
         );
-        assert_eq!(Failure::of(&HandlerError::decode("bad json")).code, 400);
-        assert_eq!(Failure::of(&HandlerError::retryable("db down")).code, 500);
-        assert_eq!(Failure::panicked().code, 500);
+        assert_eq!(
+            Failure::of_error(&HandlerError::decode("bad json")).code,
+            400
+        );
+        assert_eq!(
+            Failure::of_error(&HandlerError::retryable("db down")).code,
+            500
+        );
+        let panicked = Failure::of(&crate::policy::Failure::Panic("boom".into()));
+        assert_eq!(panicked.code, 500);
+        assert_eq!(panicked.message, "the request function panicked: boom");
         let timeout = Failure::timed_out(std::time::Duration::from_secs(5));
         assert_eq!(timeout.code, 504);
         let headers = timeout.headers();
@@ -138,7 +161,7 @@ mod tests {
 
     #[test]
     fn line_breaks_do_not_break_the_header() {
-        let failure = Failure::of(&HandlerError::permanent("a\r\nb"));
+        let failure = Failure::of_error(&HandlerError::permanent("a\r\nb"));
         let headers = failure.headers();
         assert_eq!(headers.get(SERVICE_ERROR).map(|v| v.as_str()), Some("a  b"));
     }

@@ -334,6 +334,13 @@ impl DeliverySpan {
             .set_status(Status::error(error.to_string()));
     }
 
+    /// Marks a request as failed, with the status code its caller gets.
+    pub(crate) fn record_reply_failure(&self, message: &str, code: u16) {
+        let span = self.otel.span();
+        span.set_status(Status::error(message.to_owned()));
+        span.set_attribute(KeyValue::new("rpc.response.status_code", i64::from(code)));
+    }
+
     /// Ends the OpenTelemetry span (it is exported, when export is on).
     pub(crate) fn end(&self) {
         self.otel.span().end();

@@ -105,7 +105,7 @@ pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64
         .sum()
 }
 
-fn init_logs() {
+pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,16 +1,17 @@
-//! One call of a batch function: up to `batch` messages, one handler run under one timeout
-//! (in-progress acks for every message), then each message settled on its own by the policy, as
-//! if it had been delivered alone (its own attempt count, backoff, dead letter, breaker record).
+//! One call of a batch function: up to `batch` messages, one call through the pipeline (one
+//! timeout, in-progress acks for every message), then each message settled on its own by the
+//! policy, as if it had been delivered alone (its own attempt count, backoff, dead letter,
+//! breaker record).
 
 use std::sync::Arc;
 
 use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
-use tokio::time::Instant;
 
 use super::{meta, Deliverer, Outcome};
 use crate::codec::Incoming;
-use crate::handler::{Context, InputRef};
+use crate::handler::{EventMeta, InputRef};
+use crate::pipeline::{Call, Messages, Output, Slot};
 use crate::policy::Failure;
 use crate::telemetry::DeliverySpan;
 
@@ -29,7 +30,7 @@ impl Deliverer {
                     pending = Some(left);
                 }
                 Err(error) => {
-                    tracing::warn!(function = %self.shared.name, %error, "not a JetStream delivery; releasing it");
+                    tracing::warn!(function = %self.name(), %error, "not a JetStream delivery; releasing it");
                     self.settle(&message, Outcome::Released).await;
                 }
             }
@@ -40,8 +41,7 @@ impl Deliverer {
             .pending
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
         metrics.batch_size.observe(kept.len() as f64);
-        let span =
-            DeliverySpan::start_batch(&self.tracer, &self.shared.name, &self.span_names, &metas);
+        let span = DeliverySpan::start_batch(&self.tracer, self.name(), &self.span_names, &metas);
         self.deliver_batch_in(kept, metas, &span)
             .with_context(span.otel.clone())
             .await;
@@ -51,23 +51,13 @@ impl Deliverer {
     async fn deliver_batch_in(
         &self,
         messages: Vec<jetstream::Message>,
-        metas: Vec<crate::handler::EventMeta>,
+        metas: Vec<EventMeta>,
         span: &DeliverySpan,
     ) {
-        let Some(batch) = self.config().batch_handler else {
-            // The loop only calls this for batch functions.
-            for message in &messages {
-                self.settle(message, Outcome::Released).await;
-            }
-            return;
-        };
         // Outputs are numbered from the batch: its first message and all its members.
-        let ctx = Context::new(
-            self.shared.clone(),
-            InputRef::batch(
-                metas[0].stream.clone(),
-                metas.iter().map(|meta| meta.stream_sequence),
-            ),
+        let input = InputRef::batch(
+            metas[0].stream.clone(),
+            metas.iter().map(|meta| meta.stream_sequence),
         );
         let attempts: Vec<u32> = metas.iter().map(|meta| meta.attempt).collect();
         let incoming: Vec<Incoming> = messages
@@ -78,21 +68,14 @@ impl Deliverer {
                 meta,
             })
             .collect();
-        let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
-        let metrics = &self.state.metrics;
-        metrics.in_flight.inc_by(count);
-        let started = Instant::now();
-        let outcome = self.guarded(|| batch(ctx, incoming), &messages).await;
-        metrics.duration.observe(started.elapsed().as_secs_f64());
-        metrics.in_flight.dec_by(count);
-        let results: Vec<Result<(), Failure>> = match outcome {
-            Ok(results) => results
-                .into_iter()
-                .map(|result| result.map_err(Failure::Handler))
-                .collect(),
-            // A panic or the timeout is every event's failure.
-            Err(failure) => messages.iter().map(|_| Err(failure.duplicate())).collect(),
+        let Some(batch) = Messages::batch(incoming) else {
+            return;
         };
+        let slot = Slot::default();
+        let function = self.pipeline.function().clone();
+        let call = Call::new(function, input, batch, Output::Batch(slot.clone()));
+        let result = self.pipeline.run(call, messages.len(), &messages).await;
+        let results = per_message(result, &slot, messages.len());
         // Settled together: a dead letter that must be retried while its message is held (the
         // last delivery, the DLQ publish failing) holds only that one, not the settling of
         // the rest of the batch behind it (they would go unacknowledged and be redelivered).
@@ -102,5 +85,66 @@ impl Deliverer {
             .zip(results)
             .map(|((message, attempt), result)| self.conclude(message, attempt, result, span));
         futures::future::join_all(settling).await;
+    }
+}
+
+/// A batch call's result spread over its `count` messages: `Ok` acks them all (a layer may
+/// have decided so); the handler's own per-event results when it failed some events (and the
+/// layers passed that on); any other failure (a layer's error, a panic, the timeout) is every
+/// message's.
+fn per_message(
+    result: Result<(), Failure>,
+    slot: &Slot<crate::batch::BatchResults>,
+    count: usize,
+) -> Vec<Result<(), Failure>> {
+    match result {
+        Ok(()) => (0..count).map(|_| Ok(())).collect(),
+        Err(Failure::Handler(error)) if error.is_items_failed() => match slot.take() {
+            Some(results) if results.len() == count => results
+                .into_iter()
+                .map(|result| result.map_err(Failure::Handler))
+                .collect(),
+            _ => {
+                let failure = Failure::Handler(error);
+                (0..count).map(|_| Err(failure.duplicate())).collect()
+            }
+        },
+        Err(failure) => (0..count).map(|_| Err(failure.duplicate())).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{ErrorKind, HandlerError};
+
+    fn kinds(results: &[Result<(), Failure>]) -> Vec<Option<ErrorKind>> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(()) => None,
+                Err(Failure::Handler(e)) => Some(e.kind()),
+                Err(_) => Some(ErrorKind::Retryable),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_result_is_spread_over_its_messages() {
+        let slot = Slot::default();
+        slot.put(vec![Ok(()), Err(HandlerError::decode("x")), Ok(())]);
+        let items = Err(Failure::Handler(HandlerError::items_failed(1)));
+        assert_eq!(
+            kinds(&per_message(items, &slot, 3)),
+            [None, Some(ErrorKind::Decode), None]
+        );
+        // A layer's own error (here: made permanent) is every message's.
+        slot.put(vec![Ok(()), Err(HandlerError::decode("x")), Ok(())]);
+        let layer = Err(Failure::Handler(HandlerError::permanent("tenant unknown")));
+        assert_eq!(
+            kinds(&per_message(layer, &slot, 3)),
+            [Some(ErrorKind::Permanent); 3]
+        );
+        assert_eq!(kinds(&per_message(Ok(()), &slot, 2)), [None, None]);
     }
 }

@@ -1,35 +1,28 @@
-//! One delivery: run the handler (bounded, panic-proof, kept alive with in-progress acks),
-//! decide its fate, settle it with the server.
+//! One delivery of an event function: start its span, run it through the
+//! [pipeline](crate::pipeline), decide its fate, settle it with the server.
 //!
-//! The layers around the user's handler, outermost first:
-//!
-//! ```text
-//! settle (ack / NAK with delay / dead-letter then ack)   <- the one place acks are sent
-//!  └ decide (policy::decide: failure kind x attempt -> verdict)
-//!    └ timeout (function `timeout`) + in-progress acks every ack_wait / 2
-//!      └ catch_unwind (a panic is a retryable failure)
-//!        └ decode (JSON / CloudEvents -> Event<T>; failure = Decode)
-//!          └ the user's async fn
-//! ```
+//! The pipeline's onion (span, metrics, timeout and in-progress acks, panic guard, the user's
+//! layers, decode and validate, the handler) is drawn in `pipeline`; this module is its
+//! outermost ring for event functions: the breaker's record, `policy::decide`, and `settle`,
+//! the one place acks are sent.
 
 mod batch;
 
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
-use futures::FutureExt;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
-use tokio::time::Instant;
 
-use crate::breaker::{Admission, Breaker, Gate, Transition};
+use crate::app::{Application, Observer, Settlement};
+use crate::breaker::{Admission, Gate, SharedBreaker};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
-use crate::dlq::{self, Provenance};
-use crate::handler::{Context, EventMeta, Function, InputRef};
-use crate::policy::{self, DeadLetterKind, Failure, RetrySchedule, Verdict};
+use crate::dlq::{DeadLetters, Lettered};
+use crate::handler::{EventMeta, Function, InputRef};
+use crate::pipeline::{Call, Entry, Guard, Instruments, Messages, Output, Pipeline};
+use crate::policy::{self, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan, SpanNames};
 
@@ -60,13 +53,13 @@ pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
 /// What every delivery of one function shares.
 pub(crate) struct Deliverer {
     state: Arc<FunctionState>,
-    /// What each delivery's [`Context`] shares (the function's name among it).
-    shared: Arc<Function>,
+    pipeline: Pipeline,
     schedule: RetrySchedule,
-    /// `None` when the breaker is off (`breaker_failures = 0`): no bookkeeping per message.
-    breaker: Option<Mutex<Breaker>>,
+    breaker: SharedBreaker,
+    dead_letters: DeadLetters,
     tracer: BoxedTracer,
     span_names: SpanNames,
+    observer: Option<Observer>,
 }
 
 impl Deliverer {
@@ -74,6 +67,7 @@ impl Deliverer {
         state: Arc<FunctionState>,
         js: jetstream::Context,
         auto_create_streams: bool,
+        app: &Application,
     ) -> Self {
         let config = &state.config;
         let schedule = RetrySchedule::new(
@@ -86,24 +80,48 @@ impl Deliverer {
             tracing::error!(function = %config.name, %error, "invalid backoff; using 1s..60s");
             RetrySchedule::DEFAULT
         });
-        let breaker = (config.breaker_failures > 0).then(|| {
-            Mutex::new(Breaker::new(
-                config.breaker_failures,
-                config.breaker_cooldown,
-            ))
-        });
         let name: Arc<str> = Arc::from(config.name.as_str());
+        let function = Arc::new(Function::new(
+            name.clone(),
+            js.clone(),
+            auto_create_streams,
+            app.state.clone(),
+        ));
+        let guard = Guard {
+            timeout: config.timeout,
+            keep_alive: (config.ack_wait / 2).max(Duration::from_millis(100)),
+        };
+        let entry = Entry::Event {
+            single: config.handler,
+            batch: config.batch_handler,
+        };
+        let instruments = Instruments {
+            duration: state.metrics.duration.clone(),
+            in_flight: Some(state.metrics.in_flight.clone()),
+        };
+        let breaker = SharedBreaker::new(
+            name.clone(),
+            config.breaker_failures,
+            config.breaker_cooldown,
+            state.metrics.breaker.clone(),
+        );
+        let dead_letters = DeadLetters {
+            function: name,
+            jetstream: js,
+            subject: config.dlq.clone(),
+            max_deliver: config.max_deliver,
+            schedule: schedule.clone(),
+            keep_alive: guard.keep_alive,
+        };
         Self {
-            shared: Arc::new(Function {
-                name,
-                jetstream: js,
-                auto_create_streams,
-            }),
-            span_names: SpanNames::new(&state.config.subject),
-            state,
+            pipeline: Pipeline::new(function, entry, &app.layers, guard, instruments),
+            span_names: SpanNames::new(&config.subject),
             schedule,
             breaker,
+            dead_letters,
             tracer: telemetry::tracer(),
+            observer: app.observer.clone(),
+            state,
         }
     }
 
@@ -111,11 +129,15 @@ impl Deliverer {
         &self.state.config
     }
 
+    fn name(&self) -> &Arc<str> {
+        &self.pipeline.function().name
+    }
+
     /// Runs one delivery to its end: the message is acked, NAKed or dead-lettered. `stream` is the
     /// name of the stream the function is bound to (one allocation for all its deliveries).
     ///
     /// Not an `async fn` calling others: the span is started here and the whole delivery is one
-    /// future the loop boxes once, so the future (kilobytes) is not moved level by level.
+    /// future the loop boxes once, so the future is not moved level by level.
     pub(crate) fn deliver(
         self: Arc<Self>,
         message: jetstream::Message,
@@ -126,8 +148,7 @@ impl Deliverer {
                 .metrics
                 .pending
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
-            let span =
-                DeliverySpan::start(&self.tracer, &self.shared.name, &self.span_names, &meta);
+            let span = DeliverySpan::start(&self.tracer, self.name(), &self.span_names, &meta);
             (meta, span)
         });
         let otel = match &started {
@@ -138,33 +159,24 @@ impl Deliverer {
             let (meta, span) = match started {
                 Ok(started) => started,
                 Err(error) => {
-                    tracing::warn!(function = %self.shared.name, %error, "not a JetStream delivery; releasing it");
+                    tracing::warn!(function = %self.name(), %error, "not a JetStream delivery; releasing it");
                     self.settle(&message, Outcome::Released).await;
                     return;
                 }
             };
             let attempt = meta.attempt;
-            let ctx = Context::new(
-                self.shared.clone(),
-                InputRef::Message {
-                    stream: meta.stream.clone(),
-                    sequence: meta.stream_sequence,
-                },
-            );
+            let input = InputRef::Message {
+                stream: meta.stream.clone(),
+                sequence: meta.stream_sequence,
+            };
             let incoming = Incoming {
                 payload: message.payload.clone(),
                 meta,
             };
-            let metrics = &self.state.metrics;
-            metrics.in_flight.inc();
-            let started = Instant::now();
-            let handler = self.config().handler;
-            let result = self
-                .guarded(|| handler(ctx, incoming), std::slice::from_ref(&message))
-                .await
-                .and_then(|result| result.map_err(Failure::Handler));
-            metrics.duration.observe(started.elapsed().as_secs_f64());
-            metrics.in_flight.dec();
+            let function = self.pipeline.function().clone();
+            let call = Call::new(function, input, Messages::One(incoming), Output::None);
+            let alive = std::slice::from_ref(&message);
+            let result = self.pipeline.run(call, 1, alive).await;
             self.conclude(&message, attempt, result, &span).await;
             span.end();
         }
@@ -180,13 +192,17 @@ impl Deliverer {
         result: Result<(), Failure>,
         span: &DeliverySpan,
     ) {
+        let error = match (&self.observer, &result) {
+            (Some(_), Err(failure)) => Some(failure.to_string()),
+            _ => None,
+        };
         match &result {
-            Ok(()) => self.record(Some(true)),
+            Ok(()) => self.breaker.record(Some(true)),
             Err(failure) => {
                 span.record_failure(failure);
-                tracing::warn!(function = %self.shared.name, attempt, error = %failure, "handler failed");
-                // Permanent and decode errors are about the message, not the dependency.
-                self.record(failure.is_retryable().then_some(false));
+                tracing::warn!(function = %self.name(), attempt, error = %failure, "handler failed");
+                // Permanent, undecodable and invalid messages say nothing of the dependency.
+                self.breaker.record(failure.is_retryable().then_some(false));
             }
         }
         let verdict = policy::decide(
@@ -196,222 +212,67 @@ impl Deliverer {
             &self.schedule,
             &mut rand::rng(),
         );
+        let mut dead_letter = None;
         let outcome = match verdict {
             Verdict::Ack => Outcome::Acked,
             Verdict::Retry { delay } => Outcome::Retried { delay },
             // Boxed: the dead-letter path's future is kilobytes, and every delivery's future
             // would carry (and move) it.
             Verdict::DeadLetter { kind, error } => {
-                Box::pin(self.dead_letter(message, kind, &error, attempt)).await
-            }
-        };
-        self.settle(message, outcome).await;
-    }
-
-    /// Publishes the message to the dead-letter subject and waits for the ack: `DeadLettered`
-    /// when stored, else `Retried` (the original must then stay in its stream).
-    ///
-    /// On the last allowed delivery a NAK would bring no redelivery, and the advisory path would
-    /// later dead-letter the message as `crashed`, losing the real cause. So there the message is
-    /// kept (in-progress acks) and the publish retried with the function's backoff until it is
-    /// stored with its real kind and error; only if the process ends first does the advisory path
-    /// take it over.
-    async fn dead_letter(
-        &self,
-        message: &jetstream::Message,
-        kind: DeadLetterKind,
-        error: &str,
-        attempt: u32,
-    ) -> Outcome {
-        let mut tries = 1;
-        loop {
-            match self.store_dead_letter(message, kind, error).await {
-                Ok(()) => {
-                    tracing::warn!(function = %self.shared.name, kind = kind.as_str(), %error, "dead-lettered");
-                    return Outcome::DeadLettered;
-                }
-                Err(dlq_error)
-                    if attempt < self.config().max_deliver
-                        || matches!(dlq_error, dlq::DlqError::TooLarge { .. }) =>
-                {
-                    tracing::error!(function = %self.shared.name, error = %dlq_error, "dead-letter publish failed; the message stays in its stream");
-                    return Outcome::Retried {
-                        delay: self.schedule.delay(attempt, &mut rand::rng()),
-                    };
-                }
-                Err(dlq_error) => {
-                    let delay = self.schedule.delay(tries, &mut rand::rng());
-                    tracing::error!(
-                        function = %self.shared.name,
-                        error = %dlq_error,
-                        retry_in = %humantime::format_duration(delay),
-                        "dead-letter publish failed on the last delivery; keeping the message and retrying"
-                    );
-                    if dlq_error.is_stream_not_found() {
-                        // JETFN_DLQ was deleted: make it again (a custom `dlq` subject's stream is
-                        // the operator's to restore).
-                        let _ =
-                            dlq::ensure_stream(&self.shared.jetstream, &self.config().dlq).await;
+                match Box::pin(self.dead_letters.letter(message, kind, &error, attempt)).await {
+                    Lettered::Stored => {
+                        dead_letter = Some(kind.as_str());
+                        Outcome::DeadLettered
                     }
-                    self.hold(message, delay).await;
-                    tries = tries.saturating_add(1);
+                    Lettered::Kept { delay } => Outcome::Retried { delay },
                 }
             }
-        }
-    }
-
-    /// Publishes one dead letter of `message` and waits for the stream's ack.
-    async fn store_dead_letter(
-        &self,
-        message: &jetstream::Message,
-        kind: DeadLetterKind,
-        error: &str,
-    ) -> Result<(), dlq::DlqError> {
-        let info = message
-            .info()
-            .map_err(|e| dlq::DlqError::NotJetStream(e.to_string()))?;
-        let from = Provenance {
-            function: &self.shared.name,
-            subject: &message.subject,
-            stream: info.stream,
-            stream_sequence: info.stream_sequence,
-            deliveries: u64::try_from(info.delivered).unwrap_or(0),
         };
-        let headers = dlq::dead_letter_headers(message.headers.as_ref(), &from, kind, error);
-        dlq::publish(
-            &self.shared.jetstream,
-            &self.config().dlq,
-            message.payload.clone(),
-            headers,
-        )
-        .await
-    }
-
-    /// Waits `delay` while keeping `message` from redelivery with in-progress acks.
-    async fn hold(&self, message: &jetstream::Message, delay: Duration) {
-        let keep_alive = self.keep_alive();
-        let until = Instant::now() + delay;
-        loop {
-            if let Err(error) = message.ack_with(AckKind::Progress).await {
-                tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
+        if self.settle(message, outcome).await {
+            if let Some(observer) = &self.observer {
+                self.observe(observer, message, attempt, outcome, dead_letter, error);
             }
-            let now = Instant::now();
-            if now >= until {
-                return;
-            }
-            tokio::time::sleep((until - now).min(keep_alive)).await;
         }
     }
 
-    /// How often a message being worked on gets an in-progress ack: half of `ack_wait`.
-    fn keep_alive(&self) -> Duration {
-        (self.config().ack_wait / 2).max(Duration::from_millis(100))
+    /// Tells the observer (the test harness) how a delivery was settled.
+    fn observe(
+        &self,
+        observer: &Observer,
+        message: &jetstream::Message,
+        attempt: u32,
+        outcome: Outcome,
+        dead_letter: Option<&'static str>,
+        error: Option<String>,
+    ) {
+        let Ok(info) = message.info() else { return };
+        observer(Settlement {
+            function: self.name().clone(),
+            stream: info.stream.to_owned(),
+            sequence: info.stream_sequence,
+            attempt,
+            dead_letter,
+            final_: matches!(outcome, Outcome::Acked | Outcome::DeadLettered),
+            error,
+        });
     }
 
     /// What the loop should pull now.
     pub(crate) fn gate(&self) -> Gate {
-        match self.breaker.as_ref().map(Mutex::lock) {
-            Some(Ok(breaker)) => breaker.gate(Instant::now()),
-            _ => Gate::Flow,
-        }
+        self.breaker.gate()
     }
 
-    /// May this just-arrived message start? (Turns an open breaker whose cool-down has passed
-    /// half-open, with this message as the trial.)
+    /// May this just-arrived message start?
     pub(crate) fn admit(&self) -> Admission {
-        let Some(Ok(mut breaker)) = self.breaker.as_ref().map(Mutex::lock) else {
-            return Admission::Go;
-        };
-        let admission = breaker.admit(Instant::now());
-        self.state.metrics.breaker.set(breaker.state() as i64);
-        admission
+        self.breaker.admit()
     }
 
-    /// Records a run for the breaker: `Some(success)`, or `None` when the outcome says nothing
-    /// about the dependency.
-    fn record(&self, success: Option<bool>) {
-        let Some(Ok(mut breaker)) = self.breaker.as_ref().map(Mutex::lock) else {
-            return;
-        };
-        let Some(success) = success else {
-            breaker.release_trial(Instant::now());
-            return;
-        };
-        match breaker.record(success, Instant::now()) {
-            Some(Transition::Opened(until)) => tracing::warn!(
-                function = %self.shared.name,
-                cooldown = %humantime::format_duration(until - Instant::now()),
-                "circuit breaker opened"
-            ),
-            Some(Transition::Closed) => {
-                tracing::info!(function = %self.shared.name, "circuit breaker closed")
-            }
-            None => {}
-        }
-        self.state.metrics.breaker.set(breaker.state() as i64);
-    }
-
-    /// Runs the future `make` returns with the function's timeout, a panic guard, and in-progress
-    /// acks for every message it works on (one, or a batch).
-    pub(super) async fn guarded<R, Fut>(
-        &self,
-        make: impl FnOnce() -> Fut,
-        messages: &[jetstream::Message],
-    ) -> Result<R, Failure>
-    where
-        Fut: std::future::Future<Output = R>,
-    {
-        let future = match std::panic::catch_unwind(AssertUnwindSafe(make)) {
-            Ok(future) => AssertUnwindSafe(future).catch_unwind(),
-            Err(panic) => return Err(Failure::Panic(panic_message(panic.as_ref()))),
-        };
-        let outcome = |result: Result<R, Box<dyn std::any::Any + Send>>| {
-            result.map_err(|panic| Failure::Panic(panic_message(panic.as_ref())))
-        };
-        let mut future = std::pin::pin!(future);
-        // Most handlers that do no I/O finish on their first poll: no timers for them.
-        if let Some(result) = (&mut future).now_or_never() {
-            return outcome(result);
-        }
-        // Boxed: the timers would otherwise make (and move) every delivery's future larger.
-        Box::pin(self.supervise(future, messages))
-            .await
-            .and_then(outcome)
-    }
-
-    /// Polls a handler's future that did not finish at once, until it ends or times out,
-    /// sending in-progress acks for `messages` every `ack_wait / 2`.
-    async fn supervise<T>(
-        &self,
-        mut future: std::pin::Pin<&mut impl std::future::Future<Output = T>>,
-        messages: &[jetstream::Message],
-    ) -> Result<T, Failure> {
-        let timeout = self.config().timeout;
-        let keep_alive = self.keep_alive();
-        let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                result = &mut future => return Ok(result),
-                () = &mut deadline => return Err(Failure::Timeout(timeout)),
-                _ = progress.tick() => {
-                    for message in messages {
-                        if let Err(error) = message.ack_with(AckKind::Progress).await {
-                            tracing::debug!(function = %self.shared.name, %error, "in-progress ack failed");
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tells the server the outcome and counts it.
-    pub(crate) async fn settle(&self, message: &jetstream::Message, outcome: Outcome) {
+    /// Tells the server the outcome and counts it; false when the ack could not be sent.
+    pub(crate) async fn settle(&self, message: &jetstream::Message, outcome: Outcome) -> bool {
         if let Err(error) = message.ack_with(ack_kind(outcome)).await {
             // The server redelivers an unacknowledged message after ack_wait: nothing is lost.
-            tracing::warn!(function = %self.shared.name, %error, ?outcome, "ack not sent; the server will redeliver");
-            return;
+            tracing::warn!(function = %self.name(), %error, ?outcome, "ack not sent; the server will redeliver");
+            return false;
         }
         let metrics = &self.state.metrics;
         match outcome {
@@ -420,6 +281,7 @@ impl Deliverer {
             Outcome::DeadLettered => metrics.dead_lettered.inc(),
             Outcome::Released | Outcome::Deferred { .. } => 0,
         };
+        true
     }
 }
 
@@ -451,14 +313,6 @@ pub(super) fn meta(
         published,
     };
     Ok((meta, info.pending))
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".to_owned())
 }
 
 #[cfg(test)]
@@ -499,12 +353,5 @@ mod tests {
         let (deliver, conclude) = (future_size(&deliver), future_size(&conclude));
         assert!(deliver <= 2048, "a delivery's future is {deliver} bytes");
         assert!(conclude <= 1024, "settling's future is {conclude} bytes");
-    }
-
-    #[test]
-    fn panic_messages() {
-        assert_eq!(panic_message(&"boom"), "boom");
-        assert_eq!(panic_message(&String::from("bang")), "bang");
-        assert_eq!(panic_message(&42), "a panic with a non-string payload");
     }
 }
