@@ -4,7 +4,7 @@ use functions::{subjects, InventoryReserved, OrderCreated, ShopEvent};
 use jetfn::{event_handler, Context, Event, HandlerError};
 
 #[event_handler(subject = "shop.orders.created")]
-async fn reserve_inventory(
+pub(crate) async fn reserve_inventory(
     ctx: Context,
     event: Event<ShopEvent<OrderCreated>>,
 ) -> Result<(), HandlerError> {

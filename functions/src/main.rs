@@ -5,6 +5,8 @@ mod inventory;
 mod notifications;
 mod payments;
 mod stock;
+#[cfg(test)]
+mod tests;
 
 use jetfn::App;
 

@@ -1,12 +1,10 @@
 //! Charges the customer through the payment gateway, a client in the app's state (a simulated
 //! one that fails now and then; a fake one in tests).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use functions::{subjects, InventoryReserved, PaymentCompleted, ShopEvent};
-use jetfn::{event_handler, Context, Event, HandlerError, State};
+use jetfn::{event_handler, BoxFuture, Context, Event, HandlerError, State};
 use rand::Rng;
 
 /// The simulated gateway is unavailable this often (retried with backoff).
@@ -24,7 +22,7 @@ pub(crate) trait Charger: Send + Sync + 'static {
         &self,
         amount: f64,
         attempt: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<String, GatewayUnavailable>> + Send + '_>>;
+    ) -> BoxFuture<'_, Result<String, GatewayUnavailable>>;
 }
 
 /// The gateway client the shop charges through, built once and shared by every call.
@@ -87,7 +85,7 @@ impl Charger for Simulated {
         &self,
         amount: f64,
         attempt: u32,
-    ) -> Pin<Box<dyn Future<Output = Result<String, GatewayUnavailable>> + Send + '_>> {
+    ) -> BoxFuture<'_, Result<String, GatewayUnavailable>> {
         Box::pin(async move {
             let (fails, latency_ms, tx) = {
                 let mut rng = rand::rng();

@@ -24,3 +24,13 @@ fn readme_shows_the_request_function_verbatim() {
         "README.md must contain functions/src/stock.rs from its imports on"
     );
 }
+
+#[test]
+fn readme_shows_the_shops_tests_verbatim() {
+    let readme = include_str!("../../README.md");
+    let source = include_str!("../src/tests.rs");
+    assert!(
+        readme.contains(source.trim_end()),
+        "README.md must contain functions/src/tests.rs whole"
+    );
+}

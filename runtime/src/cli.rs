@@ -343,6 +343,12 @@ async fn run_until_signal(handle: RuntimeHandle) -> ExitCode {
 fn exit_code(result: Result<(), RuntimeError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(RuntimeError::State(lines)) => {
+            for line in lines {
+                eprintln!("jetfn: {line}");
+            }
+            ExitCode::from(crate::command::EXIT_CONFIG)
+        }
         Err(error) if error.is_config() => {
             eprintln!("jetfn: {error}");
             ExitCode::from(crate::command::EXIT_CONFIG)

@@ -545,6 +545,7 @@ impl HandlerError {
         Self::new(ErrorKind::Decode, error)
     }
 
+    #[cfg_attr(not(feature = "validate"), allow(dead_code))]
     pub(crate) fn invalid(error: impl Into<BoxError>) -> Self {
         Self::new(ErrorKind::Invalid, error)
     }

@@ -98,6 +98,8 @@ pub use cli::main;
 pub use codec::Protobuf;
 pub use codec::{DecodeError, Incoming};
 pub use config::{Config, ConfigError};
+/// A boxed, sendable future (`futures::future::BoxFuture`), for traits of async methods.
+pub use futures::future::BoxFuture;
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
 pub use jetfn_macros::{event_handler, request_handler};
 pub use middleware::Next;
