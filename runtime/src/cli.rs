@@ -77,8 +77,16 @@ pub fn main() -> ExitCode {
     App::new().main()
 }
 
-/// Parses the command line and runs it with `app` (its hooks run for `run` and `dev` only).
-pub(crate) fn run(app: App) -> ExitCode {
+impl App {
+    /// Parses the command line and runs it (`run` by default; the hooks run for `run` and
+    /// `dev` only); see the crate docs.
+    pub fn main(self) -> ExitCode {
+        run(self)
+    }
+}
+
+/// Parses the command line and runs it with `app`.
+fn run(app: App) -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,

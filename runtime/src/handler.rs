@@ -10,8 +10,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::pipeline::Extensions;
+use crate::app_state::AppState;
 use crate::{propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
@@ -157,7 +156,7 @@ pub struct Context {
     function: Arc<Function>,
     input: InputRef,
     next_output: AtomicU32,
-    extensions: Extensions,
+    extensions: http::Extensions,
 }
 
 /// What every [`Context`] of one function shares (one allocation per function, not per delivery).
@@ -170,7 +169,7 @@ pub(crate) struct Function {
     pub(crate) app: AppState,
     /// A unit test's recorder: outputs are recorded, not sent.
     #[cfg(feature = "testing")]
-    pub(crate) recorder: Option<Arc<crate::testing::Recorder>>,
+    pub(crate) recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 impl Function {
@@ -298,12 +297,12 @@ impl Context {
             function,
             input,
             next_output: AtomicU32::new(0),
-            extensions: Extensions::new(),
+            extensions: http::Extensions::new(),
         }
     }
 
     /// The same context with the values a middleware put into the call.
-    pub(crate) fn with_extensions(mut self, extensions: Extensions) -> Self {
+    pub(crate) fn with_extensions(mut self, extensions: http::Extensions) -> Self {
         self.extensions = extensions;
         self
     }
@@ -360,7 +359,12 @@ impl Context {
         propagation::inject_current(&mut headers);
         #[cfg(feature = "testing")]
         if let Some(recorder) = &self.function.recorder {
-            return recorder.record(subject, headers, body, None);
+            return recorder
+                .record(subject, headers, body, None)
+                .map_err(|reason| PublishError::NoStream {
+                    subject: subject.to_owned(),
+                    reason,
+                });
         }
         self.send_creating(subject, headers, body, || async {
             if !self.function.auto_create_streams {
@@ -436,7 +440,12 @@ impl Context {
         if let Some(recorder) = &self.function.recorder {
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-            return recorder.record(subject, headers, Bytes::from(body), Some(at));
+            return recorder
+                .record(subject, headers, Bytes::from(body), Some(at))
+                .map_err(|reason| PublishError::NoStream {
+                    subject: subject.to_owned(),
+                    reason,
+                });
         }
         let (holder, mut headers) = schedule::delay::schedule(&id, subject, due);
         propagation::inject_current(&mut headers);

@@ -54,6 +54,7 @@
 extern crate self as jetfn;
 
 mod app;
+mod app_state;
 mod asyncapi;
 pub mod autoscale;
 mod batch;
@@ -77,6 +78,8 @@ pub mod policy;
 mod probe;
 mod propagation;
 mod provision;
+#[cfg(feature = "testing")]
+mod recorder;
 pub mod registry;
 mod request;
 mod runtime;
@@ -113,7 +116,7 @@ pub use schedule::Tick;
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::app::StateType;
+    pub use crate::app_state::StateType;
     pub use crate::batch::{BatchFn, BatchFuture, BatchResults};
     pub use crate::registry::{
         Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, ReplyFuture, RequestSpec,

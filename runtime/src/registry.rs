@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::app::StateType;
+use crate::app_state::StateType;
 use crate::batch::BatchFn;
 use crate::codec::{Incoming, PayloadKind};
 use crate::handler::{Context, HandlerError};

@@ -27,7 +27,6 @@ mod proxy;
 
 pub use app::{RequestError, RunningApp, Settled, TestApp};
 pub use cluster::NatsCluster;
-pub(crate) use context::Recorder;
 pub use context::{Output, TestContext};
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,

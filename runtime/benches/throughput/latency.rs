@@ -23,7 +23,13 @@ pub(crate) async fn jetfn_latency(
         latencies.clear();
         latencies.reserve(capacity);
     }
-    let handle = start_runtime(url, LATENCY, &jetfn_overrides(settings, LATENCY, None)).await;
+    let handle = start_runtime(
+        url,
+        LATENCY,
+        &jetfn_overrides(settings, LATENCY, None),
+        false,
+    )
+    .await;
     assert!(
         handle.wait_ready(Duration::from_secs(20)).await,
         "runtime not ready"

@@ -17,7 +17,9 @@
 //!      thread of this process that answers 200, whose CPU time is not counted as the client's
 //!      (in production the collector is another process);
 //!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`);
-//!    - jetfn with a no-op batch function, `batch = 100`, default attributes otherwise.
+//!    - jetfn with a no-op batch function, `batch = 100`, default attributes otherwise;
+//!    - jetfn at default attributes with one user middleware that only calls the rest of the
+//!      stack (`App::layer(from_fn(|call, next| next.run(call)))`): what a layer costs.
 //!
 //!    Each row gives msg/s, this process's and the server's CPU time per message (`/proc`), and
 //!    the server's messages in and out per message (`/varz`); the summary gives the medians and
@@ -324,7 +326,7 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     );
 
     let n = settings.messages;
-    let mut rows: [Row; 8] = Default::default();
+    let mut rows: [Row; 9] = Default::default();
     let names = [
         "raw async-nats, batch 200 (default)",
         "raw async-nats, batch 1000",
@@ -334,6 +336,7 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
         "jetfn, default, every span exported",
         "jetfn, tuned",
         "jetfn, batch function (batch = 100)",
+        "jetfn, default + one no-op from_fn layer",
     ];
     for run in 1..=settings.runs {
         if settings.runs_side(Contender::Raw) {
@@ -369,11 +372,12 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
             }
         }
         if settings.runs_side(Contender::Jetfn) {
-            for (row, function, workers, export) in [
-                (4, NOOP, None, None),
-                (5, NOOP, None, tracing),
-                (6, NOOP, settings.max_workers, None),
-                (7, BATCH, None, None),
+            for (row, function, workers, export, layered) in [
+                (4, NOOP, None, None, false),
+                (8, NOOP, None, None, true),
+                (5, NOOP, None, tracing, false),
+                (6, NOOP, settings.max_workers, None, false),
+                (7, BATCH, None, None, false),
             ] {
                 if row == 5 && tracing.is_none() {
                     continue;
@@ -383,7 +387,8 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
                 let exporting = export.map(Tracing::export);
                 let (jetfn, cpu) = measured(&server, n, async {
                     let jetfn =
-                        jetfn_throughput(&url, &js, &settings, function, n, &overrides).await;
+                        jetfn_throughput(&url, &js, &settings, function, n, &overrides, layered)
+                            .await;
                     if let Some(exporting) = exporting {
                         // What is still buffered is exported (and counted) before the CPU is
                         // read; then back to spans made but not exported for the other rows.
@@ -416,8 +421,16 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     let io = if settings.io_messages > 0 && settings.runs_side(Contender::Jetfn) {
         publish_fixed(&js, IO_SUBJECT, settings.io_messages).await;
         let overrides = jetfn_overrides(&settings, IO, None);
-        let run =
-            jetfn_throughput(&url, &js, &settings, IO, settings.io_messages, &overrides).await;
+        let run = jetfn_throughput(
+            &url,
+            &js,
+            &settings,
+            IO,
+            settings.io_messages,
+            &overrides,
+            false,
+        )
+        .await;
         let measured = rate(settings.io_messages, run.steady);
         let bound = f64::from(DEFAULT_WORKERS) / IO_WAIT.as_secs_f64();
         println!(

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use jetfn::{Config, Registry, Runtime, RuntimeHandle};
+use jetfn::middleware::{from_fn, Next};
+use jetfn::{App, Call, Config, Registry, Runtime, RuntimeHandle};
 
 use crate::measure::now_nanos;
 use crate::settings::Settings;
@@ -98,6 +99,7 @@ pub(crate) async fn start_runtime(
     url: &str,
     function: &str,
     overrides: &[(String, String)],
+    layered: bool,
 ) -> RuntimeHandle {
     let mut vars = vec![
         ("NATS_URL".to_owned(), url.to_owned()),
@@ -109,7 +111,13 @@ pub(crate) async fn start_runtime(
     let config = Config::from_vars(vars).expect("benchmark configuration");
     let registry = Registry::collect().expect("registry");
     let runtime = Runtime::new(config, &registry).expect("benchmark functions");
-    runtime.start().await.expect("runtime starts")
+    let app = if layered {
+        // What one user middleware costs: a layer that only calls the rest of the stack.
+        App::new().layer(from_fn(|call: Call, next: Next| next.run(call)))
+    } else {
+        App::new()
+    };
+    runtime.app(app).start().await.expect("runtime starts")
 }
 
 /// One jetfn throughput run.
@@ -131,11 +139,12 @@ pub(crate) async fn jetfn_throughput(
     function: &str,
     messages: u64,
     overrides: &[(String, String)],
+    layered: bool,
 ) -> JetfnRun {
     HANDLED.store(0, Ordering::SeqCst);
     FIRST_HANDLED.store(0, Ordering::SeqCst);
     let started = now_nanos();
-    let handle = start_runtime(url, function, overrides).await;
+    let handle = start_runtime(url, function, overrides, layered).await;
     let work = async {
         // (handled, when that count was reached, whether this pause was reported)
         let mut last = (0, Instant::now(), false);

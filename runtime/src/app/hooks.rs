@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
-use super::state::{AppState, Provided, State};
+use crate::app_state::{AppState, Provided, State};
 use crate::handler::BoxError;
 
 type HookFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;

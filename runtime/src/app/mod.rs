@@ -7,18 +7,16 @@
 //! `JETFN_SHUTDOWN_TIMEOUT`), close.
 
 mod hooks;
-mod state;
 
 use std::any::TypeId;
 use std::future::Future;
-use std::process::ExitCode;
 
 use tower::{Layer, Service};
 
+pub(crate) use crate::app_state::Provided;
+pub use crate::app_state::{AppState, State};
 pub use hooks::Startup;
 pub(crate) use hooks::{Hooks, Started};
-pub(crate) use state::Provided;
-pub use state::{AppState, State, StateType};
 
 use crate::handler::{BoxError, HandlerError};
 use crate::pipeline::middleware::{self, Inner};
@@ -125,11 +123,6 @@ impl App {
     {
         self.layers.push(middleware::erase(layer));
         self
-    }
-
-    /// Parses the command line and runs it (`run` by default); see the crate docs.
-    pub fn main(self) -> ExitCode {
-        crate::cli::run(self)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 
 use super::value::{self, duration, human, integer};
 use super::ConfigError;
-use crate::app::StateType;
+use crate::app_state::StateType;
 use crate::batch::BatchFn;
 use crate::registry::{HandlerFn, HandlerSpec, Location};
 use crate::{schedule, subject};

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::value::{duration, human, integer, subject};
 use super::ConfigError;
-use crate::app::StateType;
+use crate::app_state::StateType;
 use crate::registry::{Location, RequestFn, RequestSpec};
 
 /// One request function's settings: attribute values, overridden by configuration, over

@@ -1,75 +1,14 @@
 //! [`TestContext`]: a handler called as a plain async function in a unit test, its outputs
 //! recorded instead of sent.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use async_nats::HeaderMap;
-use bytes::Bytes;
 use futures::FutureExt;
 
 use crate::app::AppState;
-use crate::handler::{Context, Function, InputRef, PublishError};
-
-/// One output a handler published through a test [`Context`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Output {
-    /// The subject it was published to.
-    pub subject: String,
-    /// Its payload (JSON for `publish`, as given for `publish_bytes`).
-    pub payload: Bytes,
-    /// Its headers: the derived `Nats-Msg-Id` and the trace context.
-    pub headers: HeaderMap,
-    /// For `publish_after` / `publish_at`: when it would be published.
-    pub at: Option<SystemTime>,
-}
-
-impl Output {
-    /// The payload decoded from JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.payload)
-    }
-}
-
-/// What a test context records, and which subjects it fails.
-#[derive(Debug, Default)]
-pub(crate) struct Recorder {
-    outputs: Mutex<Vec<Output>>,
-    failing: Mutex<HashSet<String>>,
-}
-
-impl Recorder {
-    pub(crate) fn record(
-        &self,
-        subject: &str,
-        headers: HeaderMap,
-        payload: Bytes,
-        at: Option<SystemTime>,
-    ) -> Result<(), PublishError> {
-        let failing = self
-            .failing
-            .lock()
-            .map(|failing| failing.contains(subject))
-            .unwrap_or(false);
-        if failing {
-            return Err(PublishError::NoStream {
-                subject: subject.to_owned(),
-                reason: "the test context was told to fail publishes to it".to_owned(),
-            });
-        }
-        if let Ok(mut outputs) = self.outputs.lock() {
-            outputs.push(Output {
-                subject: subject.to_owned(),
-                payload,
-                headers,
-                at,
-            });
-        }
-        Ok(())
-    }
-}
+use crate::handler::{Context, Function, InputRef};
+pub use crate::recorder::Output;
+use crate::recorder::Recorder;
 
 /// A [`Context`] for unit tests: call a handler as a plain async function, without a server,
 /// and look at what it published.
@@ -117,9 +56,7 @@ impl TestContext {
 
     /// Publishes to `subject` fail (`PublishError::NoStream`), as when no stream takes them.
     pub fn fail_publish(self, subject: &str) -> Self {
-        if let Ok(mut failing) = self.recorder.failing.lock() {
-            failing.insert(subject.to_owned());
-        }
+        self.recorder.fail(subject);
         self
     }
 
@@ -142,11 +79,7 @@ impl TestContext {
 
     /// Every output published so far, in order.
     pub fn outputs(&self) -> Vec<Output> {
-        self.recorder
-            .outputs
-            .lock()
-            .map(|outputs| outputs.clone())
-            .unwrap_or_default()
+        self.recorder.outputs()
     }
 
     /// The outputs published to `subject`, in order.

@@ -7,11 +7,16 @@
 //! the one place acks are sent.
 
 mod batch;
+mod meta;
+mod outcome;
+
+pub(crate) use meta::meta;
+pub(crate) use outcome::{ack_kind, Outcome};
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::global::BoxedTracer;
 
@@ -20,35 +25,11 @@ use crate::breaker::{Admission, Gate, SharedBreaker};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{DeadLetters, Lettered};
-use crate::handler::{EventMeta, Function, InputRef};
+use crate::handler::{Function, InputRef};
 use crate::pipeline::{Call, Entry, Guard, Instruments, Messages, Output, Pipeline};
 use crate::policy::{self, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan, SpanNames};
-
-/// How a delivery was settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// The handler succeeded.
-    Acked,
-    /// The handler failed and will be retried after `delay`.
-    Retried { delay: Duration },
-    /// The message is stored in the dead-letter stream.
-    DeadLettered,
-    /// Fetched but never started (the process is draining): hand it back at once.
-    Released,
-    /// Fetched while the breaker is open: hand it back for after the cool-down.
-    Deferred { delay: Duration },
-}
-
-/// The one place that maps an outcome to what the server is told.
-pub(crate) fn ack_kind(outcome: Outcome) -> AckKind {
-    match outcome {
-        Outcome::Acked | Outcome::DeadLettered => AckKind::Ack,
-        Outcome::Retried { delay } | Outcome::Deferred { delay } => AckKind::Nak(Some(delay)),
-        Outcome::Released => AckKind::Nak(None),
-    }
-}
 
 /// What every delivery of one function shares.
 pub(crate) struct Deliverer {
@@ -285,55 +266,9 @@ impl Deliverer {
     }
 }
 
-/// Everything about a delivery but its payload, and the consumer's `num_pending` as of it.
-/// `bound` is the bound stream's name, used when the message names the same stream.
-pub(super) fn meta(
-    message: &jetstream::Message,
-    bound: Arc<str>,
-) -> Result<(EventMeta, u64), async_nats::Error> {
-    let info = message.info()?;
-    let stream = if *bound == *info.stream {
-        bound
-    } else {
-        Arc::from(info.stream)
-    };
-    let headers = message.headers.clone().unwrap_or_default();
-    let id = headers
-        .get(async_nats::header::NATS_MESSAGE_ID)
-        .map(|id| id.as_str().to_owned());
-    let published = SystemTime::UNIX_EPOCH
-        + Duration::from_nanos(u64::try_from(info.published.unix_timestamp_nanos()).unwrap_or(0));
-    let meta = EventMeta {
-        subject: message.subject.clone(),
-        id,
-        headers,
-        stream,
-        stream_sequence: info.stream_sequence,
-        attempt: u32::try_from(info.delivered).unwrap_or(u32::MAX),
-        published,
-    };
-    Ok((meta, info.pending))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_outcome_maps_to_one_ack() {
-        let delay = Duration::from_secs(4);
-        let table = [
-            (Outcome::Acked, "+ACK"),
-            (Outcome::DeadLettered, "+ACK"),
-            (Outcome::Retried { delay }, "-NAK {\"delay\":4000000000}"),
-            (Outcome::Released, "-NAK"),
-            (Outcome::Deferred { delay }, "-NAK {\"delay\":4000000000}"),
-        ];
-        for (outcome, wire) in table {
-            let bytes: bytes::Bytes = ack_kind(outcome).into();
-            assert_eq!(std::str::from_utf8(&bytes).ok(), Some(wire), "{outcome:?}");
-        }
-    }
 
     /// The size of the future `F` a closure returns (never called).
     fn future_size<A, F: FnOnce(A) -> Fut, Fut>(_: &F) -> usize {

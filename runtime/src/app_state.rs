@@ -1,5 +1,6 @@
 //! Shared state: [`State<T>`] handler arguments, the [`AppState`] type map they come from, and
-//! the [`StateType`] each function records for the start-up check.
+//! the [`StateType`] each function records for the start-up check. Below every module that
+//! uses them (the handler, the registry, the config); `app` fills it.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
