@@ -1,6 +1,20 @@
-//! A real nats-server for tests (feature `testing`).
+//! Testing your functions (feature `testing`): [`TestApp`] runs the real runtime in the test
+//! process against a real nats-server of its own and tells how each published message ended;
+//! [`TestContext`] and [`Event::new`](crate::Event::new) call a handler as a plain async
+//! function, recording what it publishes.
 //!
-//! [`NatsServer::start`] runs `nats-server` with JetStream on random loopback ports and a
+//! ```no_run
+//! # async fn example() {
+//! use jetfn::testing::TestApp;
+//!
+//! let app = TestApp::new().functions(["charge_payment"]).start().await;
+//! let settled = app.publish("shop.inventory.reserved", &"order-1").await;
+//! assert!(settled.is_acked());
+//! # }
+//! ```
+//!
+//! Below them, [`NatsServer`] is the server harness they use (also for tests that need a server
+//! and nothing else): [`NatsServer::start`] runs `nats-server` with JetStream on random loopback ports and a
 //! temporary store, reads the ports it chose from its ports file (no log scraping, no fixed
 //! sleeps: polling with a deadline), and kills it on drop. [`NatsServer::restart`] brings it back
 //! on the same ports and store. The binary is found through `NATS_SERVER_BIN`, then `PATH`, then
@@ -26,12 +40,15 @@ mod prometheus;
 mod proxy;
 
 pub use app::{RequestError, RunningApp, Settled, TestApp};
+#[doc(hidden)]
 pub use cluster::NatsCluster;
 pub use context::{Output, TestContext};
+#[doc(hidden)]
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
     Prometheus,
 };
+#[doc(hidden)]
 pub use proxy::TcpProxy;
 
 /// How long a server may take to start.

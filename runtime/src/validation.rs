@@ -113,6 +113,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrow)] // the autoref choice, as the macro writes it
     fn a_validate_type_is_validated_and_names_its_fields() {
         #[allow(unused_imports)]
         use super::{WithValidation as _, WithoutValidation as _};
