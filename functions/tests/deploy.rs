@@ -276,17 +276,28 @@ async fn provision_twice_changes_nothing_the_second_time() {
     let url = server.url();
     let endpoint = server.monitor_url().replace("http://", "");
     let first = stdout(&run(&["provision"], &[("NATS_URL", &url)]));
-    assert_eq!(first.lines().count(), 4, "one line per function: {first}");
+    assert_eq!(
+        first.lines().count(),
+        5,
+        "one line per function, one for the advisory consumer: {first}"
+    );
     let before = definitions(&jsz(&endpoint, "$G").await);
     let names: Vec<&str> = before.keys().map(String::as_str).collect();
+    // One advisory consumer for the pods of these functions.
+    let advisories = format!(
+        "JETFN_ADVISORIES/{}",
+        jetfn::dlq::advisory_consumer([
+            "audit_log",
+            "charge_payment",
+            "reserve_inventory",
+            "send_notification"
+        ])
+    );
     assert_eq!(
         names,
         [
             "JETFN_ADVISORIES",
-            "JETFN_ADVISORIES/jetfn_advisories_audit_log",
-            "JETFN_ADVISORIES/jetfn_advisories_charge_payment",
-            "JETFN_ADVISORIES/jetfn_advisories_reserve_inventory",
-            "JETFN_ADVISORIES/jetfn_advisories_send_notification",
+            advisories.as_str(),
             "JETFN_DLQ",
             "SHOP",
             "SHOP/audit_log",

@@ -1,5 +1,6 @@
 //! The `provision` command: create (or update) the streams and durable consumers of the selected
-//! functions with the runtime's own binding code, then exit. Run it before a Deployment that
+//! functions with the runtime's own binding code, and the pods' advisory consumer for them
+//! (crashed dead letters), then exit. Run it before a Deployment that
 //! KEDA keeps at zero replicas: KEDA reads the consumers' lag, so they must exist first.
 
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use async_nats::jetstream;
 
 use crate::config::{Config, FunctionConfig};
 use crate::consumer::provision_function;
+use crate::dlq::{advisory, advisory_consumer, ADVISORY_STREAM};
 use crate::manifests::stream_of;
 use crate::registry::Registry;
 
@@ -52,7 +54,7 @@ async fn provision_all(
     auto_create_streams: bool,
 ) -> Result<(), String> {
     for function in functions {
-        let (bound, _advisories) = provision_function(js, function, auto_create_streams)
+        let bound = provision_function(js, function, auto_create_streams)
             .await
             .map_err(|e| format!("{}: {e}", function.name))?;
         println!(
@@ -68,6 +70,14 @@ async fn provision_all(
                 );
             }
         }
+    }
+    if !functions.is_empty() {
+        let names: Vec<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+        advisory::bind(js, &names).await?;
+        println!(
+            "crashed dead letters: durable consumer {} on {ADVISORY_STREAM}",
+            advisory_consumer(names)
+        );
     }
     Ok(())
 }

@@ -339,6 +339,8 @@ fn missing_states(state: &RuntimeState, provided: &AppState) -> Vec<String> {
 /// The tasks running the selected functions.
 struct Running {
     runners: Vec<JoinHandle<()>>,
+    /// The pod's one reader of MAX_DELIVERIES advisories, for all its event functions.
+    advisories: JoinHandle<()>,
     requests: JoinHandle<()>,
     forwarder: Option<JoinHandle<()>>,
 }
@@ -369,6 +371,11 @@ fn run_functions(
         shutdown_timeout: config.shutdown_timeout,
         app: app.clone(),
     });
+    let advisories = tokio::spawn(crate::dlq::advisory::watch(
+        js.clone(),
+        state.functions.clone(),
+        stop.clone(),
+    ));
     let runners = state
         .functions
         .iter()
@@ -386,6 +393,7 @@ fn run_functions(
         .collect();
     Running {
         runners,
+        advisories,
         requests,
         forwarder,
     }
@@ -399,6 +407,7 @@ impl Running {
                 tracing::error!(%error, "function task failed");
             }
         }
+        let _ = self.advisories.await;
         if let Err(error) = self.requests.await {
             tracing::error!(%error, "request functions task failed");
         }

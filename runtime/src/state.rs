@@ -150,6 +150,14 @@ impl FunctionState {
         self.pulling.pending_reports.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The stream the function is (or was last) bound to.
+    pub(crate) fn stream(&self) -> Option<String> {
+        self.detail
+            .lock()
+            .ok()
+            .and_then(|detail| detail.stream.clone())
+    }
+
     pub(crate) fn bound(&self) -> bool {
         self.bound.load(Ordering::SeqCst)
     }

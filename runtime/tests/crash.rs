@@ -1,5 +1,6 @@
 //! A message whose handler kills the process on every delivery is dead-lettered as `crashed`,
 //! exactly once, by a later process, from the server's MAX_DELIVERIES advisory.
+//! One advisory consumer per pod serves all its functions, each advisory going to its function.
 //!
 //! The test runs its own binary again as the child process (`crash_child` below, an ignored
 //! test that only does anything when the parent sets `JETFN_CRASH_CHILD_URL`).
@@ -115,4 +116,96 @@ async fn a_message_that_kills_every_process_is_dead_lettered_as_crashed_once() {
         "the last process is alive"
     );
     child.kill().await.expect("kill");
+}
+
+#[event_handler(subject = "crash.second")]
+async fn second_crasher(_ctx: Context, _event: Event<Job>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+/// A MAX_DELIVERIES advisory as the server raises it.
+async fn raise_advisory(js: &jetstream::Context, stream: &str, consumer: &str, seq: u64) {
+    let advisory = serde_json::json!({
+        "type": "io.nats.jetstream.advisory.v1.max_deliver",
+        "stream": stream,
+        "consumer": consumer,
+        "stream_seq": seq,
+        "deliveries": 3,
+    });
+    js.publish(
+        format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"),
+        advisory.to_string().into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("stored in the advisory stream");
+}
+
+/// Stores `payload` on `subject` (no function consumes it); returns its stream sequence.
+async fn store(js: &jetstream::Context, subject: &str, payload: &'static str) -> u64 {
+    js.publish(subject.to_owned(), payload.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack")
+        .sequence
+}
+
+#[tokio::test]
+async fn one_advisory_consumer_per_pod_dead_letters_each_function_s_advisories() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    for (name, subjects) in [("CRASH", "crash.>"), ("ELSEWHERE", "elsewhere.>")] {
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subjects.to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    }
+    let runtime = common::start(&server, "dies_on_poison,second_crasher", &[]).await;
+    let first = store(&js, "crash.kept", r#"{"poison":true,"n":1}"#).await;
+    let second = store(&js, "crash.kept", r#"{"poison":true,"n":2}"#).await;
+    // A consumer of another stream that shares a function's name: not this pod's.
+    let foreign = store(&js, "elsewhere.jobs", r#"{"poison":true,"n":3}"#).await;
+    raise_advisory(&js, "CRASH", "dies_on_poison", first).await;
+    raise_advisory(&js, "CRASH", "second_crasher", second).await;
+    raise_advisory(&js, "ELSEWHERE", "dies_on_poison", foreign).await;
+
+    let mut advisories = js
+        .get_stream(jetfn::dlq::ADVISORY_STREAM)
+        .await
+        .expect("advisory stream");
+    let name = jetfn::dlq::advisory_consumer(["second_crasher", "dies_on_poison"]);
+    let handled = eventually(PATIENCE, || async {
+        let mut consumer: jetstream::consumer::PullConsumer = advisories
+            .get_consumer(&name)
+            .await
+            .expect("the pod's advisory consumer");
+        let info = consumer.info().await.expect("info");
+        info.delivered.stream_sequence >= 3 && info.num_ack_pending == 0 && info.num_pending == 0
+    })
+    .await;
+    assert!(handled, "every advisory was handled");
+    let info = advisories.info().await.expect("advisory stream info");
+    assert_eq!(
+        info.state.consumer_count, 1,
+        "one advisory consumer for the pod"
+    );
+
+    for (function, payload) in [
+        ("dies_on_poison", r#"{"poison":true,"n":1}"#),
+        ("second_crasher", r#"{"poison":true,"n":2}"#),
+    ] {
+        let dlq = format!("jetfn.dlq.{function}");
+        let letters = jetfn::dlq::list(&js, &dlq, None).await.expect("list");
+        assert_eq!(letters.len(), 1, "{function}: one dead letter");
+        assert_eq!(letters[0].header(h::ERROR_KIND), "crashed");
+        assert_eq!(letters[0].header(h::FUNCTION), function);
+        assert_eq!(letters[0].header(h::STREAM), "CRASH");
+        assert_eq!(letters[0].payload.as_ref(), payload.as_bytes());
+    }
+    runtime.stop().await;
 }

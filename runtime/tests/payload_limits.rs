@@ -228,6 +228,7 @@ async fn a_payload_too_big_to_dead_letter_stays_in_its_stream() {
         .await
         .expect("ack");
     // Both deliveries fail to dead-letter, then the advisory path tries and gives up too.
+    let advisory_consumer = jetfn::dlq::advisory_consumer(["gets_huge_inputs"]);
     let advisories = js
         .get_stream(jetfn::dlq::ADVISORY_STREAM)
         .await
@@ -235,7 +236,7 @@ async fn a_payload_too_big_to_dead_letter_stays_in_its_stream() {
     assert!(
         eventually(PATIENCE, || async {
             let mut consumer: jetstream::consumer::PullConsumer = advisories
-                .get_consumer("jetfn_advisories_gets_huge_inputs")
+                .get_consumer(&advisory_consumer)
                 .await
                 .expect("advisory consumer");
             let info = consumer.info().await.expect("info");

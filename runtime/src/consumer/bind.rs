@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, consumer};
 use tokio_util::sync::CancellationToken;
 
@@ -49,25 +48,25 @@ pub(crate) enum ProvisionError {
 }
 
 /// Creates, or updates to the function's configuration, everything a function needs on the
-/// server: the stream of its dead-letter subject (`JETFN_DLQ`), its stream and durable consumer,
-/// and the advisory stream with the function's consumer on it. Idempotent: the same
-/// configuration twice changes nothing. The runtime calls it when it binds a function, the
-/// `provision` command before any pod runs.
+/// server: the stream of its dead-letter subject (`JETFN_DLQ`), the advisory stream (before the
+/// consumer, so that no MAX_DELIVERIES advisory of it is lost; the pod's one consumer on it is
+/// `dlq::advisory`'s), its stream and durable consumer. Idempotent: the same configuration twice
+/// changes nothing. The runtime calls it when it binds a function, the `provision` command
+/// before any pod runs.
 pub(crate) async fn provision_function(
     js: &jetstream::Context,
     function: &FunctionConfig,
     auto_create_streams: bool,
-) -> Result<(Bound, consumer::PullConsumer), ProvisionError> {
+) -> Result<Bound, ProvisionError> {
     dlq::ensure_stream(js, &function.dlq).await?;
+    advisory::ensure_stream(js)
+        .await
+        .map_err(ProvisionError::Advisories)?;
     // A scheduled function: its stream and schedule first (written only when they differ).
     if let Some(wanted) = function.wanted_schedule() {
         schedule::ensure(js, &wanted).await?;
     }
-    let bound = bind(js, function, auto_create_streams).await?;
-    let advisories = advisory::bind(js, &function.name, &bound.stream)
-        .await
-        .map_err(ProvisionError::Advisories)?;
-    Ok((bound, advisories))
+    Ok(bind(js, function, auto_create_streams).await?)
 }
 
 /// A bound function: the stream it reads and its durable consumer.
@@ -162,14 +161,14 @@ fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
 /// The longest pause between two attempts to bind a function.
 const MAX_BIND_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Binds the function (its stream, durable consumer, dead-letter stream and advisory consumer),
+/// Binds the function (its stream, durable consumer, dead-letter and advisory streams),
 /// retrying with backoff until it works or `cancel` fires.
 pub(super) async fn bind_until_bound(
     state: &FunctionState,
     js: &jetstream::Context,
     auto_create_streams: bool,
     cancel: &CancellationToken,
-) -> Option<(Bound, PullConsumer)> {
+) -> Option<Bound> {
     let mut pause = Duration::from_millis(100);
     loop {
         let attempt = provision_function(js, &state.config, auto_create_streams);

@@ -35,7 +35,6 @@ use pulling::{Loop, Served};
 use scale::{scale, AbortOnDrop};
 
 use crate::app::Application;
-use crate::dlq::advisory;
 use crate::state::FunctionState;
 
 /// How often a waiting loop looks whether the half-open trial has finished.
@@ -60,19 +59,12 @@ pub(crate) struct Runner {
 /// Runs one function until `cancel` fires, then drains it within `shutdown_timeout`.
 pub(crate) async fn run(runner: Runner) {
     let mut pulling = Loop::new(runner);
-    let mut watcher = None;
     while !pulling.cancel.is_cancelled() {
         let (state, js, cancel) = (&pulling.state, &pulling.js, &pulling.cancel);
-        let Some((bound, advisories)) =
-            bind_until_bound(state, js, pulling.auto_create_streams, cancel).await
+        let Some(bound) = bind_until_bound(state, js, pulling.auto_create_streams, cancel).await
         else {
             break;
         };
-        if watcher.is_none() {
-            let watch =
-                advisory::watch(js.clone(), state.config.clone(), advisories, cancel.clone());
-            watcher = Some(tokio::spawn(watch));
-        }
         let mut puller =
             match Puller::new(&js.client(), js, &bound.stream, &state.config.name).await {
                 Ok(puller) => puller,
@@ -113,7 +105,4 @@ pub(crate) async fn run(runner: Runner) {
         ..
     } = pulling;
     drain(&state, tasks, shutdown_timeout, &abandon).await;
-    if let Some(watcher) = watcher {
-        let _ = watcher.await;
-    }
 }

@@ -3,125 +3,122 @@
 //! A message whose handler never returns because the process dies on it (abort, OOM kill)
 //! exhausts its deliveries without the runtime ever deciding its fate. The server then publishes
 //! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`. The stream
-//! `JETFN_ADVISORIES` captures those advisories durably, so one raised while no pod runs is kept;
-//! each function has a durable consumer on it (`jetfn_advisories_<function>`) and its watcher
-//! reads the message by stream sequence and dead-letters it as `crashed`.
+//! `JETFN_ADVISORIES` captures those advisories durably, so one raised while no pod runs is kept.
+//! Each pod reads them through one durable consumer for all its functions (see [`watch`]), one
+//! filter subject per function; pods running the same functions share it
+//! ([`advisory_consumer`]). Each advisory goes to its function, which reads the message by
+//! stream sequence and dead-letters it as `crashed`.
 //!
 //! The normal path acks the message after its dead letter is stored, so the server raises no
 //! advisory for it; and both paths give a dead letter the same `Nats-Msg-Id`
 //! (`dlq:<stream>:<seq>`), so the dead-letter stream stores one even if both ran.
 
+use std::hash::Hasher;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream, AckKind};
-use futures::StreamExt;
+use async_nats::jetstream::{self, consumer, stream};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{dead_letter_headers, publish, Provenance};
+use super::{dead_letter_headers, publish, Provenance, DUPLICATE_WINDOW};
 use crate::config::FunctionConfig;
 use crate::policy::DeadLetterKind;
+
+mod watch;
+
+pub(crate) use watch::watch;
 
 /// The stream that keeps MAX_DELIVERIES advisories.
 pub const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
 const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 const CRASHED: &str = "deliveries exhausted without a settled outcome: the process ended during \
      every delivery (or the dead-letter publish failed)";
+/// How far back a new advisory consumer starts: advisories older than the dead-letter stream's
+/// duplicate window (less a margin) were handled by the consumer of an earlier set of functions;
+/// younger ones handled twice store one dead letter.
+const REPLAY: Duration = DUPLICATE_WINDOW.saturating_sub(Duration::from_secs(3600));
 
 /// `io.nats.jetstream.advisory.v1.max_deliver`.
 #[derive(Debug, Deserialize)]
-struct MaxDeliveries {
-    stream: String,
-    consumer: String,
-    stream_seq: u64,
-    deliveries: u64,
+pub(crate) struct MaxDeliveries {
+    pub(crate) stream: String,
+    pub(crate) consumer: String,
+    pub(crate) stream_seq: u64,
+    pub(crate) deliveries: u64,
 }
 
-/// Creates the advisory stream and the function's durable consumer on it.
-pub(crate) async fn bind(
-    js: &jetstream::Context,
-    function: &str,
-    stream_name: &str,
-) -> Result<consumer::PullConsumer, String> {
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: ADVISORY_STREAM.to_owned(),
-            subjects: vec![ADVISORY_SUBJECTS.to_owned()],
-            storage: stream::StorageType::File,
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            description: Some(
-                "jetfn: MAX_DELIVERIES advisories, for crashed dead letters".to_owned(),
-            ),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("creating stream {ADVISORY_STREAM} failed: {e}"))?;
-    stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(format!("jetfn_advisories_{function}")),
-            filter_subject: format!(
-                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream_name}.{function}"
-            ),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(30),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("creating the advisory consumer of {function} failed: {e}"))
+/// The durable consumer on [`ADVISORY_STREAM`] of a pod running `functions` (event function
+/// names, in any order): pods running the same functions share it; another set of functions has
+/// another one.
+pub fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
+    let mut names: Vec<&str> = functions.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    // FNV-1a of the names, each ended by a 0 byte: stable across builds and platforms.
+    let mut hash = fnv::FnvHasher::default();
+    for name in names {
+        hash.write(name.as_bytes());
+        hash.write(&[0]);
+    }
+    format!("jetfn_advisories_{:016x}", hash.finish())
 }
 
-/// Dead-letters, as `crashed`, every message the function's consumer gave up on, until `cancel`.
-pub(crate) async fn watch(
-    js: jetstream::Context,
-    function: std::sync::Arc<FunctionConfig>,
-    advisories: consumer::PullConsumer,
-    cancel: CancellationToken,
-) {
-    let mut messages = match advisories.messages().await {
-        Ok(messages) => messages,
-        Err(error) => {
-            tracing::error!(function = %function.name, %error, "cannot read MAX_DELIVERIES advisories");
-            return;
-        }
-    };
-    loop {
-        let next = tokio::select! {
-            () = cancel.cancelled() => return,
-            next = messages.next() => next,
-        };
-        let advisory = match next {
-            Some(Ok(advisory)) => advisory,
-            Some(Err(error)) => {
-                tracing::debug!(function = %function.name, %error, "advisory pull error");
-                continue;
-            }
-            None => return,
-        };
-        let ack = match handle(&js, &function, &advisory.payload).await {
-            Ok(()) => AckKind::Ack,
-            Err(error) => {
-                tracing::error!(function = %function.name, %error, "crashed dead letter not stored yet; retrying");
-                AckKind::Nak(Some(Duration::from_secs(5)))
-            }
-        };
-        if let Err(error) = advisory.ack_with(ack).await {
-            tracing::warn!(function = %function.name, %error, "advisory ack not sent; it will be redelivered");
-        }
+/// Creates the advisory stream if it does not exist yet. A function's consumer is created only
+/// after it: an advisory it raises is never lost.
+pub(crate) async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, String> {
+    js.get_or_create_stream(stream::Config {
+        name: ADVISORY_STREAM.to_owned(),
+        subjects: vec![ADVISORY_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        description: Some("jetfn: MAX_DELIVERIES advisories, for crashed dead letters".to_owned()),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("creating stream {ADVISORY_STREAM} failed: {e}"))
+}
+
+/// The advisory consumer of `functions`: one filter subject per function (any stream: a
+/// function's consumer is named after it). An existing one is used as it is.
+fn consumer_config(functions: &[&str]) -> consumer::pull::Config {
+    let start_time = time::OffsetDateTime::now_utc() - REPLAY;
+    consumer::pull::Config {
+        durable_name: Some(advisory_consumer(functions.iter().copied())),
+        description: Some(format!(
+            "jetfn: MAX_DELIVERIES advisories of {} functions",
+            functions.len()
+        )),
+        filter_subjects: functions
+            .iter()
+            .map(|function| format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{function}"))
+            .collect(),
+        deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time },
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: Duration::from_secs(30),
+        ..Default::default()
     }
 }
 
-async fn handle(
+/// Creates the advisory stream and the durable consumer of `functions` on it, or finds them.
+pub(crate) async fn bind(
+    js: &jetstream::Context,
+    functions: &[&str],
+) -> Result<consumer::PullConsumer, String> {
+    let config = consumer_config(functions);
+    let name = config.durable_name.clone().unwrap_or_default();
+    ensure_stream(js)
+        .await?
+        .get_or_create_consumer(&name, config)
+        .await
+        .map_err(|e| format!("creating the advisory consumer {name} failed: {e}"))
+}
+
+/// Dead-letters, as `crashed`, the message `advisory` is about. `Err` when it should be tried
+/// again later.
+pub(crate) async fn handle(
     js: &jetstream::Context,
     function: &FunctionConfig,
-    payload: &[u8],
+    advisory: &MaxDeliveries,
 ) -> Result<(), String> {
-    let advisory: MaxDeliveries = match serde_json::from_slice(payload) {
-        Ok(advisory) => advisory,
-        Err(error) => {
-            tracing::error!(function = %function.name, %error, "malformed MAX_DELIVERIES advisory; skipped");
-            return Ok(());
-        }
-    };
     let stream = js
         .get_stream(&advisory.stream)
         .await
@@ -175,4 +172,44 @@ async fn handle(
         "dead-lettered as crashed"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_running_the_same_functions_share_one_consumer() {
+        let one = advisory_consumer(["orders", "payments", "emails"]);
+        assert_eq!(
+            one,
+            advisory_consumer(["emails", "orders", "payments", "orders"])
+        );
+        assert_ne!(one, advisory_consumer(["orders", "payments"]));
+        // Names are not run together: ["ab", "c"] is not ["a", "bc"].
+        assert_ne!(
+            advisory_consumer(["ab", "c"]),
+            advisory_consumer(["a", "bc"])
+        );
+        assert!(one.starts_with("jetfn_advisories_"), "{one}");
+        assert_eq!(one.len(), "jetfn_advisories_".len() + 16);
+    }
+
+    #[test]
+    fn the_consumer_filters_each_function_on_any_stream_and_replays_the_duplicate_window() {
+        let config = consumer_config(&["orders", "emails"]);
+        assert_eq!(
+            config.filter_subjects,
+            [
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.orders",
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.emails",
+            ]
+        );
+        assert!(config.filter_subject.is_empty(), "one or the other");
+        let consumer::DeliverPolicy::ByStartTime { start_time } = config.deliver_policy else {
+            panic!("starts by time: {:?}", config.deliver_policy);
+        };
+        let back = time::OffsetDateTime::now_utc() - start_time;
+        assert!(back < DUPLICATE_WINDOW && back >= REPLAY, "{back}");
+    }
 }

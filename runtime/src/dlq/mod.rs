@@ -8,7 +8,7 @@ pub(crate) mod advisory;
 mod letter;
 mod replay;
 
-pub use advisory::ADVISORY_STREAM;
+pub use advisory::{advisory_consumer, ADVISORY_STREAM};
 pub(crate) use letter::{DeadLetters, Lettered};
 pub use replay::{list, replay, DeadLetter, ToolError};
 
@@ -21,6 +21,9 @@ use crate::policy::DeadLetterKind;
 pub const DLQ_STREAM: &str = "JETFN_DLQ";
 /// The subjects it captures.
 pub const DLQ_SUBJECTS: &str = "jetfn.dlq.>";
+/// The duplicate window of the dead-letter stream jetfn creates: long enough that the normal
+/// path and the advisory path can never both store a dead letter for the same message.
+pub(crate) const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The provenance headers a dead letter adds.
 pub mod headers {
@@ -109,9 +112,7 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context, subject: &str) -> Res
                 name: DLQ_STREAM.to_owned(),
                 subjects: vec![DLQ_SUBJECTS.to_owned()],
                 storage: stream::StorageType::File,
-                // Long enough that the normal path and the advisory path can never both
-                // store a dead letter for the same message.
-                duplicate_window: std::time::Duration::from_secs(24 * 3600),
+                duplicate_window: DUPLICATE_WINDOW,
                 description: Some("jetfn dead letters".to_owned()),
                 ..Default::default()
             })
