@@ -1,5 +1,6 @@
 //! Idle cost: one runtime (this process, the pod) with 200 event functions and nothing to do.
-//! Prints how long `/ready` took from the start, then, over a 30 s window that begins 2 s after
+//! Prints how long `/ready` took from the start (and again for a second pod started after the
+//! first stopped, its consumers existing), then, over a 30 s window that begins 2 s after
 //! ready: the JetStream API requests per second (the server's `/jsz` `api.total` delta), the
 //! server's consumers per function (`/jsz`), the nats-server's CPU (`/proc/<pid>/stat`), this
 //! process's CPU and its RSS at the end. Not part of `cargo test`.
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use jetfn::registry::HandlerSpec;
 use jetfn::testing::{http_get_with, NatsServer};
-use jetfn::{event_handler, Config, Context, Event, HandlerError, Registry, Runtime};
+use jetfn::{
+    event_handler, Config, Context, Event, HandlerError, Registry, Runtime, RuntimeHandle,
+};
 
 /// After ready and before the window: the start-up's own requests are not idle cost.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -119,22 +122,8 @@ async fn main() {
         ("JETFN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
     ])
     .expect("config");
-    let runtime = Runtime::new(config, &registry(functions)).expect("functions");
-
-    let started = Instant::now();
-    let runtime = runtime.start().await.expect("runtime starts");
-    loop {
-        let ready = http_get_with(runtime.http_addr(), "/ready", &[]).await;
-        if matches!(ready, Ok(ref response) if response.status == 200) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not ready within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let ready = started.elapsed();
+    let registry = registry(functions);
+    let (runtime, ready) = start(&config, &registry).await;
     tokio::time::sleep(SETTLE).await;
 
     let server_pid = server.pid().expect("nats-server pid").to_string();
@@ -146,20 +135,44 @@ async fn main() {
     let (api_after, consumers) = jsz(&server).await;
     let server_cpu = cpu_time(&server_pid) - server_cpu;
     let pod_cpu = cpu_time("self") - pod_cpu;
+    let rss = rss_mib();
     let api_rate = (api_after - api_before) as f64 / seconds;
 
+    runtime.stop().await;
+    // A pod that starts where the consumers exist already (a restart, a new replica).
+    let (runtime, ready_again) = start(&config, &registry).await;
+    runtime.stop().await;
+
     println!(
-        "| functions | ready | API req/s | per function | consumers per function | server CPU | pod CPU | pod RSS |"
+        "| functions | ready | ready, consumers existing | API req/s | per function | consumers per function | server CPU | pod CPU | pod RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {functions} | {} ms | {api_rate:.1} | {:.3} | {:.3} | {:.2} % | {:.2} % | {:.0} MiB |",
+        "| {functions} | {} ms | {} ms | {api_rate:.1} | {:.3} | {:.3} | {:.2} % | {:.2} % | {:.0} MiB |",
         ready.as_millis(),
+        ready_again.as_millis(),
         api_rate / functions as f64,
         consumers as f64 / functions as f64,
         100.0 * server_cpu.as_secs_f64() / seconds,
         100.0 * pod_cpu.as_secs_f64() / seconds,
-        rss_mib(),
+        rss,
     );
-    runtime.stop().await;
+}
+
+/// Starts a runtime of `registry`; returns it and how long `/ready` took to answer 200.
+async fn start(config: &Config, registry: &Registry) -> (RuntimeHandle, Duration) {
+    let runtime = Runtime::new(config.clone(), registry).expect("functions");
+    let started = Instant::now();
+    let runtime = runtime.start().await.expect("runtime starts");
+    loop {
+        let ready = http_get_with(runtime.http_addr(), "/ready", &[]).await;
+        if matches!(ready, Ok(ref response) if response.status == 200) {
+            return (runtime, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
