@@ -220,6 +220,7 @@ async fn supervise(
         })
         .collect();
     stop.cancelled().await;
+    let budget_end = tokio::time::Instant::now() + config.shutdown_timeout;
     state.draining.store(true, Ordering::SeqCst);
     tracing::info!("draining");
     for runner in runners {
@@ -233,12 +234,18 @@ async fn supervise(
     if let Some(forwarder) = forwarder {
         let _ = forwarder.await;
     }
-    // Acks and NAKs are plain publishes: flush them before the connection goes.
-    let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;
+    // Acks and NAKs are plain publishes: flush them before the connection goes, within what is
+    // left of the budget (a flush without a connection never ends).
+    let left = || {
+        budget_end
+            .saturating_duration_since(tokio::time::Instant::now())
+            .clamp(Duration::from_millis(200), Duration::from_secs(2))
+    };
+    let flushed = tokio::time::timeout(left(), state.client.flush()).await;
     if !matches!(flushed, Ok(Ok(()))) {
         tracing::warn!("could not flush the NATS connection before closing");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), state.client.drain()).await;
+    let _ = tokio::time::timeout(left(), state.client.drain()).await;
     http_stop.cancel();
     let _ = server.await;
     tracing::info!("stopped");
