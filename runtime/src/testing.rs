@@ -20,10 +20,14 @@ use std::time::{Duration, Instant};
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
 mod cluster;
+mod hosts;
+mod net_nats;
 mod prometheus;
 mod proxy;
 
 pub use cluster::NatsCluster;
+pub use hosts::{Hosts, HostsError};
+pub use net_nats::NetNats;
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
     Prometheus,
