@@ -158,15 +158,31 @@ async fn load(js: jetstream::Context) -> Vec<SystemTime> {
 
 /// Every stored reservation: its order id and when it was stored.
 async fn outputs(js: &jetstream::Context) -> Vec<(String, SystemTime)> {
-    let stream = js.get_stream("SHOP").await.expect("SHOP");
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .expect("reader");
+    // Right after a fault the cluster may still be electing: the reader is made again until
+    // it can be (an error past the patience fails the test; it never reads as "no output").
+    let deadline = Instant::now() + PATIENCE;
+    let consumer = loop {
+        let made = async {
+            js.get_stream("SHOP")
+                .await
+                .map_err(|e| e.to_string())?
+                .create_consumer(jetstream::consumer::pull::Config {
+                    filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
+                    ack_policy: jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match made.await {
+            Ok(consumer) => break consumer,
+            Err(error) if Instant::now() < deadline => {
+                println!("reader not made yet: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("cannot read the outputs: {error}"),
+        }
+    };
     let count = consumer.cached_info().num_pending as usize;
     let mut found = Vec::with_capacity(count);
     let mut messages = consumer.messages().await.expect("messages");
@@ -235,11 +251,16 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
     let lost = ORDERS as usize - per_order.len();
     let mut times: Vec<SystemTime> = outputs.iter().map(|(_, at)| *at).collect();
     times.sort();
-    let stall = times
+    let (stall, stall_start) = times
         .windows(2)
-        .filter_map(|pair| pair[1].duration_since(pair[0]).ok())
+        .filter_map(|pair| Some((pair[1].duration_since(pair[0]).ok()?, pair[0])))
         .max()
-        .unwrap_or_default();
+        .unwrap_or((Duration::ZERO, healed));
+    // Where the stall began, against the heal (negative: before it).
+    let stall_from_heal = match stall_start.duration_since(healed) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    };
     // Recovery: from the heal to the output of the last order acknowledged before it.
     let recovery = (0..ORDERS as usize)
         .filter(|&n| acked[n] <= healed)
@@ -259,7 +280,8 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
         .messages;
     println!(
         "{name}: inputs {ORDERS}, outputs {}, duplicates {duplicates}, lost {lost}, dead letters \
-         {dead}, longest stall {:.2} s, recovery after heal {:.2} s",
+         {dead}, longest stall {:.2} s (from {stall_from_heal:+.1} s of the heal), recovery \
+         after heal {:.2} s",
         outputs.len(),
         stall.as_secs_f64(),
         recovery.as_secs_f64()
