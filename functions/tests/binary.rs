@@ -148,11 +148,19 @@ async fn dlq_list_and_replay_from_the_command_line() {
     .expect("publish")
     .await
     .expect("ack");
+    // Any error but a missing stream fails the test (read as 0, it would pass `dead() == 0`).
     let dead = || async {
-        let stream = js.get_stream("JETFN_DLQ").await;
-        match stream {
-            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
-            Err(_) => 0,
+        use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
+        match js.get_stream("JETFN_DLQ").await {
+            Ok(mut stream) => stream.info().await.expect("DLQ stream info").state.messages,
+            Err(error) => match error.kind() {
+                GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    0
+                }
+                _ => panic!("DLQ stream: {error}"),
+            },
         }
     };
     assert!(eventually(PATIENCE, || async { dead().await == 1 }).await);
@@ -181,6 +189,18 @@ async fn dlq_list_and_replay_from_the_command_line() {
     assert_eq!(dead().await, 0);
     let output = run(&["dlq", "list", "nope"], &env);
     assert_eq!(output.status.code(), Some(2), "unknown function");
+    // A request function has no dead letters: before, `dlq list` read the empty subject and
+    // printed an empty table with exit 0, as if none had failed.
+    for command in ["list", "replay"] {
+        let output = run(&["dlq", command, "check_stock"], &env);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("`check_stock` is a request function"),
+            "{stderr}"
+        );
+    }
 }
 
 /// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the decoded requests.
@@ -433,4 +453,54 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() 
         "outputs stored once"
     );
     second.start_kill().expect("kill");
+}
+
+/// SIGTERM while no NATS server answers: the drain is bounded by `JETFN_SHUTDOWN_TIMEOUT`
+/// whatever the connection state. Before, a pod with a request function logged `draining` and
+/// stayed up for good: draining its subscription waited for a server that never answered.
+#[tokio::test]
+async fn sigterm_with_nats_unreachable_exits_within_the_drain_budget() {
+    for functions in ["check_stock", "reserve_inventory", "*"] {
+        // A loopback port nothing listens on.
+        let nowhere = format!("nats://{}", free_addr());
+        let addr = free_addr();
+        let mut child = spawn_shop(
+            &nowhere,
+            addr,
+            &[
+                ("JETFN_FUNCTIONS", functions),
+                ("JETFN_SHUTDOWN_TIMEOUT", "3s"),
+            ],
+        );
+        let serving = eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/health").await, Ok((200, _)))
+        })
+        .await;
+        assert!(
+            serving,
+            "{functions}: /health answers while NATS is unreachable"
+        );
+        assert!(
+            matches!(http_get(addr, "/ready").await, Ok((503, _))),
+            "{functions}: not ready without NATS"
+        );
+        let pid = child.id().expect("pid").to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        // The budget is 3 s; the deadline only keeps a hang from stalling the suite.
+        let signalled = std::time::Instant::now();
+        let exited = tokio::time::timeout(PATIENCE, child.wait()).await;
+        println!(
+            "{functions}: exited {:.1} s after SIGTERM with NATS unreachable (budget 3 s)",
+            signalled.elapsed().as_secs_f64()
+        );
+        let Ok(status) = exited else {
+            let _ = child.kill().await;
+            panic!("{functions}: still running {PATIENCE:?} after SIGTERM (budget 3 s)");
+        };
+        assert!(status.expect("status").success(), "{functions}: exit 0");
+    }
 }

@@ -226,13 +226,19 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
 /// `dlq list` and `dlq replay`: the function may be any registered one, selected or not.
 fn dlq(mut config: Config, registry: &Registry, command: DlqCommand) -> ExitCode {
     let (DlqCommand::List { function } | DlqCommand::Replay { function, .. }) = &command;
+    if registry.request(function).is_some() {
+        eprintln!(
+            "jetfn dlq: `{function}` is a request function: it has no dead letters (a failed \
+             request is answered with an error reply)"
+        );
+        return ExitCode::from(crate::command::EXIT_CONFIG);
+    }
     config.select = Some(vec![function.clone()]);
     let dlq_subject = match config.functions(registry) {
-        Ok(functions) => functions
-            .into_iter()
-            .map(|f| f.dlq)
-            .next()
-            .unwrap_or_default(),
+        Ok(functions) => match functions.into_iter().next() {
+            Some(function) => function.dlq,
+            None => return config_error(format!("no event function `{function}`")),
+        },
         Err(error) => return config_error(error),
     };
     let result = block_on(async {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::app_state::AppState;
-use crate::{propagation, schedule, subject, topology};
+use crate::{election, propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -458,8 +458,11 @@ impl Context {
         .await
     }
 
-    /// [`Context::send`]; when no stream captures `subject`, `create` makes one (or says why
-    /// not, as [`PublishError::NoStream`]) and the message is sent once more.
+    /// [`Context::send`] until the stream acknowledges, through elections: when no stream
+    /// captures `subject` (the meta layer says so, not a "no responders" alone, which a stream
+    /// without a leader answers too), `create` makes one (or says why not, as
+    /// [`PublishError::NoStream`]); a publish that meets an election (no leader, a timed-out
+    /// ack, a lost connection) is sent again with backoff, within [`election::BUDGET`].
     async fn send_creating<F>(
         &self,
         subject: &str,
@@ -470,17 +473,32 @@ impl Context {
     where
         F: std::future::Future<Output = Result<(), String>>,
     {
-        match self.send(subject, headers.clone(), body.clone()).await {
-            Err(PublishError::Publish { source, .. })
-                if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                create().await.map_err(|reason| PublishError::NoStream {
-                    subject: subject.to_owned(),
-                    reason,
-                })?;
-                self.send(subject, headers, body).await
+        let mut create = Some(create);
+        let mut backoff = election::Backoff::new(election::BUDGET);
+        loop {
+            let error = match self.send(subject, headers.clone(), body.clone()).await {
+                Err(PublishError::Publish { source, .. }) => source,
+                result => return result,
+            };
+            if election::classify(&error) == election::Failure::Final {
+                return Err(publish_error(subject, error));
             }
-            result => result,
+            if election::classify(&error) == election::Failure::NoResponders {
+                let js = &self.function.jetstream;
+                if election::lookup(js, subject).await == election::Lookup::Missing {
+                    if let Some(create) = create.take() {
+                        create().await.map_err(|reason| PublishError::NoStream {
+                            subject: subject.to_owned(),
+                            reason,
+                        })?;
+                        continue;
+                    }
+                }
+            }
+            tracing::debug!(function = %self.function.name, subject, %error, "publish not acknowledged; sending again");
+            if !backoff.wait().await {
+                return Err(publish_error(subject, error));
+            }
         }
     }
 
@@ -511,6 +529,13 @@ impl Context {
 
     fn output_id(&self, index: u32) -> String {
         self.input.output_id(&self.function.name, index)
+    }
+}
+
+fn publish_error(subject: &str, source: jetstream::context::PublishError) -> PublishError {
+    PublishError::Publish {
+        subject: subject.to_owned(),
+        source,
     }
 }
 

@@ -65,6 +65,7 @@ mod command;
 pub mod config;
 mod consumer;
 pub mod dlq;
+mod election;
 mod handler;
 #[cfg(test)]
 mod hostile_input;

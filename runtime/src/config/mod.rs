@@ -31,6 +31,7 @@
 //! (milliseconds, default 10000), and `OTEL_SERVICE_NAME` (default: the binary's name). Export
 //! requests are not compressed.
 
+mod capture;
 mod function;
 mod nats;
 mod otlp;
@@ -311,7 +312,23 @@ impl Config {
         &self,
         registry: &Registry,
     ) -> Result<(Vec<FunctionConfig>, Vec<RequestConfig>), ConfigError> {
-        Ok((self.functions(registry)?, self.requests(registry)?))
+        let selected = (self.functions(registry)?, self.requests(registry)?);
+        if self.auto_create_streams {
+            let everything = Config {
+                select: None,
+                ..self.clone()
+            };
+            let is_selected = |name: &str| {
+                selected.0.iter().any(|f| f.name == name)
+                    || selected.1.iter().any(|r| r.name == name)
+            };
+            capture::check(
+                &everything.functions(registry)?,
+                &everything.requests(registry)?,
+                &is_selected,
+            )?;
+        }
+        Ok(selected)
     }
 
     /// The effective configuration of every selected request function (`JETFN_FUNCTIONS`
