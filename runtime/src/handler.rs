@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::once::{self, OnceKey};
 use crate::{propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
@@ -106,6 +108,8 @@ pub(crate) struct Function {
     pub(crate) name: Arc<str>,
     pub(crate) jetstream: jetstream::Context,
     pub(crate) auto_create_streams: bool,
+    /// Lease, retention and bucket of the function's once-only steps.
+    pub(crate) once: once::Steps,
 }
 
 /// What the outputs of one handler run are derived from: their `Nats-Msg-Id` is
@@ -381,6 +385,48 @@ impl Context {
             .await
             .map_err(publish)?;
         Ok(())
+    }
+
+    /// Runs `f` at most once per (function, input, `step`) to success and returns its value,
+    /// stored in the KV bucket `JETFN_ONCE`: a redelivered message, a retried handler or
+    /// another pod gets the stored value back without running `f`.
+    ///
+    /// - `f` gets the step's [`OnceKey`], stable across redeliveries, pods and restarts: pass
+    ///   [`OnceKey::as_str`] to the provider as its idempotency key.
+    /// - An `Err` from `f` stores nothing (a retry runs it again) and is returned as it is.
+    /// - While `f` runs, its claim is a lease (the function's `ack_wait`) kept alive; another
+    ///   delivery of the same input meanwhile waits for it and never runs `f` beside it. If the
+    ///   process dies mid-step, the lease ends and a later delivery runs `f` again with the
+    ///   same key: **at most once to success, at least once to a crash**.
+    /// - The bucket being unavailable fails the call (retryable) without running `f`: `f`
+    ///   never runs without its record. Records live the function's `once_retention`
+    ///   (default `7d`).
+    ///
+    /// The input is the message for an event function; for a batch function it is the
+    /// batch's members (the same members in a retried batch give the same key; a batch made
+    /// up differently is another input); for a request function it is the request (its reply
+    /// subject): a step runs once per request, and a client's retry is a new request.
+    ///
+    /// ```no_run
+    /// # use jetfn::{Context, HandlerError, OnceKey};
+    /// # async fn charge(_amount: u64, _key: &str) -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # async fn example(ctx: Context) -> Result<(), HandlerError> {
+    /// let transaction: String = ctx
+    ///     .once("charge", |key: OnceKey| async move {
+    ///         Ok(charge(42, key.as_str()).await?)
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn once<T, F, Fut>(&self, step: &str, f: F) -> Result<T, HandlerError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnOnce(OnceKey) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, HandlerError>> + Send,
+    {
+        let key = OnceKey::new(&self.function.name, &self.input, step);
+        once::run(&self.function.once, &self.function.jetstream, key, f).await
     }
 
     /// The JetStream context, for anything [`Context::publish`] does not cover.

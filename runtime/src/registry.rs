@@ -115,6 +115,8 @@ pub struct Attributes {
     pub batch: Option<u32>,
     /// `batch_wait`: how long a batch waits to fill up.
     pub batch_wait: Option<Duration>,
+    /// `once_retention`: how long the records of once-only steps live.
+    pub once_retention: Option<Duration>,
 }
 
 impl Attributes {
@@ -135,6 +137,7 @@ impl Attributes {
         breaker_cooldown: None,
         batch: None,
         batch_wait: None,
+        once_retention: None,
     };
 }
 

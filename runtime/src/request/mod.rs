@@ -87,6 +87,8 @@ async fn run(serve: Serve) {
             name: Arc::from(state.config.name.as_str()),
             jetstream: serve.jetstream.clone(),
             auto_create_streams: serve.auto_create_streams,
+            // A request is its own input (no redelivery): the lease is its timeout.
+            once: crate::once::Steps::new(state.config.timeout, crate::once::DEFAULT_RETENTION),
         });
         endpoints.push(tokio::spawn(endpoint::run(endpoint::Endpoint {
             client: serve.client.clone(),

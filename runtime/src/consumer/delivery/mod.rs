@@ -98,6 +98,7 @@ impl Deliverer {
                 name,
                 jetstream: js,
                 auto_create_streams,
+                once: crate::once::Steps::new(config.ack_wait, config.once_retention),
             }),
             span_names: SpanNames::new(&state.config.subject),
             state,
