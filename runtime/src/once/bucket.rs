@@ -11,7 +11,7 @@ pub const BUCKET: &str = "JETFN_ONCE";
 #[derive(Debug, thiserror::Error)]
 #[error("the KV bucket {BUCKET} is unavailable: {reason}")]
 pub(crate) struct BucketError {
-    reason: String,
+    pub(crate) reason: String,
 }
 
 /// The bucket: one value per key (no history), file storage, per-message TTL on. No `max_age`:

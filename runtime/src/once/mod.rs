@@ -80,7 +80,7 @@ impl Steps {
 pub enum OnceError {
     /// The bucket did not answer: the step was not run, or its result could not be stored (then
     /// its claim ends with its lease and a later delivery runs it again with the same key).
-    #[error("once-only step `{key}`: {reason}")]
+    #[error("once-only step `{key}`: the KV bucket JETFN_ONCE is unavailable: {reason}")]
     Unavailable {
         /// The step's key.
         key: String,
@@ -127,7 +127,7 @@ where
     let store = steps
         .store(js)
         .await
-        .map_err(|e| failure(&key, RecordError::Unavailable(e.to_string())))?;
+        .map_err(|e| failure(&key, RecordError::Unavailable(e.reason)))?;
     let owner = format!("{:016x}", rand::random::<u64>());
     loop {
         match claim(steps, store, &key, &owner).await? {

@@ -77,7 +77,7 @@ pub(crate) enum RecordError {
     #[error("the record changed meanwhile")]
     Conflict,
     /// The bucket did not answer or refused.
-    #[error("the KV bucket JETFN_ONCE is unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
     /// The stored value is not a record.
     #[error("the record `{key}` in JETFN_ONCE is not a once-only record: {source}")]
