@@ -490,3 +490,102 @@ async fn a_batch_step_is_keyed_by_the_batch_members() {
     assert_eq!(runs, [vec![1, 2]]);
     runtime.stop().await;
 }
+
+// --- cost ---------------------------------------------------------------------------------------
+
+/// Nanoseconds spent in first runs of a step (claim + store), and in calls that found it done.
+static H_FIRST: AtomicUsize = AtomicUsize::new(0);
+static H_STORED: AtomicUsize = AtomicUsize::new(0);
+static H_CALLS: AtomicUsize = AtomicUsize::new(0);
+/// When the first call began and the last ended.
+static H_SPAN: Mutex<Option<(std::time::Instant, std::time::Instant)>> = Mutex::new(None);
+
+fn span_mark(started: std::time::Instant) {
+    let mut span = H_SPAN.lock().expect("lock");
+    let now = std::time::Instant::now();
+    let (first, _) = span.get_or_insert((started, now));
+    *span = Some((*first, now));
+}
+
+#[event_handler(subject = "onceh.plain")]
+async fn bench_plain(_ctx: Context, event: Event<Value>) -> Result<(), HandlerError> {
+    let started = std::time::Instant::now();
+    let _ = event.data;
+    span_mark(started);
+    Ok(())
+}
+
+#[event_handler(subject = "onceh.once")]
+async fn bench_once(ctx: Context, _event: Event<Value>) -> Result<(), HandlerError> {
+    let started = std::time::Instant::now();
+    ctx.once("step", |_key| async { Ok(()) }).await?;
+    let first = started.elapsed();
+    // The same step again: what a redelivery after the step costs.
+    ctx.once("step", |_key| async { Ok(()) }).await?;
+    let stored = started.elapsed() - first;
+    let nanos = |d: Duration| usize::try_from(d.as_nanos()).unwrap_or(usize::MAX);
+    H_FIRST.fetch_add(nanos(first), SeqCst);
+    H_STORED.fetch_add(nanos(stored), SeqCst);
+    H_CALLS.fetch_add(1, SeqCst);
+    span_mark(started);
+    Ok(())
+}
+
+/// Per-message cost of one `ctx.once` beside a plain handler; prints figures. Run with
+/// `cargo test -p jetfn --features testing --test once -- --ignored once_cost --nocapture`
+/// (`JETFN_ONCE_BENCH_N` messages per row, default 2000).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: prints figures"]
+async fn once_cost() {
+    let n: usize = std::env::var("JETFN_ONCE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "ONCEH".to_owned(),
+        subjects: vec!["onceh.>".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    // The bucket exists before the measured run (as after `provision`).
+    js.create_key_value(kv::Config {
+        bucket: jetfn::once::BUCKET.to_owned(),
+        history: 1,
+        limit_markers: Some(Duration::from_secs(1)),
+        ..Default::default()
+    })
+    .await
+    .expect("bucket");
+    for (function, subject) in [("bench_plain", "onceh.plain"), ("bench_once", "onceh.once")] {
+        let mut acks = Vec::with_capacity(n);
+        for _ in 0..n {
+            acks.push(js.publish(subject, "{}".into()).await.expect("publish"));
+        }
+        for ack in acks {
+            ack.await.expect("ack");
+        }
+        *H_SPAN.lock().expect("lock") = None;
+        let runtime = common::start(&server, function, &[]).await;
+        let done = eventually(PATIENCE * 6, || settled(&js, "ONCEH", function)).await;
+        assert!(done, "{function} settled");
+        let (first, last) = H_SPAN.lock().expect("lock").expect("calls");
+        let elapsed = last - first;
+        println!(
+            "{function}: {n} messages in {:.2} s = {:.0} msg/s ({:.3} ms per message)",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1000.0 / n as f64
+        );
+        runtime.stop().await;
+    }
+    let calls = H_CALLS.load(SeqCst).max(1) as f64;
+    println!(
+        "ctx.once latency: first run (claim + store, 2 KV writes) {:.3} ms, already done \
+         (failed create + read) {:.3} ms, mean over {calls} calls",
+        H_FIRST.load(SeqCst) as f64 / calls / 1e6,
+        H_STORED.load(SeqCst) as f64 / calls / 1e6,
+    );
+}
