@@ -533,7 +533,7 @@ async fn bench_once(ctx: Context, _event: Event<Value>) -> Result<(), HandlerErr
 
 /// Per-message cost of one `ctx.once` beside a plain handler; prints figures. Run with
 /// `cargo test -p jetfn --features testing --test once -- --ignored once_cost --nocapture`
-/// (`JETFN_ONCE_BENCH_N` messages per row, default 2000).
+/// (`JETFN_ONCE_BENCH_N` messages per row, default 2000; `JETFN_ONCE_BENCH_WORKERS`).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: prints figures"]
 async fn once_cost() {
@@ -568,7 +568,11 @@ async fn once_cost() {
             ack.await.expect("ack");
         }
         *H_SPAN.lock().expect("lock") = None;
-        let runtime = common::start(&server, function, &[]).await;
+        // `JETFN_ONCE_BENCH_WORKERS` pins the concurrent runs (default: autoscaled up to 16).
+        let workers = std::env::var("JETFN_ONCE_BENCH_WORKERS").ok();
+        let key = format!("JETFN__FUNCTIONS__{}__MAX_WORKERS", function.to_uppercase());
+        let extra: Vec<(&str, &str)> = workers.iter().map(|w| (key.as_str(), w.as_str())).collect();
+        let runtime = common::start(&server, function, &extra).await;
         let done = eventually(PATIENCE * 6, || settled(&js, "ONCEH", function)).await;
         assert!(done, "{function} settled");
         let (first, last) = H_SPAN.lock().expect("lock").expect("calls");
