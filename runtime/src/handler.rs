@@ -125,6 +125,9 @@ pub(crate) enum InputRef {
         stream: Arc<str>,
         first: u64,
         digest: u64,
+        /// The members as a set (order left out), for once-only steps: the lowest sequence
+        /// and a digest of the sorted sequences.
+        members: (u64, u64),
     },
     /// A request: a key of its own (its reply subject, else a random one).
     Request(Arc<str>),
@@ -133,19 +136,16 @@ pub(crate) enum InputRef {
 impl InputRef {
     /// A batch of messages of `stream` with these sequences (not empty; in delivery order).
     pub(crate) fn batch(stream: Arc<str>, sequences: impl IntoIterator<Item = u64>) -> Self {
-        // FNV-1a over the sequences: stable across builds and processes, unlike std's hasher.
-        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut first = None;
-        for sequence in sequences {
-            first.get_or_insert(sequence);
-            for byte in sequence.to_le_bytes() {
-                digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
+        let mut sequences: Vec<u64> = sequences.into_iter().collect();
+        let first = sequences.first().copied().unwrap_or(0);
+        let digest = fnv1a(&sequences);
+        sequences.sort_unstable();
+        let members = (sequences.first().copied().unwrap_or(0), fnv1a(&sequences));
         InputRef::Batch {
             stream,
-            first: first.unwrap_or(0),
+            first,
             digest,
+            members,
         }
     }
 
@@ -168,10 +168,20 @@ impl InputRef {
                 stream,
                 first,
                 digest,
+                ..
             } => format!("jetfn:{function}:{stream}:{first}+{digest:016x}:{index}"),
             InputRef::Request(key) => format!("jetfn:{function}:{key}:{index}"),
         }
     }
+}
+
+/// FNV-1a over `sequences`: stable across builds and processes, unlike std's hasher.
+fn fnv1a(sequences: &[u64]) -> u64 {
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sequences.iter().flat_map(|sequence| sequence.to_le_bytes()) {
+        digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    digest
 }
 
 /// A [`Context::publish`] or [`Context::publish_bytes`] that did not reach a stream.
@@ -403,9 +413,10 @@ impl Context {
     ///   (default `7d`).
     ///
     /// The input is the message for an event function; for a batch function it is the
-    /// batch's members (the same members in a retried batch give the same key; a batch made
-    /// up differently is another input); for a request function it is the request (its reply
-    /// subject): a step runs once per request, and a client's retry is a new request.
+    /// batch's members as a set (the same members in a retried batch, in any order, give the
+    /// same key; a batch made up differently is another input); for a request function it is
+    /// the request (its reply subject): a step runs once per request, and a client's retry is
+    /// a new request.
     ///
     /// ```no_run
     /// # use jetfn::{Context, HandlerError, OnceKey};

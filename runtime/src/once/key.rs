@@ -8,7 +8,7 @@ use crate::handler::InputRef;
 /// pod, after any restart; different for another function, input or step.
 ///
 /// [`OnceKey::as_str`] is `jetfn:<function>:<stream>:<sequence>:<step>` for a message (a batch
-/// has `<first sequence>-<digest of its sequences>` in place of the sequence, a request
+/// has `<lowest sequence>-<digest of its sorted sequences>` in place of the sequence, a request
 /// `request:<its reply subject>` in place of stream and sequence). Every part is escaped so the
 /// key holds only ASCII letters, digits, `_`, `-`, `=` and the `:` separators: any character
 /// outside `[A-Za-z0-9_-]` becomes `=XX` (its UTF-8 bytes in hex), and an empty step is `=`.
@@ -30,13 +30,14 @@ impl OnceKey {
                 parts.push(escape(stream));
                 parts.push(sequence.to_string());
             }
+            // The members as a set: a retried batch redelivered in another order is the same.
             InputRef::Batch {
                 stream,
-                first,
-                digest,
+                members: (lowest, digest),
+                ..
             } => {
                 parts.push(escape(stream));
-                parts.push(format!("{first}-{digest:016x}"));
+                parts.push(format!("{lowest}-{digest:016x}"));
             }
             InputRef::Request(key) => {
                 parts.push("request".to_owned());
@@ -181,7 +182,9 @@ mod tests {
             )
         };
         assert_eq!(batch(&[3, 4]), batch(&[3, 4]));
+        assert_eq!(batch(&[3, 4]), batch(&[4, 3]), "order does not matter");
         assert_ne!(batch(&[3, 4]), batch(&[3, 5]));
+        assert_ne!(batch(&[3, 4]), batch(&[3, 4, 5]));
         assert!(batch(&[3, 4]).as_str().starts_with("jetfn:f:S:3-"));
         let request = OnceKey::new("f", &InputRef::request(Some("_INBOX.x")), "s");
         assert_eq!(request.as_str(), "jetfn:f:request:_INBOX=2Ex:s");
