@@ -57,6 +57,8 @@ fn bad_configuration_exits_2_naming_the_variable() {
         ("JETFN_SHUTDOWN_TIMEOUT", "soon"),
         ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "many"),
         ("JETFN_HTTP_ADDR", "everywhere"),
+        // Shorter than charge_payment's retry schedule (6 deliveries of up to 30 s).
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "1m"),
     ] {
         let output = run(&["run"], &[(var, value)]);
         assert_eq!(output.status.code(), Some(2), "{var}");

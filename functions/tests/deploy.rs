@@ -287,7 +287,11 @@ async fn provision_twice_changes_nothing_the_second_time() {
     let url = server.url();
     let endpoint = server.monitor_url().replace("http://", "");
     let first = stdout(&run(&["provision"], &[("NATS_URL", &url)]));
-    assert_eq!(first.lines().count(), 4, "one line per function: {first}");
+    assert_eq!(
+        first.lines().count(),
+        5,
+        "the once-only bucket and one line per function: {first}"
+    );
     let before = definitions(&jsz(&endpoint, "$G").await);
     let names: Vec<&str> = before.keys().map(String::as_str).collect();
     assert_eq!(
@@ -299,6 +303,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
             "JETFN_ADVISORIES/jetfn_advisories_reserve_inventory",
             "JETFN_ADVISORIES/jetfn_advisories_send_notification",
             "JETFN_DLQ",
+            "KV_JETFN_ONCE",
             "SHOP",
             "SHOP/audit_log",
             "SHOP/charge_payment",

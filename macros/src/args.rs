@@ -30,6 +30,7 @@ pub(crate) enum Key {
     BreakerCooldown,
     Batch,
     BatchWait,
+    OnceRetention,
 }
 
 /// The kind of literal a key takes.
@@ -48,7 +49,7 @@ pub(crate) enum Kind {
 }
 
 impl Key {
-    pub(crate) const ALL: [Key; 17] = [
+    pub(crate) const ALL: [Key; 18] = [
         Key::Subject,
         Key::Schedule,
         Key::ScheduleTtl,
@@ -66,6 +67,7 @@ impl Key {
         Key::BreakerCooldown,
         Key::Batch,
         Key::BatchWait,
+        Key::OnceRetention,
     ];
 
     /// The key as written in the attribute; also the field of `jetfn::__private::Attributes`.
@@ -88,6 +90,7 @@ impl Key {
             Key::BreakerCooldown => "breaker_cooldown",
             Key::Batch => "batch",
             Key::BatchWait => "batch_wait",
+            Key::OnceRetention => "once_retention",
         }
     }
 
@@ -98,7 +101,8 @@ impl Key {
             | Key::Timeout
             | Key::BreakerCooldown
             | Key::ScheduleTtl
-            | Key::BatchWait => Kind::Duration,
+            | Key::BatchWait
+            | Key::OnceRetention => Kind::Duration,
             Key::Schedule => Kind::Schedule,
             Key::Backoff => Kind::Backoff,
             Key::MaxDeliver
@@ -130,6 +134,7 @@ impl Key {
             Key::BreakerCooldown => "breaker_cooldown = \"30s\"",
             Key::Batch => "batch = 100",
             Key::BatchWait => "batch_wait = \"100ms\"",
+            Key::OnceRetention => "once_retention = \"7d\"",
         }
     }
 
@@ -329,7 +334,7 @@ mod tests {
             "unsupported argument `retries`; supported arguments are: subject, schedule, \
              schedule_ttl, name, stream, max_deliver, backoff, ack_wait, timeout, min_workers, \
              max_workers, max_ack_pending, dlq, breaker_failures, breaker_cooldown, batch, \
-             batch_wait"
+             batch_wait, once_retention"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");
         assert_eq!(

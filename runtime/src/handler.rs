@@ -8,9 +8,11 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app_state::AppState;
+use crate::once::{self, OnceKey};
 use crate::{election, propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
@@ -167,24 +169,29 @@ pub(crate) struct Function {
     pub(crate) auto_create_streams: bool,
     /// What `App::state` and the startup hooks provided.
     pub(crate) app: AppState,
+    /// Lease, retention and bucket of the function's once-only steps.
+    pub(crate) once: once::Steps,
     /// A unit test's recorder: outputs are recorded, not sent.
     #[cfg(feature = "testing")]
     pub(crate) recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 impl Function {
-    /// What every context of a function shares: its name, JetStream, and the app's state.
+    /// What every context of a function shares: its name, JetStream, the app's state and its
+    /// once-only steps.
     pub(crate) fn new(
         name: Arc<str>,
         jetstream: jetstream::Context,
         auto_create_streams: bool,
         app: AppState,
+        once: once::Steps,
     ) -> Self {
         Self {
             name,
             jetstream,
             auto_create_streams,
             app,
+            once,
             #[cfg(feature = "testing")]
             recorder: None,
         }
@@ -204,6 +211,9 @@ pub(crate) enum InputRef {
         stream: Arc<str>,
         first: u64,
         digest: u64,
+        /// The members as a set (order left out), for once-only steps: the lowest sequence
+        /// and a digest of the sorted sequences.
+        members: (u64, u64),
     },
     /// A request: a key of its own (its reply subject, else a random one).
     Request(Arc<str>),
@@ -212,19 +222,16 @@ pub(crate) enum InputRef {
 impl InputRef {
     /// A batch of messages of `stream` with these sequences (not empty; in delivery order).
     pub(crate) fn batch(stream: Arc<str>, sequences: impl IntoIterator<Item = u64>) -> Self {
-        // FNV-1a over the sequences: stable across builds and processes, unlike std's hasher.
-        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut first = None;
-        for sequence in sequences {
-            first.get_or_insert(sequence);
-            for byte in sequence.to_le_bytes() {
-                digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
+        let mut sequences: Vec<u64> = sequences.into_iter().collect();
+        let first = sequences.first().copied().unwrap_or(0);
+        let digest = fnv1a(&sequences);
+        sequences.sort_unstable();
+        let members = (sequences.first().copied().unwrap_or(0), fnv1a(&sequences));
         InputRef::Batch {
             stream,
-            first: first.unwrap_or(0),
+            first,
             digest,
+            members,
         }
     }
 
@@ -247,10 +254,20 @@ impl InputRef {
                 stream,
                 first,
                 digest,
+                ..
             } => format!("jetfn:{function}:{stream}:{first}+{digest:016x}:{index}"),
             InputRef::Request(key) => format!("jetfn:{function}:{key}:{index}"),
         }
     }
+}
+
+/// FNV-1a over `sequences`: stable across builds and processes, unlike std's hasher.
+fn fnv1a(sequences: &[u64]) -> u64 {
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sequences.iter().flat_map(|sequence| sequence.to_le_bytes()) {
+        digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    digest
 }
 
 /// A [`Context::publish`] or [`Context::publish_bytes`] that did not reach a stream.
@@ -520,6 +537,49 @@ impl Context {
             .await
             .map_err(publish)?;
         Ok(())
+    }
+
+    /// Runs `f` at most once per (function, input, `step`) to success and returns its value,
+    /// stored in the KV bucket `JETFN_ONCE`: a redelivered message, a retried handler or
+    /// another pod gets the stored value back without running `f`.
+    ///
+    /// - `f` gets the step's [`OnceKey`], stable across redeliveries, pods and restarts: pass
+    ///   [`OnceKey::as_str`] to the provider as its idempotency key.
+    /// - An `Err` from `f` stores nothing (a retry runs it again) and is returned as it is.
+    /// - While `f` runs, its claim is a lease (the function's `ack_wait`) kept alive; another
+    ///   delivery of the same input meanwhile waits for it and never runs `f` beside it. If the
+    ///   process dies mid-step, the lease ends and a later delivery runs `f` again with the
+    ///   same key: **at most once to success, at least once to a crash**.
+    /// - The bucket being unavailable fails the call (retryable) without running `f`: `f`
+    ///   never runs without its record. Records live the function's `once_retention`
+    ///   (default `7d`).
+    ///
+    /// The input is the message for an event function; for a batch function it is the
+    /// batch's members as a set (the same members in a retried batch, in any order, give the
+    /// same key; a batch made up differently is another input); for a request function it is
+    /// the request (its reply subject): a step runs once per request, and a client's retry is
+    /// a new request.
+    ///
+    /// ```no_run
+    /// # use jetfn::{Context, HandlerError, OnceKey};
+    /// # async fn charge(_amount: u64, _key: &str) -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # async fn example(ctx: Context) -> Result<(), HandlerError> {
+    /// let transaction: String = ctx
+    ///     .once("charge", |key: OnceKey| async move {
+    ///         Ok(charge(42, key.as_str()).await?)
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn once<T, F, Fut>(&self, step: &str, f: F) -> Result<T, HandlerError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnOnce(OnceKey) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, HandlerError>> + Send,
+    {
+        let key = OnceKey::new(&self.function.name, &self.input, step);
+        once::run(&self.function.once, &self.function.jetstream, key, f).await
     }
 
     /// The JetStream context, for anything [`Context::publish`] does not cover.

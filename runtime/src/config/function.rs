@@ -90,6 +90,10 @@ pub struct FunctionConfig {
     /// Where the function is defined.
     #[serde(skip)]
     pub location: Location,
+    /// How long the record of a once-only step (`ctx.once`) lives (default `7d`); it must
+    /// exceed the function's whole retry schedule ([`FunctionConfig::retry_span`]).
+    #[serde(serialize_with = "human")]
+    pub once_retention: Duration,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
@@ -133,6 +137,7 @@ const KEYS: &[&str] = &[
     "prefetch_bytes",
     "batch",
     "batch_wait",
+    "once_retention",
 ];
 
 impl FunctionConfig {
@@ -163,6 +168,7 @@ impl FunctionConfig {
             batch_wait: Duration::from_millis(100),
             states: spec.states,
             location: spec.location,
+            once_retention: crate::once::DEFAULT_RETENTION,
             handler: spec.handler,
             batch_handler: spec.batch,
         }
@@ -178,6 +184,7 @@ impl FunctionConfig {
             config.apply_override(key, value)?;
         }
         config.resolve_schedule(spec)?;
+        config.check_once_retention()?;
         if config.min_workers > config.max_workers {
             return Err(ConfigError::invalid(
                 &format!("functions.{}.min_workers", spec.name.to_lowercase()),
@@ -214,6 +221,50 @@ impl FunctionConfig {
             self.schedule_ttl = Some(schedule::default_ttl(&expr));
         }
         Ok(())
+    }
+
+    /// The longest a message of this function can go from its first delivery to its last:
+    /// every retry delay (with the most jitter) and, for each delivery, the longer of
+    /// `timeout` (a run) and `ack_wait` (a crashed pod's redelivery).
+    pub fn retry_span(&self) -> Duration {
+        let schedule = crate::policy::retry::RetrySchedule::new(
+            self.backoff.initial,
+            self.backoff.max,
+            crate::policy::retry::RetrySchedule::DEFAULT_JITTER,
+        )
+        .unwrap_or(crate::policy::retry::RetrySchedule::DEFAULT);
+        let delays = (1..self.max_deliver)
+            .map(|attempt| {
+                schedule
+                    .base_delay(attempt)
+                    .mul_f64(1.0 + crate::policy::retry::RetrySchedule::DEFAULT_JITTER)
+            })
+            .fold(Duration::ZERO, Duration::saturating_add);
+        let runs = self
+            .timeout
+            .max(self.ack_wait)
+            .saturating_mul(self.max_deliver);
+        delays.saturating_add(runs)
+    }
+
+    /// A once-only step's record must outlive every delivery of its message, else a late
+    /// retry would run the step again.
+    fn check_once_retention(&self) -> Result<(), ConfigError> {
+        let span = self.retry_span();
+        if self.once_retention > span {
+            return Ok(());
+        }
+        Err(ConfigError::invalid(
+            &format!("functions.{}.once_retention", self.name.to_lowercase()),
+            format!(
+                "once_retention ({}) must exceed the function's whole retry schedule ({}: \
+                 max_deliver {} x max(timeout, ack_wait) plus the backoff delays); raise \
+                 once_retention or shorten the schedule",
+                humantime::format_duration(self.once_retention),
+                humantime::format_duration(span),
+                self.max_deliver
+            ),
+        ))
     }
 
     /// A scheduled function's next firing, for `list`.
@@ -268,6 +319,7 @@ impl FunctionConfig {
         set(&mut self.timeout, attrs.timeout);
         set(&mut self.breaker_cooldown, attrs.breaker_cooldown);
         set(&mut self.batch_wait, attrs.batch_wait);
+        set(&mut self.once_retention, attrs.once_retention);
     }
 
     fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -304,6 +356,7 @@ impl FunctionConfig {
             "batch" => self.batch = Some(integer(path, value, 1)?),
             "batch_wait" => self.batch_wait = duration(path, value)?,
             "backoff" => self.backoff = backoff(path, value)?,
+            "once_retention" => self.once_retention = duration(path, value)?,
             _ => {
                 return Err(ConfigError::invalid(
                     path,

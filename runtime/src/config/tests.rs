@@ -395,3 +395,37 @@ fn a_scheduled_function_reads_its_ticks_with_a_ttl_of_its_period_at_most_an_hour
         "{error}"
     );
 }
+
+#[test]
+fn once_retention_defaults_to_seven_days_and_must_exceed_the_retry_schedule() {
+    let functions = load(&[])
+        .and_then(|config| config.functions(&registry()))
+        .expect("valid");
+    let charge = &functions[0];
+    assert_eq!(charge.once_retention, Duration::from_secs(7 * 24 * 3600));
+    // 8 deliveries of at most max(timeout 5m, ack_wait 30s), and the 7 delays between them
+    // (100ms doubling up to 5s) with 10% jitter.
+    assert_eq!(
+        charge.retry_span(),
+        Duration::from_secs(8 * 300) + Duration::from_millis(11_300).mul_f64(1.1)
+    );
+
+    let longer = load(&[("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "1h")])
+        .and_then(|config| config.functions(&registry()))
+        .expect("valid");
+    assert_eq!(longer[0].once_retention, Duration::from_secs(3600));
+
+    let error = load(&[("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "40m")])
+        .and_then(|config| config.functions(&registry()))
+        .expect_err("40m is under the retry schedule");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION"),
+        "{text}"
+    );
+    assert!(
+        text.contains("must exceed the function's whole retry schedule"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "one line: {text}");
+}
