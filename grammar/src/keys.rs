@@ -141,7 +141,7 @@ pub const CONFIG_ONLY_EVENT_KEYS: &[&str] = &["prefetch", "prefetch_bytes"];
 
 /// The keys a configuration override of an event function may set: every attribute key but
 /// `name` (a function is overridden under its name), then [`CONFIG_ONLY_EVENT_KEYS`].
-pub fn event_override_keys() -> impl Iterator<Item = &'static str> {
+pub fn event_override_keys() -> impl Iterator<Item = &'static str> + Clone {
     Key::ALL
         .into_iter()
         .filter(|key| *key != Key::Name)
@@ -151,7 +151,7 @@ pub fn event_override_keys() -> impl Iterator<Item = &'static str> {
 
 /// The keys a configuration override of a request function may set: [`REQUEST_KEYS`] but
 /// `name`.
-pub fn request_override_keys() -> impl Iterator<Item = &'static str> {
+pub fn request_override_keys() -> impl Iterator<Item = &'static str> + Clone {
     REQUEST_KEYS
         .iter()
         .filter(|key| **key != Key::Name)

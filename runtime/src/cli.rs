@@ -41,10 +41,10 @@ enum Command {
         command: DlqCommand,
     },
     /// Print the Kubernetes Deployment + KEDA ScaledObject YAML of the selected functions.
-    Manifests(crate::manifests::ManifestsArgs),
+    Manifests(crate::deploy::ManifestsArgs),
     /// Create the streams and durable consumers of the selected functions, then exit
     /// (idempotent).
-    Provision(crate::provision::ProvisionArgs),
+    Provision(crate::deploy::ProvisionArgs),
     /// Print an AsyncAPI 3.0 document (YAML) of the selected functions: a channel per subject,
     /// a receive operation and a message per function.
     Asyncapi,
@@ -83,10 +83,10 @@ pub fn main() -> ExitCode {
     let runtime = |config: &Config| Runtime::new(config.clone(), &registry);
     match cli.command.unwrap_or(Command::Run) {
         Command::Dlq { command } => dlq(config, &registry, command),
-        Command::Manifests(args) => crate::manifests::command(&args, &config, &registry),
-        Command::Provision(args) => crate::provision::command(&args, &config, &registry),
+        Command::Manifests(args) => crate::deploy::manifests(&args, &config, &registry),
+        Command::Provision(args) => crate::deploy::provision(&args, &config, &registry),
         Command::Healthcheck => crate::probe::healthcheck(&config),
-        Command::Asyncapi => crate::asyncapi::command(&config, &registry),
+        Command::Asyncapi => crate::deploy::asyncapi(&config, &registry),
         Command::List { json } => match runtime(&config) {
             Ok(runtime) => list(&runtime, json),
             Err(error) => config_error(error),

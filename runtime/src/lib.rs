@@ -53,6 +53,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as jetfn;
 
+#[cfg(feature = "deploy")]
 mod asyncapi;
 pub mod autoscale;
 mod batch;
@@ -62,18 +63,21 @@ pub mod codec;
 mod command;
 pub mod config;
 mod consumer;
+mod deploy;
 pub mod dlq;
 mod handler;
 #[cfg(test)]
 mod hostile_input;
 mod http;
 mod local_server;
+#[cfg(feature = "deploy")]
 mod manifests;
 mod metrics;
 mod nats;
 pub mod policy;
 mod probe;
 mod propagation;
+#[cfg(feature = "deploy")]
 mod provision;
 pub mod registry;
 mod request;

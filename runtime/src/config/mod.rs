@@ -45,6 +45,8 @@ use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
 pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+#[cfg(not(feature = "otlp-grpc"))]
+pub(crate) use otlp::GRPC_NEEDS_FEATURE;
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use request::RequestConfig;
 pub use value::Secret;
