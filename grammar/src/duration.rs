@@ -107,13 +107,22 @@ pub fn parse_backoff(text: &str) -> Result<(Duration, Duration), BackoffError> {
     Ok((initial, max))
 }
 
-/// A duration as jetfn writes it: whole seconds as `Ns` (`60s`, not `1m`), otherwise
-/// `humantime`'s form (`100ms`, `1s 500ms`). What it writes, [`parse_duration`] reads back.
+/// A duration as jetfn writes it, in one unit: `100ms`, `1500ms`, `30s`, `60s`, `90s`, `5m`,
+/// `1h`, `24h` (minutes from two minutes on, hours when whole). What it writes,
+/// [`parse_duration`] reads back (for whole milliseconds above zero).
 pub fn format_duration(duration: Duration) -> String {
-    if duration.subsec_nanos() == 0 {
-        format!("{}s", duration.as_secs())
+    if duration.subsec_nanos() % 1_000_000 != 0 {
+        return humantime::format_duration(duration).to_string();
+    }
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 {
+        format!("{}ms", duration.as_millis())
+    } else if seconds != 0 && seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds >= 120 && seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
     } else {
-        humantime::format_duration(duration).to_string()
+        format!("{seconds}s")
     }
 }
 
@@ -153,8 +162,12 @@ mod tests {
     #[test]
     fn formatted_durations_read_back() {
         assert_eq!(format_duration(Duration::from_secs(60)), "60s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_secs(5400)), "90m");
         assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         for millis in [1, 999, 1000, 1001, 60_000, 86_400_000 + 7] {
             let duration = Duration::from_millis(millis);
             assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));

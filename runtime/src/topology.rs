@@ -56,14 +56,34 @@ pub(crate) async fn create_stream(
         description: Some("created by jetfn".to_owned()),
         ..Default::default()
     };
+    // Functions sharing a stream each come here: only the one that made it says so.
+    if js.get_stream(name).await.is_ok() {
+        return Ok(name.to_owned());
+    }
     js.get_or_create_stream(config)
         .await
         .map_err(|source| TopologyError::CreateStream {
             stream: name.to_owned(),
             source,
         })?;
-    tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
+    if first_report(name) {
+        tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
+    }
     Ok(name.to_owned())
+}
+
+/// Whether this process has not reported creating stream `name` yet (two functions binding at
+/// once may both find it missing).
+fn first_report(name: &str) -> bool {
+    static REPORTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut reported = REPORTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if reported.iter().any(|r| r == name) {
+        return false;
+    }
+    reported.push(name.to_owned());
+    true
 }
 
 /// Creates the stream a subject would get by the auto-create rule (an output subject of
@@ -79,6 +99,13 @@ pub(crate) async fn create_stream_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_created_stream_is_reported_once() {
+        assert!(first_report("TOPOLOGY_TEST_ONCE"));
+        assert!(!first_report("TOPOLOGY_TEST_ONCE"));
+        assert!(first_report("TOPOLOGY_TEST_OTHER"));
+    }
 
     #[test]
     fn stream_names_from_subjects() {

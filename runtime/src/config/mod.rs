@@ -231,9 +231,10 @@ impl Config {
             None => true,
             Some(text) => value::boolean("auto_create_streams", &text)?,
         };
-        let log_format = match raw.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(json) if json.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "log_format",

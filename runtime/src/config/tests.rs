@@ -486,3 +486,16 @@ fn sub_millisecond_durations_are_refused_as_the_macro_refuses_them() {
         .to_string();
     assert!(line.contains("whole milliseconds"), "{line}");
 }
+
+#[test]
+fn the_log_format_is_read_in_any_case() {
+    for (text, format) in [
+        ("JSON", LogFormat::Json),
+        ("Json", LogFormat::Json),
+        ("TEXT", LogFormat::Text),
+    ] {
+        let config = load(&[("JETFN_LOG_FORMAT", text)]).expect("valid");
+        assert_eq!(config.log_format, format, "{text}");
+    }
+    assert!(load(&[("JETFN_LOG_FORMAT", "yaml")]).is_err());
+}

@@ -94,6 +94,6 @@ mod tests {
         assert_eq!(every.next_after(now), None);
         assert_eq!(every.describe_next(now), "within 30s");
         let minutely: Expr = "@every 2m".parse().expect("every");
-        assert_eq!(minutely.describe_next(now), "within 120s");
+        assert_eq!(minutely.describe_next(now), "within 2m");
     }
 }

@@ -104,8 +104,9 @@ pub fn init(config: &Config) -> Telemetry {
     let fmt = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(log::ansi())
             .event_format(WithTraceIds {
-                inner: tracing_subscriber::fmt::format(),
+                inner: tracing_subscriber::fmt::format().with_ansi(log::ansi()),
                 layout: Layout::Text,
             })
             .boxed(),

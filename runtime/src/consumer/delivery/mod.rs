@@ -184,7 +184,7 @@ impl Deliverer {
             Ok(()) => self.record(Some(true)),
             Err(failure) => {
                 span.record_failure(failure);
-                tracing::warn!(function = %self.shared.name, attempt, error = %failure, "handler failed");
+                tracing::warn!(function = %self.shared.name, attempt, error = %failure, "{}", failure.log_message());
                 // Permanent and decode errors are about the message, not the dependency.
                 self.record(failure.is_retryable().then_some(false));
             }
