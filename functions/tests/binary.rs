@@ -33,6 +33,50 @@ fn the_registry_holds_every_example_function() {
 }
 
 #[test]
+fn list_writes_backoffs_as_the_docs_do_and_fits_its_columns() {
+    let output = run(&["list"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let reserve = lines
+        .iter()
+        .find(|line| line.starts_with("reserve_inventory "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(reserve.contains(" 1s..60s "), "{reserve}");
+    // Every column starts where its header does: no cell overflows into the next.
+    let header = lines[0];
+    let column = |name: &str| header.find(name).expect("header");
+    for line in lines.iter().skip(1).take_while(|line| !line.is_empty()) {
+        for name in ["SUBJECT", "STREAM", "CONSUMER"] {
+            let at = column(name);
+            assert_eq!(&line[at - 1..at], " ", "{name} in {line:?}\n{stdout}");
+        }
+    }
+}
+
+#[test]
+fn dlq_of_a_request_or_unknown_function_says_so_in_one_line() {
+    for (function, expected) in [
+        (
+            "nope",
+            "no event function `nope`; the event functions: audit_log,",
+        ),
+        ("reserve_inventry", "did you mean `reserve_inventory`?"),
+        (
+            "check_stock",
+            "`check_stock` is a request function: it has no dead letters",
+        ),
+    ] {
+        let output = run(&["dlq", "list", function], &[]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("JETFN_FUNCTIONS"), "{stderr}");
+    }
+}
+
+#[test]
 fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
     let output = run(
         &["run"],

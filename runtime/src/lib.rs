@@ -55,6 +55,7 @@ extern crate self as jetfn;
 
 mod app;
 mod app_state;
+#[cfg(feature = "deploy")]
 mod asyncapi;
 pub mod autoscale;
 mod batch;
@@ -64,6 +65,7 @@ pub mod codec;
 mod command;
 pub mod config;
 mod consumer;
+mod deploy;
 pub mod dlq;
 mod election;
 mod handler;
@@ -71,6 +73,7 @@ mod handler;
 mod hostile_input;
 mod http;
 mod local_server;
+#[cfg(feature = "deploy")]
 mod manifests;
 mod metrics;
 mod nats;
@@ -79,6 +82,7 @@ mod pipeline;
 pub mod policy;
 mod probe;
 mod propagation;
+#[cfg(feature = "deploy")]
 mod provision;
 #[cfg(feature = "testing")]
 mod recorder;

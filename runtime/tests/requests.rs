@@ -164,6 +164,23 @@ async fn replies_and_error_codes() {
         ready.contains(r#""name":"req_stock","subject":"test.req.stock","subscribed":true"#),
         "{ready}"
     );
+    // `/functions` lists request functions too, with their outcome counts.
+    let (status, functions) = http_get(runtime.http_addr(), "/functions")
+        .await
+        .expect("GET /functions");
+    assert_eq!(status, 200, "{functions}");
+    let functions: serde_json::Value = serde_json::from_str(&functions).expect("JSON");
+    let stock = functions
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["name"] == "req_stock"))
+        .unwrap_or_else(|| panic!("req_stock in {functions}"));
+    assert_eq!(stock["kind"], "request");
+    assert_eq!(stock["subject"], "test.req.stock");
+    assert_eq!(stock["timeout"], "5s", "{stock}");
+    assert_eq!(
+        (stock["ok"].as_u64(), stock["error"].as_u64()),
+        (Some(2), Some(4))
+    );
     runtime.stop().await;
 }
 

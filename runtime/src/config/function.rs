@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::value::{self, duration, human, integer};
+use jetfn_grammar::{defaults, keys};
+
 use super::ConfigError;
 use crate::app_state::StateType;
 use crate::batch::BatchFn;
@@ -23,11 +25,20 @@ pub struct Backoff {
 
 impl Serialize for Backoff {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!(
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for Backoff {
+    /// `1s..60s`: the form `backoff` is written in.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use jetfn_grammar::duration::format_duration;
+        write!(
+            f,
             "{}..{}",
-            humantime::format_duration(self.initial),
-            humantime::format_duration(self.max)
-        ))
+            format_duration(self.initial),
+            format_duration(self.max)
+        )
     }
 }
 
@@ -117,29 +128,6 @@ fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S
     }
 }
 
-/// The keys a per-function override may set.
-const KEYS: &[&str] = &[
-    "subject",
-    "schedule",
-    "schedule_ttl",
-    "stream",
-    "max_deliver",
-    "backoff",
-    "ack_wait",
-    "timeout",
-    "min_workers",
-    "max_workers",
-    "max_ack_pending",
-    "dlq",
-    "breaker_failures",
-    "breaker_cooldown",
-    "prefetch",
-    "prefetch_bytes",
-    "batch",
-    "batch_wait",
-    "once_retention",
-];
-
 impl FunctionConfig {
     /// The defaults for a function, before attributes and overrides.
     fn defaults(spec: &HandlerSpec) -> Self {
@@ -149,23 +137,23 @@ impl FunctionConfig {
             schedule: None,
             schedule_ttl: None,
             stream: None,
-            max_deliver: 5,
+            max_deliver: defaults::MAX_DELIVER,
             backoff: Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(60),
+                initial: defaults::BACKOFF_INITIAL,
+                max: defaults::BACKOFF_MAX,
             },
-            ack_wait: Duration::from_secs(30),
-            timeout: Duration::from_secs(300),
-            min_workers: 1,
-            max_workers: 16,
-            max_ack_pending: 1000,
+            ack_wait: defaults::ACK_WAIT,
+            timeout: defaults::TIMEOUT,
+            min_workers: defaults::MIN_WORKERS,
+            max_workers: defaults::MAX_WORKERS,
+            max_ack_pending: defaults::MAX_ACK_PENDING,
             dlq: format!("jetfn.dlq.{}", spec.name),
-            breaker_failures: 0,
-            breaker_cooldown: Duration::from_secs(30),
-            prefetch: Duration::from_millis(5),
-            prefetch_bytes: 8 << 20,
+            breaker_failures: defaults::BREAKER_FAILURES,
+            breaker_cooldown: defaults::BREAKER_COOLDOWN,
+            prefetch: defaults::PREFETCH,
+            prefetch_bytes: defaults::PREFETCH_BYTES,
             batch: None,
-            batch_wait: Duration::from_millis(100),
+            batch_wait: defaults::BATCH_WAIT,
             states: spec.states,
             location: spec.location,
             once_retention: crate::once::DEFAULT_RETENTION,
@@ -355,33 +343,18 @@ impl FunctionConfig {
             }
             "batch" => self.batch = Some(integer(path, value, 1)?),
             "batch_wait" => self.batch_wait = duration(path, value)?,
-            "backoff" => self.backoff = backoff(path, value)?,
+            "backoff" => {
+                let (initial, max) = value::backoff(path, value)?;
+                self.backoff = Backoff { initial, max };
+            }
             "once_retention" => self.once_retention = duration(path, value)?,
             _ => {
                 return Err(ConfigError::invalid(
                     path,
-                    format!("unknown key `{key}`; known keys: {}", KEYS.join(", ")),
+                    value::unknown_key(key, keys::event_override_keys()),
                 ))
             }
         }
         Ok(())
     }
-}
-
-fn backoff(key: &str, text: &str) -> Result<Backoff, ConfigError> {
-    let malformed = || {
-        ConfigError::invalid(
-            key,
-            format!(
-                "expected \"INITIAL..MAX\" like \"100ms..60s\" with INITIAL <= MAX, got {text:?}"
-            ),
-        )
-    };
-    let (initial, max) = text.split_once("..").ok_or_else(malformed)?;
-    let initial = duration(key, initial).map_err(|_| malformed())?;
-    let max = duration(key, max).map_err(|_| malformed())?;
-    if initial > max {
-        return Err(malformed());
-    }
-    Ok(Backoff { initial, max })
 }

@@ -47,6 +47,8 @@ use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
 pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+#[cfg(not(feature = "otlp-grpc"))]
+pub(crate) use otlp::GRPC_NEEDS_FEATURE;
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use request::RequestConfig;
 pub use value::Secret;
@@ -239,9 +241,10 @@ impl Config {
             None => true,
             Some(text) => value::boolean("auto_create_streams", &text)?,
         };
-        let log_format = match raw.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(json) if json.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "log_format",

@@ -182,7 +182,7 @@ impl Deliverer {
             Ok(()) => self.breaker.record(Some(true)),
             Err(failure) => {
                 span.record_failure(failure);
-                tracing::warn!(function = %self.name(), attempt, error = %failure, "handler failed");
+                tracing::warn!(function = %self.name(), attempt, error = %failure, "{}", failure.log_message());
                 // Permanent, undecodable and invalid messages say nothing of the dependency.
                 self.breaker.record(failure.is_retryable().then_some(false));
             }
