@@ -8,11 +8,10 @@ use std::time::{Duration, SystemTime};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app_state::AppState;
-use crate::once::{self, OnceKey};
+use crate::once_bucket::Steps;
 use crate::{election, propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
@@ -170,7 +169,7 @@ pub(crate) struct Function {
     /// What `App::state` and the startup hooks provided.
     pub(crate) app: AppState,
     /// Lease, retention and bucket of the function's once-only steps.
-    pub(crate) once: once::Steps,
+    pub(crate) once: Steps,
     /// A unit test's recorder: outputs are recorded, not sent.
     #[cfg(feature = "testing")]
     pub(crate) recorder: Option<Arc<crate::recorder::Recorder>>,
@@ -184,7 +183,7 @@ impl Function {
         jetstream: jetstream::Context,
         auto_create_streams: bool,
         app: AppState,
-        once: once::Steps,
+        once: Steps,
     ) -> Self {
         Self {
             name,
@@ -539,47 +538,10 @@ impl Context {
         Ok(())
     }
 
-    /// Runs `f` at most once per (function, input, `step`) to success and returns its value,
-    /// stored in the KV bucket `JETFN_ONCE`: a redelivered message, a retried handler or
-    /// another pod gets the stored value back without running `f`.
-    ///
-    /// - `f` gets the step's [`OnceKey`], stable across redeliveries, pods and restarts: pass
-    ///   [`OnceKey::as_str`] to the provider as its idempotency key.
-    /// - An `Err` from `f` stores nothing (a retry runs it again) and is returned as it is.
-    /// - While `f` runs, its claim is a lease (the function's `ack_wait`) kept alive; another
-    ///   delivery of the same input meanwhile waits for it and never runs `f` beside it. If the
-    ///   process dies mid-step, the lease ends and a later delivery runs `f` again with the
-    ///   same key: **at most once to success, at least once to a crash**.
-    /// - The bucket being unavailable fails the call (retryable) without running `f`: `f`
-    ///   never runs without its record. Records live the function's `once_retention`
-    ///   (default `7d`).
-    ///
-    /// The input is the message for an event function; for a batch function it is the
-    /// batch's members as a set (the same members in a retried batch, in any order, give the
-    /// same key; a batch made up differently is another input); for a request function it is
-    /// the request (its reply subject): a step runs once per request, and a client's retry is
-    /// a new request.
-    ///
-    /// ```no_run
-    /// # use jetfn::{Context, HandlerError, OnceKey};
-    /// # async fn charge(_amount: u64, _key: &str) -> Result<String, std::io::Error> { Ok(String::new()) }
-    /// # async fn example(ctx: Context) -> Result<(), HandlerError> {
-    /// let transaction: String = ctx
-    ///     .once("charge", |key: OnceKey| async move {
-    ///         Ok(charge(42, key.as_str()).await?)
-    ///     })
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn once<T, F, Fut>(&self, step: &str, f: F) -> Result<T, HandlerError>
-    where
-        T: Serialize + DeserializeOwned + Send,
-        F: FnOnce(OnceKey) -> Fut + Send,
-        Fut: std::future::Future<Output = Result<T, HandlerError>> + Send,
-    {
-        let key = OnceKey::new(&self.function.name, &self.input, step);
-        once::run(&self.function.once, &self.function.jetstream, key, f).await
+    /// What every context of the function shares, and this context's input (for
+    /// `Context::once`, in the `once` module).
+    pub(crate) fn function_and_input(&self) -> (&Function, &InputRef) {
+        (&self.function, &self.input)
     }
 
     /// The JetStream context, for anything [`Context::publish`] does not cover.

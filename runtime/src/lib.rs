@@ -78,6 +78,7 @@ mod manifests;
 mod metrics;
 mod nats;
 pub mod once;
+mod once_bucket;
 mod pipeline;
 pub mod policy;
 mod probe;

@@ -20,7 +20,6 @@
 //! bucket being unavailable fails the call with a retryable error before the step runs. A lease
 //! deadline is the owner's wall clock: pods' clocks must agree within a third of the lease.
 
-mod bucket;
 mod key;
 mod record;
 
@@ -34,45 +33,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::handler::HandlerError;
-use bucket::Bucket;
+use crate::handler::{Context, HandlerError};
+use crate::once_bucket::{Bucket, Steps};
 use record::{Found, Record, RecordError};
 
-pub(crate) use bucket::ensure as ensure_bucket;
-pub use bucket::BUCKET;
+pub(crate) use crate::once_bucket::ensure as ensure_bucket;
+pub use crate::once_bucket::BUCKET;
 pub use key::OnceKey;
 
 /// How long a record lives when its function does not say (`once_retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// What the once-only steps of one function share: their lease, their retention, and the
-/// bucket (looked up on the first step, then kept).
-#[derive(Debug)]
-pub(crate) struct Steps {
-    lease: Duration,
-    retention: Duration,
-    store: tokio::sync::OnceCell<Bucket>,
-}
-
-impl Steps {
-    /// Steps whose claims live `lease` unless renewed and whose records live `retention`.
-    pub(crate) fn new(lease: Duration, retention: Duration) -> Self {
-        Self {
-            lease: lease.max(Duration::from_millis(300)),
-            retention,
-            store: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn store(&self, js: &jetstream::Context) -> Result<&Bucket, bucket::BucketError> {
-        self.store.get_or_try_init(|| ensure_bucket(js)).await
-    }
-
-    /// How often a waiting delivery looks at a live claim again.
-    fn poll(&self) -> Duration {
-        (self.lease / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
-    }
-}
 
 /// Why a once-only step failed, besides an error of the step itself.
 #[derive(Debug, thiserror::Error)]
@@ -338,5 +308,51 @@ fn failure(key: &OnceKey, error: RecordError) -> HandlerError {
         RecordError::Unavailable(reason) => {
             HandlerError::retryable(OnceError::Unavailable { key, reason })
         }
+    }
+}
+
+impl Context {
+    /// Runs `f` at most once per (function, input, `step`) to success and returns its value,
+    /// stored in the KV bucket `JETFN_ONCE`: a redelivered message, a retried handler or
+    /// another pod gets the stored value back without running `f`.
+    ///
+    /// - `f` gets the step's [`OnceKey`], stable across redeliveries, pods and restarts: pass
+    ///   [`OnceKey::as_str`] to the provider as its idempotency key.
+    /// - An `Err` from `f` stores nothing (a retry runs it again) and is returned as it is.
+    /// - While `f` runs, its claim is a lease (the function's `ack_wait`) kept alive; another
+    ///   delivery of the same input meanwhile waits for it and never runs `f` beside it. If the
+    ///   process dies mid-step, the lease ends and a later delivery runs `f` again with the
+    ///   same key: **at most once to success, at least once to a crash**.
+    /// - The bucket being unavailable fails the call (retryable) without running `f`: `f`
+    ///   never runs without its record. Records live the function's `once_retention`
+    ///   (default `7d`).
+    ///
+    /// The input is the message for an event function; for a batch function it is the
+    /// batch's members as a set (the same members in a retried batch, in any order, give the
+    /// same key; a batch made up differently is another input); for a request function it is
+    /// the request (its reply subject): a step runs once per request, and a client's retry is
+    /// a new request.
+    ///
+    /// ```no_run
+    /// # use jetfn::{Context, HandlerError, OnceKey};
+    /// # async fn charge(_amount: u64, _key: &str) -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # async fn example(ctx: Context) -> Result<(), HandlerError> {
+    /// let transaction: String = ctx
+    ///     .once("charge", |key: OnceKey| async move {
+    ///         Ok(charge(42, key.as_str()).await?)
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn once<T, F, Fut>(&self, step: &str, f: F) -> Result<T, HandlerError>
+    where
+        T: Serialize + DeserializeOwned + Send,
+        F: FnOnce(OnceKey) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, HandlerError>> + Send,
+    {
+        let (function, input) = self.function_and_input();
+        let key = OnceKey::new(&function.name, input, step);
+        run(&function.once, &function.jetstream, key, f).await
     }
 }

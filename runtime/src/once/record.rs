@@ -18,7 +18,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::bucket::Bucket;
+use crate::once_bucket::Bucket;
 
 /// A record's value.
 #[derive(Debug, Serialize, Deserialize)]

@@ -94,7 +94,7 @@ async fn run(serve: Serve) {
             serve.auto_create_streams,
             serve.app.state.clone(),
             // A request is its own input (no redelivery): the lease is its timeout.
-            crate::once::Steps::new(state.config.timeout, crate::once::DEFAULT_RETENTION),
+            crate::once_bucket::Steps::new(state.config.timeout, crate::once::DEFAULT_RETENTION),
         ));
         let pipeline = Pipeline::new(
             function,

@@ -70,7 +70,7 @@ impl TestContext {
             false,
             AppState::default(),
             // `ctx.once` needs its KV bucket: in a test context it fails (retryable).
-            crate::once::Steps::new(Duration::from_secs(30), crate::once::DEFAULT_RETENTION),
+            crate::once_bucket::Steps::new(Duration::from_secs(30), crate::once::DEFAULT_RETENTION),
         );
         function.recorder = Some(self.recorder.clone());
         let input = InputRef::Message {

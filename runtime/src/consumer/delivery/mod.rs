@@ -67,7 +67,7 @@ impl Deliverer {
             js.clone(),
             auto_create_streams,
             app.state.clone(),
-            crate::once::Steps::new(config.ack_wait, config.once_retention),
+            crate::once_bucket::Steps::new(config.ack_wait, config.once_retention),
         ));
         let guard = Guard {
             timeout: config.timeout,
