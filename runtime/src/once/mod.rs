@@ -37,6 +37,7 @@ use crate::handler::{Context, HandlerError};
 use crate::once_bucket::{Bucket, Steps};
 use record::{Found, Record, RecordError};
 
+#[cfg(feature = "deploy")]
 pub(crate) use crate::once_bucket::ensure as ensure_bucket;
 pub use crate::once_bucket::BUCKET;
 pub use key::OnceKey;
