@@ -157,50 +157,60 @@ async fn load(js: jetstream::Context) -> Vec<SystemTime> {
 }
 
 /// Every stored reservation: its order id and when it was stored.
+///
+/// Right after a fault the cluster may still be electing: a read that fails (the reader cannot
+/// be made, or its messages stop with an error) is made again from the start until the
+/// patience ends; an error past it fails the test (it never reads as "no output").
 async fn outputs(js: &jetstream::Context) -> Vec<(String, SystemTime)> {
-    // Right after a fault the cluster may still be electing: the reader is made again until
-    // it can be (an error past the patience fails the test; it never reads as "no output").
     let deadline = Instant::now() + PATIENCE;
-    let consumer = loop {
-        let made = async {
-            js.get_stream("SHOP")
-                .await
-                .map_err(|e| e.to_string())?
-                .create_consumer(jetstream::consumer::pull::Config {
-                    filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
-                    ack_policy: jetstream::consumer::AckPolicy::None,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match made.await {
-            Ok(consumer) => break consumer,
+    loop {
+        match read_outputs(js).await {
+            Ok(found) => return found,
             Err(error) if Instant::now() < deadline => {
-                println!("reader not made yet: {error}");
+                println!("reading the outputs again: {error}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => panic!("cannot read the outputs: {error}"),
         }
-    };
+    }
+}
+
+/// One read of every stored reservation.
+async fn read_outputs(js: &jetstream::Context) -> Result<Vec<(String, SystemTime)>, String> {
+    let consumer = js
+        .get_stream("SHOP")
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     let count = consumer.cached_info().num_pending as usize;
     let mut found = Vec::with_capacity(count);
-    let mut messages = consumer.messages().await.expect("messages");
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     while found.len() < count {
         let message = tokio::time::timeout(PATIENCE, messages.next())
             .await
-            .expect("the stored outputs within the patience")
-            .expect("a message")
-            .expect("no error");
+            .map_err(|_| {
+                format!(
+                    "{} of {count} stored outputs read within the patience",
+                    found.len()
+                )
+            })?
+            .ok_or("the reader ended")?
+            .map_err(|e| e.to_string())?;
         let value: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
         let order = value["data"]["order_id"]
             .as_str()
             .expect("order_id")
             .to_owned();
-        let published = message.info().expect("info").published;
+        let published = message.info().map_err(|e| e.to_string())?.published;
         found.push((order, SystemTime::from(published)));
     }
-    found
+    Ok(found)
 }
 
 /// What goes wrong during the load.
