@@ -181,7 +181,7 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 f.name,
                 f.schedule.as_deref().unwrap_or_default(),
                 f.schedule_ttl
-                    .map(|ttl| format_duration(ttl))
+                    .map(format_duration)
                     .unwrap_or_default(),
                 f.next_firing(now).unwrap_or_default(),
             );
