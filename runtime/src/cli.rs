@@ -180,9 +180,7 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 "{:<24} {:<24} {:>8} {:<24}",
                 f.name,
                 f.schedule.as_deref().unwrap_or_default(),
-                f.schedule_ttl
-                    .map(format_duration)
-                    .unwrap_or_default(),
+                f.schedule_ttl.map(format_duration).unwrap_or_default(),
                 f.next_firing(now).unwrap_or_default(),
             );
         }
