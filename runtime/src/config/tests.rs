@@ -479,6 +479,8 @@ fn every_override_key_of_the_grammar_is_read() {
         "backoff" => "1s..2s",
         "ack_wait" | "timeout" | "breaker_cooldown" | "prefetch" | "batch_wait"
         | "schedule_ttl" => "1s",
+        // Above the function's whole retry schedule.
+        "once_retention" => "30d",
         _ => "3",
     };
     for key in jetfn_grammar::keys::event_override_keys() {
