@@ -81,6 +81,8 @@ pub(crate) struct Pulling {
     pub(crate) ahead: AtomicUsize,
     /// The measured pull round trip, microseconds.
     pub(crate) round_trip_us: AtomicU64,
+    /// Deliveries that reported the consumer's `num_pending` so far.
+    pub(crate) pending_reports: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -138,6 +140,14 @@ impl FunctionState {
     /// What the pull loop reports of its requests.
     pub(crate) fn pulling(&self) -> &Pulling {
         &self.pulling
+    }
+
+    /// Sets `jetfn_consumer_pending` from a delivery's `num_pending` (and counts the report).
+    pub(crate) fn observe_pending(&self, pending: u64) {
+        self.metrics
+            .pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.pulling.pending_reports.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn bound(&self) -> bool {

@@ -7,6 +7,7 @@
 //! message (or a worker, a reconnect, the end), and [`Loop::start`]s it — inline when the
 //! handler finishes on its first poll, else as a task (see `workers`).
 
+mod backlog;
 mod bind;
 mod delivery;
 mod drain;
@@ -85,6 +86,7 @@ pub(crate) async fn run(runner: Runner) {
         let scaler = scale(
             state.clone(),
             pulling.workers.clone(),
+            pulling.deliverer.clone(),
             bound.consumer.clone(),
         );
         let _scaler = AbortOnDrop(tokio::spawn(scaler));

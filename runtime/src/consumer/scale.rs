@@ -1,16 +1,18 @@
 //! The autoscaler task of one function, and pausing its consumer on the server.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::PullConsumer;
+use tokio::time::Instant;
 
+use super::backlog::{Polls, Seen};
+use super::delivery::Deliverer;
 use super::workers::Workers;
 use crate::autoscale::{self, Autoscaler, Observation};
+use crate::breaker::Gate;
 use crate::state::FunctionState;
-
-/// How often the consumer's `num_pending` is read from the server, in autoscaler ticks.
-const PENDING_EVERY_TICKS: u32 = 5;
 
 /// Aborts a task when dropped.
 pub(super) struct AbortOnDrop(pub(super) tokio::task::JoinHandle<()>);
@@ -22,9 +24,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// The autoscaler of one function: every tick, the worker count from busy workers and backlog.
+/// The backlog is what deliveries report, and the server's `num_pending` when a poll carries
+/// information (see `backlog`).
 pub(super) async fn scale(
     state: Arc<FunctionState>,
     workers: Arc<Workers>,
+    deliverer: Arc<Deliverer>,
     mut consumer: PullConsumer,
 ) {
     let config = &state.config;
@@ -32,23 +37,32 @@ pub(super) async fn scale(
     let mut ticks = tokio::time::interval(autoscale::TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let metrics = &state.metrics;
-    let mut tick = 0u32;
+    let mut polls = Polls::new(Instant::now(), Polls::random_offset());
     loop {
-        tick = tick.wrapping_add(1);
         ticks.tick().await;
-        // From the first tick on: a backlog waiting at start-up is seen at once.
-        if tick % PENDING_EVERY_TICKS == 1 {
-            if let Ok(info) = consumer.info().await {
-                metrics
-                    .pending
-                    .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+        let busy = workers.busy();
+        let seen = Seen {
+            held_back: matches!(deliverer.gate(), Gate::Paused(_) | Gate::TrialRunning),
+            all_busy: busy >= workers.target(),
+            reported: state.pulling().pending_reports.load(Ordering::Relaxed),
+        };
+        if polls.due(seen, Instant::now()) {
+            match consumer.info().await {
+                Ok(info) => {
+                    let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
+                    metrics.pending.set(pending);
+                }
+                Err(error) => {
+                    tracing::debug!(function = %config.name, %error, "consumer info failed");
+                    polls.failed(Instant::now());
+                }
             }
         }
         let seen = Observation {
-            busy: u32::try_from(workers.busy()).unwrap_or(u32::MAX),
+            busy: u32::try_from(busy).unwrap_or(u32::MAX),
             backlog: u64::try_from(metrics.pending.get()).unwrap_or(0),
         };
-        let target = scaler.observe(seen, tokio::time::Instant::now());
+        let target = scaler.observe(seen, Instant::now());
         if target as usize != workers.target() {
             tracing::debug!(function = %config.name, workers = target, busy = seen.busy, backlog = seen.backlog, "scaled");
         }

@@ -36,11 +36,8 @@ impl Deliverer {
             }
         }
         let Some(pending) = pending else { return };
-        let metrics = &self.state.metrics;
-        metrics
-            .pending
-            .set(i64::try_from(pending).unwrap_or(i64::MAX));
-        metrics.batch_size.observe(kept.len() as f64);
+        self.state.observe_pending(pending);
+        self.state.metrics.batch_size.observe(kept.len() as f64);
         let span = DeliverySpan::start_batch(&self.tracer, self.name(), &self.span_names, &metas);
         self.deliver_batch_in(kept, metas, &span)
             .with_context(span.otel.clone())

@@ -126,10 +126,7 @@ impl Deliverer {
         stream: Arc<str>,
     ) -> impl std::future::Future<Output = ()> + Send {
         let started = meta(&message, stream).map(|(meta, pending)| {
-            self.state
-                .metrics
-                .pending
-                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            self.state.observe_pending(pending);
             let span = DeliverySpan::start(&self.tracer, self.name(), &self.span_names, &meta);
             (meta, span)
         });

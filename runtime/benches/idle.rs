@@ -1,0 +1,165 @@
+//! Idle cost: one runtime (this process, the pod) with 200 event functions and nothing to do.
+//! Prints how long `/ready` took from the start, then, over a 30 s window that begins 2 s after
+//! ready: the JetStream API requests per second (the server's `/jsz` `api.total` delta), the
+//! server's consumers per function (`/jsz`), the nats-server's CPU (`/proc/<pid>/stat`), this
+//! process's CPU and its RSS at the end. Not part of `cargo test`.
+//!
+//! ```text
+//! cargo bench -p jetfn --features testing --bench idle
+//! JETFN_IDLE_FUNCTIONS=50 JETFN_IDLE_WINDOW=1m cargo bench -p jetfn --features testing --bench idle
+//! ```
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `JETFN_IDLE_FUNCTIONS` | event functions in the pod | `200` |
+//! | `JETFN_IDLE_WINDOW` | how long the idle pod is measured | `30s` |
+//!
+//! The functions are copies of one registered handler, each on its own subject (`idle.<n>`) of one
+//! stream (`IDLE`), as a Deployment of many functions would bind them.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use jetfn::registry::HandlerSpec;
+use jetfn::testing::{http_get_with, NatsServer};
+use jetfn::{event_handler, Config, Context, Event, HandlerError, Registry, Runtime};
+
+/// After ready and before the window: the start-up's own requests are not idle cost.
+const SETTLE: Duration = Duration::from_secs(2);
+
+#[derive(serde::Deserialize)]
+struct Nothing {}
+
+#[event_handler(subject = "idle.template")]
+async fn idle_template(_ctx: Context, _event: Event<Nothing>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn env_duration(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| humantime::parse_duration(&value).ok())
+        .unwrap_or(default)
+}
+
+/// `functions` copies of the template, `idle_<n>` on `idle.<n>`.
+fn registry(functions: usize) -> Registry {
+    let template = Registry::collect()
+        .expect("registry")
+        .get("idle_template")
+        .expect("the template handler");
+    let specs = (0..functions).map(|n| {
+        let spec = HandlerSpec {
+            name: Box::leak(format!("idle_{n:03}").into_boxed_str()),
+            subject: Box::leak(format!("idle.{n:03}").into_boxed_str()),
+            attrs: template.attrs,
+            handler: template.handler,
+            batch: template.batch,
+            payload: template.payload,
+            states: template.states,
+            location: template.location,
+        };
+        &*Box::leak(Box::new(spec))
+    });
+    Registry::from_specs(specs).expect("distinct names")
+}
+
+/// CPU time of a process (user + system) from `/proc/<pid>/stat`.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS");
+    kib / 1024.0
+}
+
+/// The server's `/jsz`: (API requests so far, consumers).
+async fn jsz(server: &NatsServer) -> (u64, u64) {
+    let addr = format!("127.0.0.1:{}", server.monitor_port())
+        .parse()
+        .expect("monitor address");
+    let response = http_get_with(addr, "/jsz", &[]).await.expect("/jsz");
+    let jsz: serde_json::Value = serde_json::from_str(&response.body).expect("/jsz JSON");
+    let number = |value: &serde_json::Value| value.as_u64().expect("a count in /jsz");
+    (number(&jsz["api"]["total"]), number(&jsz["consumers"]))
+}
+
+#[tokio::main]
+async fn main() {
+    let functions: usize = std::env::var("JETFN_IDLE_FUNCTIONS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let window = env_duration("JETFN_IDLE_WINDOW", Duration::from_secs(30));
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "IDLE".to_owned(),
+        subjects: vec!["idle.>".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+    let config = Config::from_vars([
+        ("NATS_URL", server.url()),
+        ("JETFN_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+    ])
+    .expect("config");
+    let runtime = Runtime::new(config, &registry(functions)).expect("functions");
+
+    let started = Instant::now();
+    let runtime = runtime.start().await.expect("runtime starts");
+    loop {
+        let ready = http_get_with(runtime.http_addr(), "/ready", &[]).await;
+        if matches!(ready, Ok(ref response) if response.status == 200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not ready within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ready = started.elapsed();
+    tokio::time::sleep(SETTLE).await;
+
+    let server_pid = server.pid().expect("nats-server pid").to_string();
+    let (api_before, _) = jsz(&server).await;
+    let (server_cpu, pod_cpu) = (cpu_time(&server_pid), cpu_time("self"));
+    let measured = Instant::now();
+    tokio::time::sleep(window).await;
+    let seconds = measured.elapsed().as_secs_f64();
+    let (api_after, consumers) = jsz(&server).await;
+    let server_cpu = cpu_time(&server_pid) - server_cpu;
+    let pod_cpu = cpu_time("self") - pod_cpu;
+    let api_rate = (api_after - api_before) as f64 / seconds;
+
+    println!(
+        "| functions | ready | API req/s | per function | consumers per function | server CPU | pod CPU | pod RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {functions} | {} ms | {api_rate:.1} | {:.3} | {:.3} | {:.2} % | {:.2} % | {:.0} MiB |",
+        ready.as_millis(),
+        api_rate / functions as f64,
+        consumers as f64 / functions as f64,
+        100.0 * server_cpu.as_secs_f64() / seconds,
+        100.0 * pod_cpu.as_secs_f64() / seconds,
+        rss_mib(),
+    );
+    runtime.stop().await;
+}
