@@ -213,6 +213,33 @@ async fn read_outputs(js: &jetstream::Context) -> Result<Vec<(String, SystemTime
     Ok(found)
 }
 
+/// How many dead letters `JETFN_DLQ` holds. Right after a fault the request may time out while
+/// the cluster elects: asked again within the patience; an error past it fails the test.
+async fn dead_letters(js: &jetstream::Context) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let info = async {
+            let mut stream = js
+                .get_stream("JETFN_DLQ")
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .info()
+                .await
+                .map(|i| i.state.messages)
+                .map_err(|e| e.to_string())
+        };
+        match info.await {
+            Ok(messages) => return messages,
+            Err(error) if Instant::now() < deadline => {
+                println!("reading the DLQ again: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("cannot read the DLQ: {error}"),
+        }
+    }
+}
+
 /// What goes wrong during the load.
 enum Fault {
     /// At `FAULT_AT`, cut host `.0` off from hosts `.1`; heal `FAULT_FOR` later.
@@ -279,15 +306,7 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
         .max()
         .and_then(|last| last.duration_since(healed).ok())
         .unwrap_or_default();
-    let dead = js
-        .get_stream("JETFN_DLQ")
-        .await
-        .expect("DLQ")
-        .info()
-        .await
-        .expect("DLQ info")
-        .state
-        .messages;
+    let dead = dead_letters(js).await;
     println!(
         "{name}: inputs {ORDERS}, outputs {}, duplicates {duplicates}, lost {lost}, dead letters \
          {dead}, longest stall {:.2} s (from {stall_from_heal:+.1} s of the heal), recovery \
