@@ -18,6 +18,15 @@ echo "==> nats-server: $NATS_SERVER_BIN ($("$NATS_SERVER_BIN" --version))"
 tools="$(./scripts/install-prometheus.sh | tail -n 1)"
 echo "==> prometheus: $("$tools/prometheus" --version 2>&1 | head -n 1)"
 
+# The multi-host partition tests (functions/tests/partitions.rs) make network namespaces and
+# iptables DROP rules: as root, install iptables when it is missing (they fail in one line
+# saying what they need otherwise).
+if [[ "$(id -u)" == 0 ]] && ! command -v iptables >/dev/null; then
+  echo "==> installing iptables (apt) for the partition tests"
+  (apt-get install -y -qq iptables >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq iptables >/dev/null; })
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 

@@ -15,11 +15,12 @@ struct FlakyGateway {
 }
 
 impl Charger for FlakyGateway {
-    fn charge(
-        &self,
+    fn charge<'a>(
+        &'a self,
         _amount: f64,
+        _idempotency_key: &'a str,
         _attempt: u32,
-    ) -> jetfn::BoxFuture<'_, Result<String, GatewayUnavailable>> {
+    ) -> jetfn::BoxFuture<'a, Result<String, GatewayUnavailable>> {
         Box::pin(async move {
             match self
                 .failures

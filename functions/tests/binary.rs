@@ -33,6 +33,50 @@ fn the_registry_holds_every_example_function() {
 }
 
 #[test]
+fn list_writes_backoffs_as_the_docs_do_and_fits_its_columns() {
+    let output = run(&["list"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let reserve = lines
+        .iter()
+        .find(|line| line.starts_with("reserve_inventory "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(reserve.contains(" 1s..60s "), "{reserve}");
+    // Every column starts where its header does: no cell overflows into the next.
+    let header = lines[0];
+    let column = |name: &str| header.find(name).expect("header");
+    for line in lines.iter().skip(1).take_while(|line| !line.is_empty()) {
+        for name in ["SUBJECT", "STREAM", "CONSUMER"] {
+            let at = column(name);
+            assert_eq!(&line[at - 1..at], " ", "{name} in {line:?}\n{stdout}");
+        }
+    }
+}
+
+#[test]
+fn dlq_of_a_request_or_unknown_function_says_so_in_one_line() {
+    for (function, expected) in [
+        (
+            "nope",
+            "no event function `nope`; the event functions: audit_log,",
+        ),
+        ("reserve_inventry", "did you mean `reserve_inventory`?"),
+        (
+            "check_stock",
+            "`check_stock` is a request function: it has no dead letters",
+        ),
+    ] {
+        let output = run(&["dlq", "list", function], &[]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("JETFN_FUNCTIONS"), "{stderr}");
+    }
+}
+
+#[test]
 fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
     let output = run(
         &["run"],
@@ -57,6 +101,8 @@ fn bad_configuration_exits_2_naming_the_variable() {
         ("JETFN_SHUTDOWN_TIMEOUT", "soon"),
         ("JETFN__FUNCTIONS__CHARGE_PAYMENT__MAX_DELIVER", "many"),
         ("JETFN_HTTP_ADDR", "everywhere"),
+        // Shorter than charge_payment's retry schedule (6 deliveries of up to 30 s).
+        ("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "1m"),
     ] {
         let output = run(&["run"], &[(var, value)]);
         assert_eq!(output.status.code(), Some(2), "{var}");
@@ -107,12 +153,17 @@ async fn orders_flow_through_every_function_and_sigterm_drains() {
         ORDERS,
         "each output stored once"
     );
+    // audit_log consumes `shop.>` on its own: it may still be catching up with the last events.
     let audited = js.get_key_value("shop_audit").await.expect("audit bucket");
-    let keys: Vec<_> = audited.keys().await.expect("keys").collect().await;
-    assert_eq!(
-        keys.len() as u64,
-        ORDERS * 4,
-        "audit_log recorded every shop event"
+    let recorded = || async {
+        let keys: Vec<_> = audited.keys().await.expect("keys").collect().await;
+        keys.len() as u64
+    };
+    assert!(
+        eventually(PATIENCE, || async { recorded().await == ORDERS * 4 }).await,
+        "audit_log recorded every shop event: {} of {}",
+        recorded().await,
+        ORDERS * 4
     );
 
     let pid = child.id().expect("pid").to_string();
@@ -148,11 +199,19 @@ async fn dlq_list_and_replay_from_the_command_line() {
     .expect("publish")
     .await
     .expect("ack");
+    // Any error but a missing stream fails the test (read as 0, it would pass `dead() == 0`).
     let dead = || async {
-        let stream = js.get_stream("JETFN_DLQ").await;
-        match stream {
-            Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
-            Err(_) => 0,
+        use async_nats::jetstream::{context::GetStreamErrorKind, ErrorCode};
+        match js.get_stream("JETFN_DLQ").await {
+            Ok(mut stream) => stream.info().await.expect("DLQ stream info").state.messages,
+            Err(error) => match error.kind() {
+                GetStreamErrorKind::JetStream(e)
+                    if e.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    0
+                }
+                _ => panic!("DLQ stream: {error}"),
+            },
         }
     };
     assert!(eventually(PATIENCE, || async { dead().await == 1 }).await);
@@ -181,6 +240,18 @@ async fn dlq_list_and_replay_from_the_command_line() {
     assert_eq!(dead().await, 0);
     let output = run(&["dlq", "list", "nope"], &env);
     assert_eq!(output.status.code(), Some(2), "unknown function");
+    // A request function has no dead letters: before, `dlq list` read the empty subject and
+    // printed an empty table with exit 0, as if none had failed.
+    for command in ["list", "replay"] {
+        let output = run(&["dlq", command, "check_stock"], &env);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("`check_stock` is a request function"),
+            "{stderr}"
+        );
+    }
 }
 
 /// A minimal OTLP/HTTP receiver: answers every POST with 200 and keeps the decoded requests.
@@ -433,4 +504,54 @@ async fn kill_9_under_load_then_restart_loses_nothing_and_stores_outputs_once() 
         "outputs stored once"
     );
     second.start_kill().expect("kill");
+}
+
+/// SIGTERM while no NATS server answers: the drain is bounded by `JETFN_SHUTDOWN_TIMEOUT`
+/// whatever the connection state. Before, a pod with a request function logged `draining` and
+/// stayed up for good: draining its subscription waited for a server that never answered.
+#[tokio::test]
+async fn sigterm_with_nats_unreachable_exits_within_the_drain_budget() {
+    for functions in ["check_stock", "reserve_inventory", "*"] {
+        // A loopback port nothing listens on.
+        let nowhere = format!("nats://{}", free_addr());
+        let addr = free_addr();
+        let mut child = spawn_shop(
+            &nowhere,
+            addr,
+            &[
+                ("JETFN_FUNCTIONS", functions),
+                ("JETFN_SHUTDOWN_TIMEOUT", "3s"),
+            ],
+        );
+        let serving = eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/health").await, Ok((200, _)))
+        })
+        .await;
+        assert!(
+            serving,
+            "{functions}: /health answers while NATS is unreachable"
+        );
+        assert!(
+            matches!(http_get(addr, "/ready").await, Ok((503, _))),
+            "{functions}: not ready without NATS"
+        );
+        let pid = child.id().expect("pid").to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        // The budget is 3 s; the deadline only keeps a hang from stalling the suite.
+        let signalled = std::time::Instant::now();
+        let exited = tokio::time::timeout(PATIENCE, child.wait()).await;
+        println!(
+            "{functions}: exited {:.1} s after SIGTERM with NATS unreachable (budget 3 s)",
+            signalled.elapsed().as_secs_f64()
+        );
+        let Ok(status) = exited else {
+            let _ = child.kill().await;
+            panic!("{functions}: still running {PATIENCE:?} after SIGTERM (budget 3 s)");
+        };
+        assert!(status.expect("status").success(), "{functions}: exit 0");
+    }
 }

@@ -145,7 +145,13 @@ fn consumer_in<'a>(
 async fn lag(trigger: &Trigger) -> Option<u64> {
     let jsz = jsz(&trigger.endpoint, &trigger.account).await;
     let consumer = consumer_in(&jsz, &trigger.account, &trigger.stream, &trigger.consumer)?;
-    Some(consumer["num_pending"].as_u64()? + consumer["num_ack_pending"].as_u64()?)
+    // A missing figure is a broken `/jsz`, not a missing consumer.
+    let figure = |key: &str| {
+        consumer[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {consumer}"))
+    };
+    Some(figure("num_pending") + figure("num_ack_pending"))
 }
 
 async fn lags(triggers: &BTreeMap<String, Trigger>) -> BTreeMap<&str, Option<u64>> {
@@ -154,6 +160,17 @@ async fn lags(triggers: &BTreeMap<String, Trigger>) -> BTreeMap<&str, Option<u64
         lags.insert(name.as_str(), lag(trigger).await);
     }
     lags
+}
+
+/// Polls the lags until they are `expected`; fails with the last ones after [`PATIENCE`].
+async fn settles(
+    triggers: &BTreeMap<String, Trigger>,
+    expected: &BTreeMap<&str, Option<u64>>,
+    when: &str,
+) {
+    let settled = eventually(PATIENCE, || async { &lags(triggers).await == expected }).await;
+    let last = lags(triggers).await;
+    assert!(settled, "lags {when}: {last:?}, expected {expected:?}");
 }
 
 #[tokio::test]
@@ -194,11 +211,9 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
         ("reserve_inventory", 0),
         ("send_notification", 0),
     ]);
-    assert_eq!(
-        lags(&triggers).await,
-        idle,
-        "provisioned, nothing published"
-    );
+    // `/jsz` reports what the server has applied, not what was just acknowledged: every
+    // expected figure is polled to, with a deadline (a single read saw audit_log at 6 of 7).
+    settles(&triggers, &idle, "provisioned, nothing published").await;
 
     // Orders wait while no pod runs: the lag KEDA wakes the Deployment on.
     const ORDERS: u64 = 7;
@@ -217,7 +232,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
         ("reserve_inventory", ORDERS),
         ("send_notification", 0),
     ]);
-    assert_eq!(lags(&triggers).await, waiting);
+    settles(&triggers, &waiting, "orders published, no pod").await;
 
     // reserve_inventory runs: its lag drains, and its outputs become charge_payment's lag (and
     // more of audit_log's, which records every shop event).
@@ -239,11 +254,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
         ("reserve_inventory", 0),
         ("send_notification", 0),
     ]);
-    assert!(
-        eventually(PATIENCE, || async { lags(&triggers).await == processed }).await,
-        "lags after reserve_inventory ran: {:?}",
-        lags(&triggers).await
-    );
+    settles(&triggers, &processed, "after reserve_inventory ran").await;
     child.kill().await.expect("kill");
 }
 
@@ -278,8 +289,8 @@ async fn provision_twice_changes_nothing_the_second_time() {
     let first = stdout(&run(&["provision"], &[("NATS_URL", &url)]));
     assert_eq!(
         first.lines().count(),
-        5,
-        "one line per function, one for the advisory consumer: {first}"
+        6,
+        "the once-only bucket, one line per function, one for the advisory consumer: {first}"
     );
     let before = definitions(&jsz(&endpoint, "$G").await);
     let names: Vec<&str> = before.keys().map(String::as_str).collect();
@@ -299,6 +310,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
             "JETFN_ADVISORIES",
             advisories.as_str(),
             "JETFN_DLQ",
+            "KV_JETFN_ONCE",
             "SHOP",
             "SHOP/audit_log",
             "SHOP/charge_payment",

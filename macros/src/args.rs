@@ -10,133 +10,11 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Token};
 
-/// An attribute key. The order here is the order of the docs and of the error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Key {
-    Subject,
-    Schedule,
-    ScheduleTtl,
-    Name,
-    Stream,
-    MaxDeliver,
-    Backoff,
-    AckWait,
-    Timeout,
-    MinWorkers,
-    MaxWorkers,
-    MaxAckPending,
-    Dlq,
-    BreakerFailures,
-    BreakerCooldown,
-    Batch,
-    BatchWait,
-}
+pub(crate) use jetfn_grammar::keys::{Key, Kind, REQUEST_KEYS};
 
-/// The kind of literal a key takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// A string: a subject or a name.
-    Str,
-    /// A string holding a duration.
-    Duration,
-    /// A string holding `initial..max`.
-    Backoff,
-    /// An unsigned integer.
-    Int,
-    /// A string holding a schedule: cron, `@hourly`..., `@every <duration>`.
-    Schedule,
-}
-
-impl Key {
-    pub(crate) const ALL: [Key; 17] = [
-        Key::Subject,
-        Key::Schedule,
-        Key::ScheduleTtl,
-        Key::Name,
-        Key::Stream,
-        Key::MaxDeliver,
-        Key::Backoff,
-        Key::AckWait,
-        Key::Timeout,
-        Key::MinWorkers,
-        Key::MaxWorkers,
-        Key::MaxAckPending,
-        Key::Dlq,
-        Key::BreakerFailures,
-        Key::BreakerCooldown,
-        Key::Batch,
-        Key::BatchWait,
-    ];
-
-    /// The key as written in the attribute; also the field of `jetfn::__private::Attributes`.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Key::Subject => "subject",
-            Key::Schedule => "schedule",
-            Key::ScheduleTtl => "schedule_ttl",
-            Key::Name => "name",
-            Key::Stream => "stream",
-            Key::MaxDeliver => "max_deliver",
-            Key::Backoff => "backoff",
-            Key::AckWait => "ack_wait",
-            Key::Timeout => "timeout",
-            Key::MinWorkers => "min_workers",
-            Key::MaxWorkers => "max_workers",
-            Key::MaxAckPending => "max_ack_pending",
-            Key::Dlq => "dlq",
-            Key::BreakerFailures => "breaker_failures",
-            Key::BreakerCooldown => "breaker_cooldown",
-            Key::Batch => "batch",
-            Key::BatchWait => "batch_wait",
-        }
-    }
-
-    pub(crate) fn kind(self) -> Kind {
-        match self {
-            Key::Subject | Key::Name | Key::Stream | Key::Dlq => Kind::Str,
-            Key::AckWait
-            | Key::Timeout
-            | Key::BreakerCooldown
-            | Key::ScheduleTtl
-            | Key::BatchWait => Kind::Duration,
-            Key::Schedule => Kind::Schedule,
-            Key::Backoff => Kind::Backoff,
-            Key::MaxDeliver
-            | Key::MinWorkers
-            | Key::MaxWorkers
-            | Key::MaxAckPending
-            | Key::BreakerFailures
-            | Key::Batch => Kind::Int,
-        }
-    }
-
-    /// A correct use of the key, for error messages.
-    pub(crate) fn example(self) -> &'static str {
-        match self {
-            Key::Subject => "subject = \"orders.created\"",
-            Key::Schedule => "schedule = \"@every 30s\"",
-            Key::ScheduleTtl => "schedule_ttl = \"10m\"",
-            Key::Name => "name = \"reserve-inventory\"",
-            Key::Stream => "stream = \"ORDERS\"",
-            Key::MaxDeliver => "max_deliver = 5",
-            Key::Backoff => "backoff = \"100ms..60s\"",
-            Key::AckWait => "ack_wait = \"30s\"",
-            Key::Timeout => "timeout = \"10s\"",
-            Key::MinWorkers => "min_workers = 1",
-            Key::MaxWorkers => "max_workers = 16",
-            Key::MaxAckPending => "max_ack_pending = 1000",
-            Key::Dlq => "dlq = \"orders.dead\"",
-            Key::BreakerFailures => "breaker_failures = 10",
-            Key::BreakerCooldown => "breaker_cooldown = \"30s\"",
-            Key::Batch => "batch = 100",
-            Key::BatchWait => "batch_wait = \"100ms\"",
-        }
-    }
-
-    fn from_ident(ident: &Ident) -> Option<Key> {
-        let name = ident.unraw().to_string();
-        Key::ALL.into_iter().find(|key| key.as_str() == name)
-    }
+/// The key `ident` names (raw identifiers like `r#type` unprefixed), if any.
+fn key_from_ident(ident: &Ident) -> Option<Key> {
+    Key::from_name(&ident.unraw().to_string())
 }
 
 /// The literal given to a key, of the kind the key takes.
@@ -186,9 +64,6 @@ impl Parse for Pair {
     }
 }
 
-/// The keys `#[request_handler]` takes.
-pub(crate) const REQUEST_KEYS: &[Key] = &[Key::Subject, Key::Name, Key::Timeout, Key::MaxWorkers];
-
 /// Parses the tokens inside `#[event_handler(...)]` or `#[request_handler(...)]`, whose keys
 /// are `keys`.
 ///
@@ -197,7 +72,7 @@ pub(crate) fn parse(tokens: TokenStream, keys: &[Key]) -> syn::Result<Args> {
     let pairs = Punctuated::<Pair, Token![,]>::parse_terminated.parse2(tokens)?;
     let mut args = Args { list: Vec::new() };
     for Pair { key: ident, value } in pairs {
-        let arg = match Key::from_ident(&ident).filter(|key| keys.contains(key)) {
+        let arg = match key_from_ident(&ident).filter(|key| keys.contains(key)) {
             None => {
                 let message = format!(
                     "unsupported argument `{}`; supported arguments are: {}",
@@ -329,7 +204,7 @@ mod tests {
             "unsupported argument `retries`; supported arguments are: subject, schedule, \
              schedule_ttl, name, stream, max_deliver, backoff, ack_wait, timeout, min_workers, \
              max_workers, max_ack_pending, dlq, breaker_failures, breaker_cooldown, batch, \
-             batch_wait"
+             batch_wait, once_retention"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");
         assert_eq!(

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use jetfn_grammar::duration::format_duration;
 
 use crate::app::App;
 use crate::command::{block_on, config_error};
@@ -43,10 +44,10 @@ enum Command {
         command: DlqCommand,
     },
     /// Print the Kubernetes Deployment + KEDA ScaledObject YAML of the selected functions.
-    Manifests(crate::manifests::ManifestsArgs),
+    Manifests(crate::deploy::ManifestsArgs),
     /// Create the streams and durable consumers of the selected functions, then exit
     /// (idempotent).
-    Provision(crate::provision::ProvisionArgs),
+    Provision(crate::deploy::ProvisionArgs),
     /// Print an AsyncAPI 3.0 document (YAML) of the selected functions: a channel per subject,
     /// a receive operation and a message per function.
     Asyncapi,
@@ -99,10 +100,10 @@ fn run(app: App) -> ExitCode {
     let runtime = |config: &Config| Runtime::new(config.clone(), &registry);
     match cli.command.unwrap_or(Command::Run) {
         Command::Dlq { command } => dlq(config, &registry, command),
-        Command::Manifests(args) => crate::manifests::command(&args, &config, &registry),
-        Command::Provision(args) => crate::provision::command(&args, &config, &registry),
+        Command::Manifests(args) => crate::deploy::manifests(&args, &config, &registry),
+        Command::Provision(args) => crate::deploy::provision(&args, &config, &registry),
         Command::Healthcheck => crate::probe::healthcheck(&config),
-        Command::Asyncapi => crate::asyncapi::command(&config, &registry),
+        Command::Asyncapi => crate::deploy::asyncapi(&config, &registry),
         Command::List { json } => match runtime(&config) {
             Ok(runtime) => list(&runtime, json),
             Err(error) => config_error(error),
@@ -153,32 +154,31 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    println!(
-        "{:<24} {:<32} {:<10} {:<24} {:>5} {:>12} {:>8} {:>7}",
-        "FUNCTION", "SUBJECT", "STREAM", "CONSUMER", "MAX", "BACKOFF", "ACK_WAIT", "WORKERS"
-    );
-    for f in runtime.functions() {
-        let stream = f
-            .stream
-            .clone()
-            .or_else(|| crate::topology::derived_stream_name(&f.subject))
-            .unwrap_or_else(|| "?".to_owned());
-        println!(
-            "{:<24} {:<32} {:<10} {:<24} {:>5} {:>12} {:>8} {:>7}",
-            f.name,
-            f.subject,
-            stream,
-            f.name,
-            f.max_deliver,
-            format!(
-                "{}..{}",
-                humantime::format_duration(f.backoff.initial),
-                humantime::format_duration(f.backoff.max)
-            ),
-            humantime::format_duration(f.ack_wait).to_string(),
-            format!("{}-{}", f.min_workers, f.max_workers),
-        );
-    }
+    let rows: Vec<[String; 8]> = runtime
+        .functions()
+        .iter()
+        .map(|f| {
+            let stream = f
+                .stream
+                .clone()
+                .or_else(|| crate::topology::derived_stream_name(&f.subject))
+                .unwrap_or_else(|| "?".to_owned());
+            [
+                f.name.clone(),
+                f.subject.clone(),
+                stream,
+                f.name.clone(),
+                f.max_deliver.to_string(),
+                f.backoff.to_string(),
+                format_duration(f.ack_wait),
+                format!("{}-{}", f.min_workers, f.max_workers),
+            ]
+        })
+        .collect();
+    let header = [
+        "FUNCTION", "SUBJECT", "STREAM", "CONSUMER", "MAX", "BACKOFF", "ACK_WAIT", "WORKERS",
+    ];
+    print!("{}", table(&header, &rows, 4));
     let scheduled: Vec<_> = runtime
         .functions()
         .iter()
@@ -196,9 +196,7 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 "{:<24} {:<24} {:>8} {:<24}",
                 f.name,
                 f.schedule.as_deref().unwrap_or_default(),
-                f.schedule_ttl
-                    .map(|ttl| humantime::format_duration(ttl).to_string())
-                    .unwrap_or_default(),
+                f.schedule_ttl.map(format_duration).unwrap_or_default(),
                 f.next_firing(now).unwrap_or_default(),
             );
         }
@@ -215,7 +213,7 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 r.name,
                 r.subject,
                 "jetfn",
-                humantime::format_duration(r.timeout).to_string(),
+                format_duration(r.timeout),
                 r.max_workers,
             );
         }
@@ -223,16 +221,49 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A table: each column as wide as its widest cell, the first `left` columns left-aligned and
+/// the rest right-aligned, one space apart.
+fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]], left: usize) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let cells = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, width))| {
+                if i < left {
+                    format!("{cell:<width$}")
+                } else {
+                    format!("{cell:>width$}")
+                }
+            });
+        format!("{}\n", cells.collect::<Vec<_>>().join(" "))
+    };
+    let mut text = line(*header);
+    for row in rows {
+        text.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    text
+}
+
 /// `dlq list` and `dlq replay`: the function may be any registered one, selected or not.
 fn dlq(mut config: Config, registry: &Registry, command: DlqCommand) -> ExitCode {
     let (DlqCommand::List { function } | DlqCommand::Replay { function, .. }) = &command;
+    if let Err(message) = crate::dlq::check_function(registry, function) {
+        eprintln!("jetfn dlq: {message}");
+        return ExitCode::from(crate::command::EXIT_CONFIG);
+    }
     config.select = Some(vec![function.clone()]);
     let dlq_subject = match config.functions(registry) {
-        Ok(functions) => functions
-            .into_iter()
-            .map(|f| f.dlq)
-            .next()
-            .unwrap_or_default(),
+        Ok(functions) => match functions.into_iter().next() {
+            Some(function) => function.dlq,
+            None => return config_error(format!("no event function `{function}`")),
+        },
         Err(error) => return config_error(error),
     };
     let result = block_on(async {
@@ -424,4 +455,33 @@ async fn dev_server(config: &Config) -> Result<Option<tokio::process::Child>, St
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(Some(child))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_table_fits_its_widest_cells() {
+        let rows = [
+            [
+                "reserve_inventory".to_owned(),
+                "SHOP_EVENTS_LONG_NAME".to_owned(),
+                "1s..60s".to_owned(),
+            ],
+            ["a".to_owned(), "S".to_owned(), "200ms..5s".to_owned()],
+        ];
+        let text = super::table(&["FUNCTION", "STREAM", "BACKOFF"], &rows, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "FUNCTION          STREAM                  BACKOFF"
+        );
+        assert_eq!(
+            lines[1],
+            "reserve_inventory SHOP_EVENTS_LONG_NAME   1s..60s"
+        );
+        assert_eq!(
+            lines[2],
+            "a                 S                     200ms..5s"
+        );
+    }
 }

@@ -25,6 +25,7 @@ pub(crate) fn block_on<T>(
 
 /// The file name of this binary as it was started (`argv[0]`), without extension; `jetfn` when
 /// the platform does not tell.
+#[cfg(feature = "deploy")]
 pub(crate) fn binary_name() -> String {
     std::env::args()
         .next()

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::app_state::AppState;
-use crate::{propagation, schedule, subject, topology};
+use crate::once_bucket::Steps;
+use crate::{election, propagation, schedule, subject, topology};
 
 /// The boxed error a handler failure carries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -167,24 +168,29 @@ pub(crate) struct Function {
     pub(crate) auto_create_streams: bool,
     /// What `App::state` and the startup hooks provided.
     pub(crate) app: AppState,
+    /// Lease, retention and bucket of the function's once-only steps.
+    pub(crate) once: Steps,
     /// A unit test's recorder: outputs are recorded, not sent.
     #[cfg(feature = "testing")]
     pub(crate) recorder: Option<Arc<crate::recorder::Recorder>>,
 }
 
 impl Function {
-    /// What every context of a function shares: its name, JetStream, and the app's state.
+    /// What every context of a function shares: its name, JetStream, the app's state and its
+    /// once-only steps.
     pub(crate) fn new(
         name: Arc<str>,
         jetstream: jetstream::Context,
         auto_create_streams: bool,
         app: AppState,
+        once: Steps,
     ) -> Self {
         Self {
             name,
             jetstream,
             auto_create_streams,
             app,
+            once,
             #[cfg(feature = "testing")]
             recorder: None,
         }
@@ -204,6 +210,9 @@ pub(crate) enum InputRef {
         stream: Arc<str>,
         first: u64,
         digest: u64,
+        /// The members as a set (order left out), for once-only steps: the lowest sequence
+        /// and a digest of the sorted sequences.
+        members: (u64, u64),
     },
     /// A request: a key of its own (its reply subject, else a random one).
     Request(Arc<str>),
@@ -212,19 +221,16 @@ pub(crate) enum InputRef {
 impl InputRef {
     /// A batch of messages of `stream` with these sequences (not empty; in delivery order).
     pub(crate) fn batch(stream: Arc<str>, sequences: impl IntoIterator<Item = u64>) -> Self {
-        // FNV-1a over the sequences: stable across builds and processes, unlike std's hasher.
-        let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut first = None;
-        for sequence in sequences {
-            first.get_or_insert(sequence);
-            for byte in sequence.to_le_bytes() {
-                digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
+        let mut sequences: Vec<u64> = sequences.into_iter().collect();
+        let first = sequences.first().copied().unwrap_or(0);
+        let digest = fnv1a(&sequences);
+        sequences.sort_unstable();
+        let members = (sequences.first().copied().unwrap_or(0), fnv1a(&sequences));
         InputRef::Batch {
             stream,
-            first: first.unwrap_or(0),
+            first,
             digest,
+            members,
         }
     }
 
@@ -247,10 +253,20 @@ impl InputRef {
                 stream,
                 first,
                 digest,
+                ..
             } => format!("jetfn:{function}:{stream}:{first}+{digest:016x}:{index}"),
             InputRef::Request(key) => format!("jetfn:{function}:{key}:{index}"),
         }
     }
+}
+
+/// FNV-1a over `sequences`: stable across builds and processes, unlike std's hasher.
+fn fnv1a(sequences: &[u64]) -> u64 {
+    let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sequences.iter().flat_map(|sequence| sequence.to_le_bytes()) {
+        digest = (digest ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    digest
 }
 
 /// A [`Context::publish`] or [`Context::publish_bytes`] that did not reach a stream.
@@ -458,8 +474,11 @@ impl Context {
         .await
     }
 
-    /// [`Context::send`]; when no stream captures `subject`, `create` makes one (or says why
-    /// not, as [`PublishError::NoStream`]) and the message is sent once more.
+    /// [`Context::send`] until the stream acknowledges, through elections: when no stream
+    /// captures `subject` (the meta layer says so, not a "no responders" alone, which a stream
+    /// without a leader answers too), `create` makes one (or says why not, as
+    /// [`PublishError::NoStream`]); a publish that meets an election (no leader, a timed-out
+    /// ack, a lost connection) is sent again with backoff, within [`election::BUDGET`].
     async fn send_creating<F>(
         &self,
         subject: &str,
@@ -470,17 +489,32 @@ impl Context {
     where
         F: std::future::Future<Output = Result<(), String>>,
     {
-        match self.send(subject, headers.clone(), body.clone()).await {
-            Err(PublishError::Publish { source, .. })
-                if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
-            {
-                create().await.map_err(|reason| PublishError::NoStream {
-                    subject: subject.to_owned(),
-                    reason,
-                })?;
-                self.send(subject, headers, body).await
+        let mut create = Some(create);
+        let mut backoff = election::Backoff::new(election::BUDGET);
+        loop {
+            let error = match self.send(subject, headers.clone(), body.clone()).await {
+                Err(PublishError::Publish { source, .. }) => source,
+                result => return result,
+            };
+            if election::classify(&error) == election::Failure::Final {
+                return Err(publish_error(subject, error));
             }
-            result => result,
+            if election::classify(&error) == election::Failure::NoResponders {
+                let js = &self.function.jetstream;
+                if election::lookup(js, subject).await == election::Lookup::Missing {
+                    if let Some(create) = create.take() {
+                        create().await.map_err(|reason| PublishError::NoStream {
+                            subject: subject.to_owned(),
+                            reason,
+                        })?;
+                        continue;
+                    }
+                }
+            }
+            tracing::debug!(function = %self.function.name, subject, %error, "publish not acknowledged; sending again");
+            if !backoff.wait().await {
+                return Err(publish_error(subject, error));
+            }
         }
     }
 
@@ -504,6 +538,12 @@ impl Context {
         Ok(())
     }
 
+    /// What every context of the function shares, and this context's input (for
+    /// `Context::once`, in the `once` module).
+    pub(crate) fn function_and_input(&self) -> (&Function, &InputRef) {
+        (&self.function, &self.input)
+    }
+
     /// The JetStream context, for anything [`Context::publish`] does not cover.
     pub fn jetstream(&self) -> &jetstream::Context {
         &self.function.jetstream
@@ -511,6 +551,13 @@ impl Context {
 
     fn output_id(&self, index: u32) -> String {
         self.input.output_id(&self.function.name, index)
+    }
+}
+
+fn publish_error(subject: &str, source: jetstream::context::PublishError) -> PublishError {
+    PublishError::Publish {
+        subject: subject.to_owned(),
+        source,
     }
 }
 

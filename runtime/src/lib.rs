@@ -55,6 +55,7 @@ extern crate self as jetfn;
 
 mod app;
 mod app_state;
+#[cfg(feature = "deploy")]
 mod asyncapi;
 pub mod autoscale;
 mod batch;
@@ -64,19 +65,25 @@ pub mod codec;
 mod command;
 pub mod config;
 mod consumer;
+mod deploy;
 pub mod dlq;
+mod election;
 mod handler;
 #[cfg(test)]
 mod hostile_input;
 mod http;
 mod local_server;
+#[cfg(feature = "deploy")]
 mod manifests;
 mod metrics;
 mod nats;
+pub mod once;
+mod once_bucket;
 mod pipeline;
 pub mod policy;
 mod probe;
 mod propagation;
+#[cfg(feature = "deploy")]
 mod provision;
 #[cfg(feature = "testing")]
 mod recorder;
@@ -106,6 +113,7 @@ pub use futures::future::BoxFuture;
 pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
 pub use jetfn_macros::{event_handler, request_handler};
 pub use middleware::Next;
+pub use once::OnceKey;
 pub use pipeline::middleware;
 pub use pipeline::{Call, Extensions};
 pub use registry::{Registry, RegistryError};

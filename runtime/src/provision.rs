@@ -53,6 +53,12 @@ async fn provision_all(
     functions: &[FunctionConfig],
     auto_create_streams: bool,
 ) -> Result<(), String> {
+    // The bucket of once-only steps, so that pods without the right to create streams can use
+    // `ctx.once`.
+    crate::once::ensure_bucket(js)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("once-only steps: KV bucket {}", crate::once::BUCKET);
     for function in functions {
         let bound = provision_function(js, function, auto_create_streams)
             .await

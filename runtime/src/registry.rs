@@ -120,6 +120,8 @@ pub struct Attributes {
     pub batch: Option<u32>,
     /// `batch_wait`: how long a batch waits to fill up.
     pub batch_wait: Option<Duration>,
+    /// `once_retention`: how long the records of once-only steps live.
+    pub once_retention: Option<Duration>,
 }
 
 impl Attributes {
@@ -140,6 +142,7 @@ impl Attributes {
         breaker_cooldown: None,
         batch: None,
         batch_wait: None,
+        once_retention: None,
     };
 }
 

@@ -243,12 +243,13 @@ async fn supervise(
     let (application, hooks) = match started {
         Some(Ok(started)) => started,
         Some(Err(error)) => {
-            close(&state, http_stop, server).await;
+            close(&state, http_stop, server, Instant::now()).await;
             return Err(error);
         }
         // Stopped before the hooks finished: nothing was bound.
         None => {
-            close(&state, http_stop, server).await;
+            let budget_end = Instant::now() + config.shutdown_timeout;
+            close(&state, http_stop, server, budget_end).await;
             return Ok(());
         }
     };
@@ -261,7 +262,13 @@ async fn supervise(
     workers.finish().await;
     let left = config.shutdown_timeout.saturating_sub(stop_began.elapsed());
     hooks.shut_down(left).await;
-    close(&state, http_stop, server).await;
+    close(
+        &state,
+        http_stop,
+        server,
+        stop_began + config.shutdown_timeout,
+    )
+    .await;
     Ok(())
 }
 
@@ -417,14 +424,25 @@ impl Running {
     }
 }
 
-/// Flushes the acks, closes the connection and the HTTP listener.
-async fn close(state: &RuntimeState, http_stop: CancellationToken, server: JoinHandle<()>) {
+/// Flushes the acks, closes the connection and the HTTP listener, by `budget_end` (at least
+/// 200 ms and at most 2 s each: a flush without a connection never ends).
+async fn close(
+    state: &RuntimeState,
+    http_stop: CancellationToken,
+    server: JoinHandle<()>,
+    budget_end: Instant,
+) {
+    let left = || {
+        budget_end
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(200), Duration::from_secs(2))
+    };
     // Acks and NAKs are plain publishes: flush them before the connection goes.
-    let flushed = tokio::time::timeout(Duration::from_secs(2), state.client.flush()).await;
+    let flushed = tokio::time::timeout(left(), state.client.flush()).await;
     if !matches!(flushed, Ok(Ok(()))) {
         tracing::warn!("could not flush the NATS connection before closing");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), state.client.drain()).await;
+    let _ = tokio::time::timeout(left(), state.client.drain()).await;
     http_stop.cancel();
     let _ = server.await;
     tracing::info!("stopped");

@@ -36,6 +36,8 @@ use crate::local_server::{find_nats_server, INSTALL_HINT};
 mod app;
 mod cluster;
 mod context;
+mod hosts;
+mod net_nats;
 mod prometheus;
 mod proxy;
 
@@ -43,6 +45,10 @@ pub use app::{RequestError, RunningApp, Settled, TestApp};
 #[doc(hidden)]
 pub use cluster::NatsCluster;
 pub use context::{Output, TestContext};
+#[doc(hidden)]
+pub use hosts::{Hosts, HostsError};
+#[doc(hidden)]
+pub use net_nats::NetNats;
 #[doc(hidden)]
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,

@@ -5,6 +5,7 @@
 //! [`Context::publish`](crate::Context::publish) (which may publish to a subject no stream
 //! captures yet): both create streams by the same rule, `<TOKEN>` capturing `<token>.>`.
 
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::{self, stream};
 
 /// Why no stream could be made for a subject.
@@ -14,6 +15,11 @@ pub(crate) enum TopologyError {
     NoStream { subject: String },
     #[error("cannot derive a stream name from `{subject}`; set the function's `stream`")]
     NoStreamName { subject: String },
+    #[error("looking up stream `{stream}` failed: {source}")]
+    Lookup {
+        stream: String,
+        source: jetstream::context::GetStreamError,
+    },
     #[error("creating stream `{stream}` failed: {source}")]
     CreateStream {
         stream: String,
@@ -56,14 +62,42 @@ pub(crate) async fn create_stream(
         description: Some("created by jetfn".to_owned()),
         ..Default::default()
     };
-    js.get_or_create_stream(config)
-        .await
-        .map_err(|source| TopologyError::CreateStream {
-            stream: name.to_owned(),
-            source,
-        })?;
-    tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
+    // Created only when the server says it is missing (and logged only then): never for a
+    // stream that merely has no leader right now.
+    match js.get_stream(name).await {
+        Ok(_) => return Ok(name.to_owned()),
+        Err(error) if !is_stream_not_found(&error) => {
+            return Err(TopologyError::Lookup {
+                stream: name.to_owned(),
+                source: error,
+            })
+        }
+        Err(_) => {}
+    }
+    match js.create_stream(config).await {
+        Ok(_) => {
+            tracing::info!(stream = name, subjects = %format!("{first}.>"), "created stream");
+        }
+        // Another pod created it in between.
+        Err(error) if is_name_in_use(&error) => {}
+        Err(source) => {
+            return Err(TopologyError::CreateStream {
+                stream: name.to_owned(),
+                source,
+            })
+        }
+    }
     Ok(name.to_owned())
+}
+
+fn is_stream_not_found(error: &jetstream::context::GetStreamError) -> bool {
+    matches!(error.kind(), GetStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn is_name_in_use(error: &jetstream::context::CreateStreamError) -> bool {
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(e)
+        if e.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST)
 }
 
 /// Creates the stream a subject would get by the auto-create rule (an output subject of

@@ -497,7 +497,7 @@ struct PriceList {
     cents: u64,
 }
 
-#[request_handler(subject = "apps.quote")]
+#[request_handler(subject = "quotes.apps")]
 async fn app_quote(
     _ctx: Context,
     req: Request<Quote>,
@@ -517,12 +517,12 @@ async fn a_request_function_takes_state_and_answers_400_to_an_invalid_request() 
     assert!(handle.wait_ready(PATIENCE).await);
     let client = server.client().await;
     let ok = client
-        .request("apps.quote", r#"{"sku":"teapot"}"#.into())
+        .request("quotes.apps", r#"{"sku":"teapot"}"#.into())
         .await
         .expect("reply");
     assert_eq!(ok.payload, "teapot=250".as_bytes());
     let bad = client
-        .request("apps.quote", r#"{"sku":""}"#.into())
+        .request("quotes.apps", r#"{"sku":""}"#.into())
         .await
         .expect("reply");
     let code = bad

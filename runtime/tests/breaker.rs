@@ -25,7 +25,7 @@ struct Job {
 #[event_handler(
     subject = "brk.jobs",
     breaker_failures = 3,
-    breaker_cooldown = "2s",
+    breaker_cooldown = "3s",
     max_deliver = 20,
     backoff = "100ms..200ms",
     max_workers = 2
@@ -61,6 +61,54 @@ async fn dead_letters(js: &jetstream::Context) -> u64 {
         .messages
 }
 
+/// The consumer's pause as the server holds it: its end, and how long it still lasts.
+async fn server_pause(js: &jetstream::Context) -> Option<(time::OffsetDateTime, Duration)> {
+    let mut consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("BRK")
+        .await
+        .expect("stream")
+        .get_consumer("guarded")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("info");
+    if !info.paused {
+        return None;
+    }
+    Some((info.config.pause_until?, info.pause_remaining?))
+}
+
+/// No handler starts while the breaker is open. The window of observation must lie inside one
+/// open period: its start is read from the server (the pause the breaker set), and a window is
+/// conclusive only when the same pause still has time left at its end (no half-open trial can
+/// have run). Before, the test slept 800 ms after it first saw the pause, whose start it did not
+/// know: on a slow machine the 2 s cool-down ended inside and the trial counted as a pull.
+async fn nothing_runs_while_open(js: &jetstream::Context) {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        let Some((until, remaining)) = server_pause(js).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if remaining < WINDOW * 2 {
+            // Too close to the trial: wait for the next open period.
+            tokio::time::sleep(remaining).await;
+            continue;
+        }
+        let calls = CALLS.load(Ordering::SeqCst);
+        tokio::time::sleep(WINDOW).await;
+        let calls_after = CALLS.load(Ordering::SeqCst);
+        match server_pause(js).await {
+            Some((same, left)) if same == until && left > Duration::from_millis(100) => {
+                assert_eq!(calls_after, calls, "nothing pulled while open");
+                return;
+            }
+            _ => continue, // The window outlived the pause (a slow machine): try again.
+        }
+    }
+    panic!("no conclusive {WINDOW:?} window inside one open period within {PATIENCE:?}");
+}
+
 #[tokio::test]
 async fn the_breaker_pauses_the_consumer_then_lets_everything_through() {
     let server = NatsServer::start();
@@ -79,13 +127,7 @@ async fn the_breaker_pauses_the_consumer_then_lets_everything_through() {
         metrics.contains(r#"jetfn_breaker_state{function="guarded"} 2"#),
         "{metrics}"
     );
-    let calls_when_open = CALLS.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        CALLS.load(Ordering::SeqCst),
-        calls_when_open,
-        "nothing pulled while open"
-    );
+    nothing_runs_while_open(&js).await;
     assert_eq!(
         dead_letters(&js).await,
         0,

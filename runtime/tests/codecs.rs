@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use common::{consumer_counts, header, messages, start, stored, PATIENCE};
 use jetfn::dlq::headers as h;
-use jetfn::testing::{eventually, NatsServer};
+use jetfn::testing::{eventually, NatsServer, TestApp};
 use jetfn::{event_handler, Context, Event, HandlerError};
 use rand::RngCore;
 
@@ -105,25 +105,28 @@ async fn read_text(_ctx: Context, event: Event<String>) -> Result<(), HandlerErr
 
 #[tokio::test]
 async fn text_arrives_as_is_and_non_utf8_text_is_dead_lettered_byte_for_byte() {
-    let server = NatsServer::start();
-    let runtime = start(&server, "read_text", &[]).await;
-    let js = jetstream::new(server.client().await);
+    // On `TestApp`: each publish returns once its outcome is final, so nothing is polled.
+    let app = TestApp::new().functions(["read_text"]).start().await;
     let quoted = r#"she said "hi" {"not": json} \n ✓"#;
     let latin1: &[u8] = b"caf\xe9 cr\xe8me \"br\xfbl\xe9e\"";
-    publish(&js, "text.lines", quoted).await;
-    publish(&js, "text.lines", latin1).await;
-    publish(&js, "text.lines", "\"a JSON string stays quoted\"").await;
-
-    let letters = dead_letters(&js, "read_text", 1).await;
-    assert_eq!(letters[0].payload.as_ref(), latin1, "payload byte-for-byte");
-    assert_eq!(header(&letters[0], h::ERROR_KIND), "decode");
-    assert_eq!(header(&letters[0], h::DELIVERIES), "1");
-    assert!(eventually(PATIENCE, || async { TEXT.lock().expect("lock").len() == 2 }).await);
+    assert!(app.publish_bytes("text.lines", quoted).await.is_acked());
+    let settled = app.publish_bytes("text.lines", latin1).await;
     assert_eq!(
-        *TEXT.lock().expect("lock"),
-        [quoted, "\"a JSON string stays quoted\""]
+        (settled.dead_letter_kind(), settled.attempts()),
+        (Some("decode"), 1)
     );
-    runtime.stop().await;
+    let json = "\"a JSON string stays quoted\"";
+    assert!(app.publish_bytes("text.lines", json).await.is_acked());
+
+    let letters = app.dead_letters("read_text").await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].payload().as_ref(),
+        latin1,
+        "payload byte-for-byte"
+    );
+    assert_eq!(letters[0].header(h::DELIVERIES), "1");
+    assert_eq!(*TEXT.lock().expect("lock"), [quoted, json]);
 }
 
 // --- protobuf: decoded, or dead-lettered when garbage ---------------------------------------

@@ -93,8 +93,7 @@ async fn stored_once_across_a_retry_and_delivered_no_earlier_than_due() {
         let subjects: Vec<_> = info.collect().await;
         subjects
             .into_iter()
-            .filter_map(Result::ok)
-            .map(|(_, n)| n)
+            .map(|entry| entry.expect("subject count").1)
             .sum()
     };
     assert_eq!(held, 1, "one delayed output stored across the retry");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -158,7 +158,9 @@ async fn a_retried_handler_stores_its_outputs_once() {
 
 // --- failures are retried with backoff, never in a hot loop, never lost ----------------------
 
-static FAILURES: Mutex<BTreeMap<u32, Instant>> = Mutex::new(BTreeMap::new());
+/// Every run, in order: a duplicate delivery with the same attempt number shows as two entries
+/// (keyed by attempt in a map, as before, the second overwrote the first unseen).
+static FAILURES: Mutex<Vec<(u32, Instant)>> = Mutex::new(Vec::new());
 
 #[event_handler(
     subject = "flaky.orders.created",
@@ -169,7 +171,7 @@ async fn always_fails(_ctx: Context, event: Event<Order>) -> Result<(), HandlerE
     FAILURES
         .lock()
         .expect("lock")
-        .insert(event.attempt(), Instant::now());
+        .push((event.attempt(), Instant::now()));
     Err(HandlerError::retryable("payment gateway down"))
 }
 
@@ -187,9 +189,11 @@ async fn failures_back_off_and_end_in_the_dead_letter_stream() {
         .await,
         "dead letter stored"
     );
-    let attempts = FAILURES.lock().expect("lock").clone();
-    assert_eq!(attempts.keys().copied().collect::<Vec<_>>(), [1, 2, 3]);
-    let gap = |a: u32, b: u32| attempts[&b].duration_since(attempts[&a]);
+    let runs = FAILURES.lock().expect("lock").clone();
+    let numbers: Vec<u32> = runs.iter().map(|(attempt, _)| *attempt).collect();
+    assert_eq!(numbers, [1, 2, 3], "each attempt ran once, in order");
+    let at = |attempt: u32| runs[attempt as usize - 1].1;
+    let gap = |a: u32, b: u32| at(b).duration_since(at(a));
     // 300ms then 600ms, each +-10% jitter.
     assert!(gap(1, 2) >= Duration::from_millis(270), "{:?}", gap(1, 2));
     assert!(gap(2, 3) >= Duration::from_millis(540), "{:?}", gap(2, 3));

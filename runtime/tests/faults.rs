@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::{consumer_counts, publish_all, start, start_unready, PATIENCE};
+use common::{consumer_counts, publish_all, start, start_unready, stored, PATIENCE};
 use jetfn::testing::{eventually, http_get, NatsCluster, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
 
@@ -90,13 +90,13 @@ async fn highly_available(_ctx: Context, event: Event<Job>) -> Result<(), Handle
 }
 
 /// Publishes until stored, retrying through the failover with the same message id.
-async fn publish_surely(js: &jetstream::Context, n: u32) {
+async fn publish_surely(js: &jetstream::Context, subject: &str, n: u32) {
     for _ in 0..100 {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("job-{n}"));
         let payload = format!(r#"{{"n":{n}}}"#);
         if let Ok(ack) = js
-            .publish_with_headers("ha.jobs", headers, payload.into())
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
             .await
         {
             if ack.await.is_ok() {
@@ -136,7 +136,7 @@ async fn killing_the_consumer_leader_of_an_r3_stream_loses_nothing() {
         let js = js.clone();
         tokio::spawn(async move {
             for n in 0..N {
-                publish_surely(&js, n).await;
+                publish_surely(&js, "ha.jobs", n).await;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
@@ -181,6 +181,146 @@ async fn killing_the_consumer_leader_of_an_r3_stream_loses_nothing() {
             consumer_counts(&js, "HA", "highly_available").await == (0, 0)
         })
         .await
+    );
+    runtime.stop().await;
+}
+
+// --- an output stream without a leader: ctx.publish waits for it ------------------------------
+
+static ELECTION_RUNS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// One delivery only: a handler failure would dead-letter the job at once.
+#[event_handler(subject = "elect.jobs", stream = "ELECT", max_deliver = 1)]
+async fn publishes_through_an_election(
+    ctx: Context,
+    event: Event<Job>,
+) -> Result<(), HandlerError> {
+    ELECTION_RUNS.lock().expect("lock").push(event.data.n);
+    ctx.publish("electout.done", &event.data.n).await?;
+    Ok(())
+}
+
+/// The output stream (R1) loses its only server for ~8 s: while it has no leader, a publish gets
+/// "no responders", the answer a missing stream gets too. Before, jetfn read it as a missing
+/// stream: it asked to create the stream (which existed), logged `created stream`, published
+/// once more, failed the handler, and with `max_deliver = 1` dead-lettered the job. Now the
+/// publish waits and is sent again inside `ctx.publish`: no handler failure, no create request,
+/// every output stored once.
+#[tokio::test]
+async fn a_publish_to_a_stream_without_a_leader_waits_instead_of_creating_it() {
+    let mut cluster = NatsCluster::start(3);
+    assert!(
+        cluster.wait_for_jetstream(PATIENCE).await,
+        "cluster JetStream up"
+    );
+    let client = cluster.client().await;
+    let js = jetstream::new(client.clone());
+    let create = |name: &str, subject: &str, replicas| {
+        let js = js.clone();
+        let config = jetstream::stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        async move {
+            eventually(PATIENCE, || async {
+                js.get_or_create_stream(config.clone()).await.is_ok()
+            })
+            .await
+        }
+    };
+    assert!(create("ELECT", "elect.>", 3).await, "input stream (R3)");
+    assert!(
+        create("ELECTOUT", "electout.>", 1).await,
+        "output stream (R1)"
+    );
+    let host = js
+        .get_stream("ELECTOUT")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("the output stream's server");
+    // The pod talks to a server that stays up.
+    let other = (0..3)
+        .map(|i| format!("node{i}"))
+        .find(|name| *name != host)
+        .expect("another node");
+    let url = cluster.node_mut(&other).expect("node").url();
+    let mut creates = client
+        .subscribe("$JS.API.STREAM.CREATE.>")
+        .await
+        .expect("subscribe");
+    let runtime = start_unready(&url, "publishes_through_an_election", &[]).await;
+    assert!(runtime.wait_ready(PATIENCE).await);
+    publish_all(&js, "elect.jobs", jobs(0..10)).await;
+    assert!(
+        eventually(PATIENCE, || async {
+            stored(&js, "ELECTOUT", "electout.done").await == 10
+        })
+        .await
+    );
+
+    cluster.node_mut(&host).expect("node").stop();
+    for n in 10..20 {
+        // The input stream may be electing a leader too.
+        publish_surely(&js, "elect.jobs", n).await;
+    }
+    // The handlers run and wait in ctx.publish while the stream has no server.
+    assert!(
+        eventually(PATIENCE, || async {
+            ELECTION_RUNS.lock().expect("lock").len() >= 20
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await; // the outage, not a proof
+    cluster.node_mut(&host).expect("node").restart();
+    // Back once it answers stream info again (`stored` fails the test on any other error).
+    for stream in ["ELECTOUT", "JETFN_DLQ"] {
+        let back = eventually(PATIENCE, || async {
+            match js.get_stream(stream).await {
+                Ok(mut stream) => stream.info().await.is_ok(),
+                Err(_) => false,
+            }
+        });
+        assert!(back.await, "{stream} answers again");
+    }
+
+    assert!(
+        eventually(PATIENCE * 2, || async {
+            stored(&js, "ELECTOUT", "electout.done").await == 20
+        })
+        .await,
+        "every output stored once: {}",
+        stored(&js, "ELECTOUT", "electout.done").await
+    );
+    assert!(
+        eventually(PATIENCE, || async {
+            consumer_counts(&js, "ELECT", "publishes_through_an_election").await == (0, 0)
+        })
+        .await
+    );
+    assert_eq!(
+        stored(&js, "JETFN_DLQ", "jetfn.dlq.publishes_through_an_election").await,
+        0
+    );
+    let runs = ELECTION_RUNS.lock().expect("lock").clone();
+    assert_eq!(runs.len(), 20, "one run per job, no retry: {runs:?}");
+    client.flush().await.expect("flush");
+    let create_requests: Vec<String> = std::iter::from_fn(|| {
+        futures::FutureExt::now_or_never(futures::StreamExt::next(&mut creates)).flatten()
+    })
+    .map(|m| m.subject.to_string())
+    .filter(|s| s.ends_with(".ELECTOUT"))
+    .collect();
+    assert!(
+        create_requests.is_empty(),
+        "no stream creation for an existing stream: {create_requests:?}"
     );
     runtime.stop().await;
 }

@@ -221,7 +221,8 @@ async fn acked(addr: std::net::SocketAddr, function: &str) -> u64 {
     body.lines()
         .find_map(|line| line.strip_prefix(&prefix))
         .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+        // The series exists from the start: a missing one is a broken metric, not zero.
+        .unwrap_or_else(|| panic!("no {prefix}in {body}"))
 }
 
 /// `requested` and `ahead` of the runtime's first function, from `/functions`.

@@ -164,6 +164,23 @@ async fn replies_and_error_codes() {
         ready.contains(r#""name":"req_stock","subject":"test.req.stock","subscribed":true"#),
         "{ready}"
     );
+    // `/functions` lists request functions too, with their outcome counts.
+    let (status, functions) = http_get(runtime.http_addr(), "/functions")
+        .await
+        .expect("GET /functions");
+    assert_eq!(status, 200, "{functions}");
+    let functions: serde_json::Value = serde_json::from_str(&functions).expect("JSON");
+    let stock = functions
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["name"] == "req_stock"))
+        .unwrap_or_else(|| panic!("req_stock in {functions}"));
+    assert_eq!(stock["kind"], "request");
+    assert_eq!(stock["subject"], "test.req.stock");
+    assert_eq!(stock["timeout"], "5s", "{stock}");
+    assert_eq!(
+        (stock["ok"].as_u64(), stock["error"].as_u64()),
+        (Some(2), Some(4))
+    );
     runtime.stop().await;
 }
 
@@ -302,4 +319,49 @@ async fn no_request_fails_while_one_of_two_pods_drains() {
     assert!(total > before, "the second pod kept answering");
     second.stop().await;
     let _ = PATIENCE;
+}
+
+// --- a request subject a stream would capture -----------------------------------------------
+
+#[jetfn::event_handler(subject = "capt.orders.created")]
+async fn capt_orders(_ctx: Context, _event: jetfn::Event<String>) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[request_handler(subject = "capt.stock.check")]
+async fn capt_stock(_ctx: Context, _req: Request<String>) -> Result<String, HandlerError> {
+    Ok("in stock".to_owned())
+}
+
+/// The stream jetfn would create for `capt_orders` (`CAPT`, `capt.>`) captures `capt_stock`'s
+/// subject: every caller would get that stream's publish ack instead of a reply. The runtime
+/// refuses to start, whichever of the two a pod selects (before, it started and answered
+/// nothing).
+#[test]
+fn a_request_subject_an_auto_created_stream_would_capture_refuses_to_start() {
+    let registry = jetfn::Registry::collect().expect("registry");
+    for selected in ["capt_stock", "capt_orders", "capt_orders,capt_stock"] {
+        let config = common::config("nats://127.0.0.1:1", selected, &[]);
+        let error = jetfn::Runtime::new(config, &registry)
+            .expect_err("a captured request subject is refused")
+            .to_string();
+        for part in [
+            "JETFN_AUTO_CREATE_STREAMS",
+            "`CAPT` (capt.>)",
+            "`capt.stock.check`",
+        ] {
+            assert!(error.contains(part), "{selected}: {error}");
+        }
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+    // Streams made by hand (no auto-creation): the operator chose their subjects.
+    let config = common::config(
+        "nats://127.0.0.1:1",
+        "capt_stock",
+        &[("JETFN_AUTO_CREATE_STREAMS", "false")],
+    );
+    assert!(jetfn::Runtime::new(config, &registry).is_ok());
+    // Functions that conflict with neither are not held back by the pair.
+    let config = common::config("nats://127.0.0.1:1", "req_stock", &[]);
+    assert!(jetfn::Runtime::new(config, &registry).is_ok());
 }

@@ -181,7 +181,7 @@ async fn an_undecodable_payload_settles_dead_lettered_decode_and_publishes_nothi
     assert!(app.published::<Charged>("tapp.charged").await.is_empty());
 }
 
-#[request_handler(subject = "tapp.quote")]
+#[request_handler(subject = "quotes.tapp")]
 async fn tapp_quote(
     _ctx: Context,
     req: Request<Order>,
@@ -205,7 +205,7 @@ async fn a_request_function_answers_through_request() {
         .await;
     let quote: Charged = app
         .request(
-            "tapp.quote",
+            "quotes.tapp",
             &Order {
                 id: "q".into(),
                 amount: 1,
@@ -216,7 +216,7 @@ async fn a_request_function_answers_through_request() {
     assert_eq!(quote.by, "production");
     let refused = app
         .request::<Charged>(
-            "tapp.quote",
+            "quotes.tapp",
             &Order {
                 id: "q".into(),
                 amount: 0,

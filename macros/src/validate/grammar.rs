@@ -1,5 +1,6 @@
-//! The grammars of attribute values: NATS subjects, stream/consumer names, durations and
-//! backoffs. Pure functions over `&str` with typed errors.
+//! The grammars of attribute values: NATS subjects and stream/consumer names here; durations,
+//! backoffs and schedules from `jetfn-grammar`, which `jetfn`'s configuration reads with too.
+//! Pure functions over `&str` with typed errors.
 
 use std::fmt;
 
@@ -112,164 +113,31 @@ pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
     }
 }
 
-/// Why a string is not a duration the runtime takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum DurationError {
-    /// Not `humantime` syntax; humantime's reason when it names the units it knows.
-    Malformed(Option<String>),
-    Zero,
-    /// Not a whole number of milliseconds, like `1.5ms` or `500us`.
-    SubMillisecond,
-    TooLarge,
-}
+pub(crate) use jetfn_grammar::duration::{BackoffError, DurationError};
+pub(crate) use jetfn_grammar::schedule::ScheduleError;
 
-impl fmt::Display for DurationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Malformed(None) => {
-                f.write_str("expected a duration like \"250ms\", \"30s\" or \"5m\"")
-            }
-            Self::Malformed(Some(reason)) => write!(
-                f,
-                "expected a duration like \"250ms\", \"30s\" or \"5m\" ({reason})"
-            ),
-            Self::Zero => f.write_str("the duration must be greater than zero"),
-            Self::SubMillisecond => f.write_str(
-                "durations are whole milliseconds: \"1.5ms\" or \"500us\" are not accepted",
-            ),
-            Self::TooLarge => f.write_str("the duration is too large"),
-        }
-    }
-}
-
-/// Parses a duration (`humantime` syntax) into whole milliseconds, greater than zero.
+/// Parses a duration (the grammar `jetfn`'s configuration reads too, see `jetfn-grammar`) into
+/// whole milliseconds, greater than zero.
 pub(crate) fn parse_duration(text: &str) -> Result<u64, DurationError> {
-    let parsed = humantime::parse_duration(text).map_err(|error| match error {
-        // "unknown time unit "x", supported units: ..." or "time unit needed, for example ...".
-        humantime::DurationError::UnknownUnit { .. } => {
-            DurationError::Malformed(Some(error.to_string()))
-        }
-        // Reasons as byte offsets: "expected number at 0".
-        _ => DurationError::Malformed(None),
-    })?;
-    if parsed.is_zero() {
-        return Err(DurationError::Zero);
-    }
-    if parsed.subsec_nanos() % 1_000_000 != 0 {
-        return Err(DurationError::SubMillisecond);
-    }
-    u64::try_from(parsed.as_millis()).map_err(|_| DurationError::TooLarge)
-}
-
-/// Why a string is not a backoff `initial..max`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum BackoffError {
-    /// No `..` between two durations.
-    Malformed,
-    Initial(DurationError),
-    Max(DurationError),
-    InitialAboveMax,
-}
-
-impl fmt::Display for BackoffError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Malformed => f.write_str(
-                "expected \"INITIAL..MAX\", two durations like \"100ms..60s\"",
-            ),
-            Self::Initial(error) => write!(f, "the initial delay: {error}"),
-            Self::Max(error) => write!(f, "the maximum delay: {error}"),
-            Self::InitialAboveMax => f.write_str(
-                "the initial delay exceeds the maximum; write \"INITIAL..MAX\", like \"100ms..60s\"",
-            ),
-        }
-    }
+    jetfn_grammar::duration::parse_duration(text).map(millis)
 }
 
 /// Parses `initial..max` into milliseconds, `initial <= max`.
 pub(crate) fn parse_backoff(text: &str) -> Result<(u64, u64), BackoffError> {
-    let (initial, max) = text.split_once("..").ok_or(BackoffError::Malformed)?;
-    if max.contains("..") {
-        return Err(BackoffError::Malformed);
-    }
-    let initial = parse_duration(initial.trim()).map_err(BackoffError::Initial)?;
-    let max = parse_duration(max.trim()).map_err(BackoffError::Max)?;
-    if initial > max {
-        return Err(BackoffError::InitialAboveMax);
-    }
-    Ok((initial, max))
-}
-
-/// Why a string is not a schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ScheduleError {
-    Empty,
-    /// `@every` with a malformed duration.
-    Every(DurationError),
-    /// `@every` below one second or not whole seconds.
-    EveryPrecision,
-    /// Not six fields.
-    Fields(usize),
-    /// The cron parser's reason.
-    Cron(String),
-    /// An `@` word that is not one of the known ones.
-    Nickname(String),
-}
-
-impl fmt::Display for ScheduleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const FORMS: &str = "a 6-field cron expression \"SEC MIN HOUR DAY-OF-MONTH MONTH \
-                             DAY-OF-WEEK\" (UTC) like \"0 0 3 * * *\", @yearly, @monthly, \
-                             @weekly, @daily, @hourly, or \"@every <duration>\" like \"@every 30s\"";
-        match self {
-            Self::Empty => write!(f, "it is empty; write {FORMS}"),
-            Self::Every(error) => write!(f, "`@every`: {error}"),
-            Self::EveryPrecision => f.write_str(
-                "`@every` takes whole seconds, at least \"1s\" (ticks have second precision)",
-            ),
-            Self::Fields(n) => write!(
-                f,
-                "a cron expression has 6 fields, found {n}; write {FORMS}"
-            ),
-            Self::Cron(reason) => {
-                write!(f, "not a valid cron expression ({reason}); write {FORMS}")
-            }
-            Self::Nickname(word) => write!(f, "unknown schedule `{word}`; write {FORMS}"),
-        }
-    }
+    jetfn_grammar::duration::parse_backoff(text)
+        .map(|(initial, max)| (millis(initial), millis(max)))
 }
 
 /// Checks a schedule: 6-field cron (seconds first, UTC), `@yearly`, `@monthly`, `@weekly`,
 /// `@daily`, `@hourly`, or `@every <duration>` of whole seconds, at least `1s`.
 pub(crate) fn check_schedule(text: &str) -> Result<(), ScheduleError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(ScheduleError::Empty);
-    }
-    if let Some(every) = text.strip_prefix("@every") {
-        let millis = parse_duration(every.trim()).map_err(ScheduleError::Every)?;
-        if millis < 1000 || millis % 1000 != 0 {
-            return Err(ScheduleError::EveryPrecision);
-        }
-        return Ok(());
-    }
-    if text.starts_with('@') {
-        return match text {
-            "@yearly" | "@monthly" | "@weekly" | "@daily" | "@hourly" => Ok(()),
-            other => Err(ScheduleError::Nickname(other.to_owned())),
-        };
-    }
-    let fields = text.split_whitespace().count();
-    if fields != 6 {
-        return Err(ScheduleError::Fields(fields));
-    }
-    text.parse::<cron::Schedule>().map(|_| ()).map_err(|error| {
-        // The parser's message repeats the input and a caret over several lines: keep
-        // its last line, the reason.
-        let text = error.to_string();
-        let reason = text.lines().rev().find(|l| !l.trim().is_empty());
-        ScheduleError::Cron(reason.unwrap_or(&text).trim().to_owned())
-    })
+    text.parse::<jetfn_grammar::schedule::Schedule>()
+        .map(|_| ())
+}
+
+/// Whole milliseconds; the grammar has checked that they fit.
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -462,5 +330,28 @@ mod tests {
             Err(BackoffError::Initial(DurationError::Zero))
         );
         assert_eq!(parse_backoff("1m..1s"), Err(BackoffError::InitialAboveMax));
+    }
+
+    proptest::proptest! {
+        /// The macro checks durations, backoffs and schedules with `jetfn-grammar`, the grammar
+        /// `jetfn`'s configuration reads them with: the same strings pass, to the same value.
+        #[test]
+        fn agrees_with_the_shared_grammar(
+            text in "[ ]?[0-9]{0,3}(\\.[0-9])?[ ]?(ns|us|ms|s|sec|m|min|h|d|w|x|)( [0-9]{1,2}(ms|s|us))?",
+        ) {
+            use jetfn_grammar::duration as shared;
+            let millis = |d: std::time::Duration| d.as_millis() as u64;
+            proptest::prop_assert_eq!(parse_duration(&text).ok(), shared::parse_duration(&text).ok().map(millis));
+            let backoff = format!("1ms..{text}");
+            proptest::prop_assert_eq!(
+                parse_backoff(&backoff).ok(),
+                shared::parse_backoff(&backoff).ok().map(|(a, b)| (millis(a), millis(b)))
+            );
+            let every = format!("@every {text}");
+            proptest::prop_assert_eq!(
+                check_schedule(&every).is_ok(),
+                every.parse::<jetfn_grammar::schedule::Schedule>().is_ok()
+            );
+        }
     }
 }

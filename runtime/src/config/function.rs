@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::value::{self, duration, human, integer};
+use jetfn_grammar::{defaults, keys};
+
 use super::ConfigError;
 use crate::app_state::StateType;
 use crate::batch::BatchFn;
@@ -23,11 +25,20 @@ pub struct Backoff {
 
 impl Serialize for Backoff {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!(
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for Backoff {
+    /// `1s..60s`: the form `backoff` is written in.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use jetfn_grammar::duration::format_duration;
+        write!(
+            f,
             "{}..{}",
-            humantime::format_duration(self.initial),
-            humantime::format_duration(self.max)
-        ))
+            format_duration(self.initial),
+            format_duration(self.max)
+        )
     }
 }
 
@@ -90,6 +101,10 @@ pub struct FunctionConfig {
     /// Where the function is defined.
     #[serde(skip)]
     pub location: Location,
+    /// How long the record of a once-only step (`ctx.once`) lives (default `7d`); it must
+    /// exceed the function's whole retry schedule ([`FunctionConfig::retry_span`]).
+    #[serde(serialize_with = "human")]
+    pub once_retention: Duration,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
@@ -113,28 +128,6 @@ fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S
     }
 }
 
-/// The keys a per-function override may set.
-const KEYS: &[&str] = &[
-    "subject",
-    "schedule",
-    "schedule_ttl",
-    "stream",
-    "max_deliver",
-    "backoff",
-    "ack_wait",
-    "timeout",
-    "min_workers",
-    "max_workers",
-    "max_ack_pending",
-    "dlq",
-    "breaker_failures",
-    "breaker_cooldown",
-    "prefetch",
-    "prefetch_bytes",
-    "batch",
-    "batch_wait",
-];
-
 impl FunctionConfig {
     /// The defaults for a function, before attributes and overrides.
     fn defaults(spec: &HandlerSpec) -> Self {
@@ -144,25 +137,26 @@ impl FunctionConfig {
             schedule: None,
             schedule_ttl: None,
             stream: None,
-            max_deliver: 5,
+            max_deliver: defaults::MAX_DELIVER,
             backoff: Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(60),
+                initial: defaults::BACKOFF_INITIAL,
+                max: defaults::BACKOFF_MAX,
             },
-            ack_wait: Duration::from_secs(30),
-            timeout: Duration::from_secs(300),
-            min_workers: 1,
-            max_workers: 16,
-            max_ack_pending: 1000,
+            ack_wait: defaults::ACK_WAIT,
+            timeout: defaults::TIMEOUT,
+            min_workers: defaults::MIN_WORKERS,
+            max_workers: defaults::MAX_WORKERS,
+            max_ack_pending: defaults::MAX_ACK_PENDING,
             dlq: format!("jetfn.dlq.{}", spec.name),
-            breaker_failures: 0,
-            breaker_cooldown: Duration::from_secs(30),
-            prefetch: Duration::from_millis(5),
-            prefetch_bytes: 8 << 20,
+            breaker_failures: defaults::BREAKER_FAILURES,
+            breaker_cooldown: defaults::BREAKER_COOLDOWN,
+            prefetch: defaults::PREFETCH,
+            prefetch_bytes: defaults::PREFETCH_BYTES,
             batch: None,
-            batch_wait: Duration::from_millis(100),
+            batch_wait: defaults::BATCH_WAIT,
             states: spec.states,
             location: spec.location,
+            once_retention: crate::once::DEFAULT_RETENTION,
             handler: spec.handler,
             batch_handler: spec.batch,
         }
@@ -178,6 +172,7 @@ impl FunctionConfig {
             config.apply_override(key, value)?;
         }
         config.resolve_schedule(spec)?;
+        config.check_once_retention()?;
         if config.min_workers > config.max_workers {
             return Err(ConfigError::invalid(
                 &format!("functions.{}.min_workers", spec.name.to_lowercase()),
@@ -214,6 +209,50 @@ impl FunctionConfig {
             self.schedule_ttl = Some(schedule::default_ttl(&expr));
         }
         Ok(())
+    }
+
+    /// The longest a message of this function can go from its first delivery to its last:
+    /// every retry delay (with the most jitter) and, for each delivery, the longer of
+    /// `timeout` (a run) and `ack_wait` (a crashed pod's redelivery).
+    pub fn retry_span(&self) -> Duration {
+        let schedule = crate::policy::retry::RetrySchedule::new(
+            self.backoff.initial,
+            self.backoff.max,
+            crate::policy::retry::RetrySchedule::DEFAULT_JITTER,
+        )
+        .unwrap_or(crate::policy::retry::RetrySchedule::DEFAULT);
+        let delays = (1..self.max_deliver)
+            .map(|attempt| {
+                schedule
+                    .base_delay(attempt)
+                    .mul_f64(1.0 + crate::policy::retry::RetrySchedule::DEFAULT_JITTER)
+            })
+            .fold(Duration::ZERO, Duration::saturating_add);
+        let runs = self
+            .timeout
+            .max(self.ack_wait)
+            .saturating_mul(self.max_deliver);
+        delays.saturating_add(runs)
+    }
+
+    /// A once-only step's record must outlive every delivery of its message, else a late
+    /// retry would run the step again.
+    fn check_once_retention(&self) -> Result<(), ConfigError> {
+        let span = self.retry_span();
+        if self.once_retention > span {
+            return Ok(());
+        }
+        Err(ConfigError::invalid(
+            &format!("functions.{}.once_retention", self.name.to_lowercase()),
+            format!(
+                "once_retention ({}) must exceed the function's whole retry schedule ({}: \
+                 max_deliver {} x max(timeout, ack_wait) plus the backoff delays); raise \
+                 once_retention or shorten the schedule",
+                humantime::format_duration(self.once_retention),
+                humantime::format_duration(span),
+                self.max_deliver
+            ),
+        ))
     }
 
     /// A scheduled function's next firing, for `list`.
@@ -268,6 +307,7 @@ impl FunctionConfig {
         set(&mut self.timeout, attrs.timeout);
         set(&mut self.breaker_cooldown, attrs.breaker_cooldown);
         set(&mut self.batch_wait, attrs.batch_wait);
+        set(&mut self.once_retention, attrs.once_retention);
     }
 
     fn apply_override(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -303,32 +343,18 @@ impl FunctionConfig {
             }
             "batch" => self.batch = Some(integer(path, value, 1)?),
             "batch_wait" => self.batch_wait = duration(path, value)?,
-            "backoff" => self.backoff = backoff(path, value)?,
+            "backoff" => {
+                let (initial, max) = value::backoff(path, value)?;
+                self.backoff = Backoff { initial, max };
+            }
+            "once_retention" => self.once_retention = duration(path, value)?,
             _ => {
                 return Err(ConfigError::invalid(
                     path,
-                    format!("unknown key `{key}`; known keys: {}", KEYS.join(", ")),
+                    value::unknown_key(key, keys::event_override_keys()),
                 ))
             }
         }
         Ok(())
     }
-}
-
-fn backoff(key: &str, text: &str) -> Result<Backoff, ConfigError> {
-    let malformed = || {
-        ConfigError::invalid(
-            key,
-            format!(
-                "expected \"INITIAL..MAX\" like \"100ms..60s\" with INITIAL <= MAX, got {text:?}"
-            ),
-        )
-    };
-    let (initial, max) = text.split_once("..").ok_or_else(malformed)?;
-    let initial = duration(key, initial).map_err(|_| malformed())?;
-    let max = duration(key, max).map_err(|_| malformed())?;
-    if initial > max {
-        return Err(malformed());
-    }
-    Ok(Backoff { initial, max })
 }

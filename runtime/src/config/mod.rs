@@ -31,6 +31,7 @@
 //! (milliseconds, default 10000), and `OTEL_SERVICE_NAME` (default: the binary's name). Export
 //! requests are not compressed.
 
+mod capture;
 mod function;
 mod nats;
 mod otlp;
@@ -46,6 +47,8 @@ use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
 pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+#[cfg(not(feature = "otlp-grpc"))]
+pub(crate) use otlp::GRPC_NEEDS_FEATURE;
 pub use otlp::{OtlpConfig, OtlpProtocol};
 pub use request::RequestConfig;
 pub use value::Secret;
@@ -238,9 +241,10 @@ impl Config {
             None => true,
             Some(text) => value::boolean("auto_create_streams", &text)?,
         };
-        let log_format = match raw.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(json) if json.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "log_format",
@@ -311,7 +315,23 @@ impl Config {
         &self,
         registry: &Registry,
     ) -> Result<(Vec<FunctionConfig>, Vec<RequestConfig>), ConfigError> {
-        Ok((self.functions(registry)?, self.requests(registry)?))
+        let selected = (self.functions(registry)?, self.requests(registry)?);
+        if self.auto_create_streams {
+            let everything = Config {
+                select: None,
+                ..self.clone()
+            };
+            let is_selected = |name: &str| {
+                selected.0.iter().any(|f| f.name == name)
+                    || selected.1.iter().any(|r| r.name == name)
+            };
+            capture::check(
+                &everything.functions(registry)?,
+                &everything.requests(registry)?,
+                &is_selected,
+            )?;
+        }
+        Ok(selected)
     }
 
     /// The effective configuration of every selected request function (`JETFN_FUNCTIONS`

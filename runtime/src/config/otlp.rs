@@ -43,6 +43,11 @@ pub enum OtlpProtocol {
     Grpc,
 }
 
+/// Why `grpc` is refused when jetfn is built without the feature that brings it.
+#[cfg(not(feature = "otlp-grpc"))]
+pub(crate) const GRPC_NEEDS_FEATURE: &str = "`grpc` needs the cargo feature `otlp-grpc` of jetfn \
+     (jetfn = { features = [\"otlp-grpc\"] }); or export over `http/protobuf`, the default";
+
 /// The export configuration the variables ask for; `None` when export is off.
 pub(super) fn from_vars(
     vars: &BTreeMap<String, String>,
@@ -56,7 +61,15 @@ pub(super) fn from_vars(
     let (protocol_var, protocol) = signal_or_general(&get, "PROTOCOL");
     let protocol = match protocol {
         None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+        #[cfg(feature = "otlp-grpc")]
         Some("grpc") => OtlpProtocol::Grpc,
+        #[cfg(not(feature = "otlp-grpc"))]
+        Some("grpc") => {
+            return Err(ConfigError::Invalid {
+                key: protocol_var,
+                message: GRPC_NEEDS_FEATURE.to_owned(),
+            })
+        }
         Some(other) => {
             return Err(ConfigError::Invalid {
                 key: protocol_var,
@@ -96,6 +109,20 @@ pub(super) fn from_vars(
                 message: format!("expected milliseconds above 0, like 10000, got {millis:?}"),
             })?,
     };
+    let (compression_var, compression) = signal_or_general(&get, "COMPRESSION");
+    match compression {
+        None => {}
+        Some(none) if none.eq_ignore_ascii_case("none") => {}
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: compression_var,
+                message: format!(
+                    "{other:?} is not supported: jetfn sends spans uncompressed; set `none` or \
+                     unset it"
+                ),
+            })
+        }
+    }
     Ok(Some(OtlpConfig {
         endpoint,
         protocol,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::value::{duration, human, integer, subject};
+use jetfn_grammar::{defaults, keys};
+
+use super::value::{duration, human, integer, subject, unknown_key};
 use super::ConfigError;
 use crate::app_state::StateType;
 use crate::registry::{Location, RequestFn, RequestSpec};
@@ -35,9 +37,6 @@ pub struct RequestConfig {
     pub handler: RequestFn,
 }
 
-/// The keys a per-function override of a request function may set.
-const KEYS: &[&str] = &["subject", "timeout", "max_workers"];
-
 impl RequestConfig {
     pub(super) fn resolve(
         spec: &'static RequestSpec,
@@ -46,8 +45,11 @@ impl RequestConfig {
         let mut config = Self {
             name: spec.name.to_owned(),
             subject: spec.subject.to_owned(),
-            timeout: spec.attrs.timeout.unwrap_or(Duration::from_secs(5)),
-            max_workers: spec.attrs.max_workers.unwrap_or(64),
+            timeout: spec.attrs.timeout.unwrap_or(defaults::REQUEST_TIMEOUT),
+            max_workers: spec
+                .attrs
+                .max_workers
+                .unwrap_or(defaults::REQUEST_MAX_WORKERS),
             states: spec.states,
             location: spec.location,
             handler: spec.handler,
@@ -63,8 +65,8 @@ impl RequestConfig {
                     return Err(ConfigError::invalid(
                         path,
                         format!(
-                            "unknown key `{key}` for a request function; known keys: {}",
-                            KEYS.join(", ")
+                            "{} (a request function)",
+                            unknown_key(key, keys::request_override_keys())
                         ),
                     ))
                 }

@@ -245,13 +245,23 @@ fn otlp_export_follows_the_standard_variables() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_SERVICE_NAME", "shop"),
-    ])
-    .expect("valid");
-    assert_eq!(
-        grpc.otlp.map(|o| (o.endpoint, o.protocol)),
-        Some(("http://collector:4317".into(), OtlpProtocol::Grpc))
-    );
-    assert_eq!(grpc.service_name.as_deref(), Some("shop"));
+    ]);
+    #[cfg(feature = "otlp-grpc")]
+    {
+        let grpc = grpc.expect("valid");
+        assert_eq!(
+            grpc.otlp.map(|o| (o.endpoint, o.protocol)),
+            Some(("http://collector:4317".into(), OtlpProtocol::Grpc))
+        );
+        assert_eq!(grpc.service_name.as_deref(), Some("shop"));
+    }
+    #[cfg(not(feature = "otlp-grpc"))]
+    {
+        // One line naming the variable and the feature that brings gRPC.
+        let line = grpc.expect_err("grpc needs its feature").to_string();
+        assert!(line.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"), "{line}");
+        assert!(line.contains("`otlp-grpc`"), "{line}");
+    }
     let traces = load(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:4318/custom"),
@@ -275,6 +285,20 @@ fn otlp_export_follows_the_standard_variables() {
         .expect_err("bad protocol")
         .to_string()
         .starts_with("OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
+
+#[test]
+fn otlp_compression_none_is_read_and_gzip_is_refused_by_name() {
+    let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+    let none = load(&[base, ("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]).expect("valid");
+    assert!(none.otlp.is_some());
+    let line = load(&[base, ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")])
+        .expect_err("gzip is not supported")
+        .to_string();
+    assert!(
+        line.starts_with("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") && line.contains("\"gzip\""),
+        "{line}"
+    );
 }
 
 #[test]
@@ -394,4 +418,121 @@ fn a_scheduled_function_reads_its_ticks_with_a_ttl_of_its_period_at_most_an_hour
             .starts_with("JETFN__FUNCTIONS__EVERY__SCHEDULE (functions.every.schedule)"),
         "{error}"
     );
+}
+
+#[test]
+fn once_retention_defaults_to_seven_days_and_must_exceed_the_retry_schedule() {
+    let functions = load(&[])
+        .and_then(|config| config.functions(&registry()))
+        .expect("valid");
+    let charge = &functions[0];
+    assert_eq!(charge.once_retention, Duration::from_secs(7 * 24 * 3600));
+    // 8 deliveries of at most max(timeout 5m, ack_wait 30s), and the 7 delays between them
+    // (100ms doubling up to 5s) with 10% jitter.
+    assert_eq!(
+        charge.retry_span(),
+        Duration::from_secs(8 * 300) + Duration::from_millis(11_300).mul_f64(1.1)
+    );
+
+    let longer = load(&[("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "1h")])
+        .and_then(|config| config.functions(&registry()))
+        .expect("valid");
+    assert_eq!(longer[0].once_retention, Duration::from_secs(3600));
+
+    let error = load(&[("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "40m")])
+        .and_then(|config| config.functions(&registry()))
+        .expect_err("40m is under the retry schedule");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION"),
+        "{text}"
+    );
+    assert!(
+        text.contains("must exceed the function's whole retry schedule"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "one line: {text}");
+}
+
+#[test]
+fn a_misspelled_key_gets_a_suggestion() {
+    let line = load(&[("JETFN__FUNCTIONS__RESERVE_INVENTORY__MAX_DELIVERY", "3")])
+        .and_then(|config| config.functions(&registry()))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(line.contains("did you mean `max_deliver`?"), "{line}");
+    let line = load(&[("JETFN__FUNCTIONS__RESERVE_INVENTORY__RETRIES", "3")])
+        .and_then(|config| config.functions(&registry()))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(!line.contains("did you mean"), "{line}");
+}
+
+#[test]
+fn every_override_key_of_the_grammar_is_read() {
+    // The keys the error message lists are the keys `apply_override` takes.
+    let example = |key: &str| match key {
+        "subject" => "orders.other",
+        "dlq" => "orders.dead",
+        "stream" => "ORDERS",
+        "schedule" => "@every 30s",
+        "backoff" => "1s..2s",
+        "ack_wait" | "timeout" | "breaker_cooldown" | "prefetch" | "batch_wait"
+        | "schedule_ttl" => "1s",
+        // Above the function's whole retry schedule.
+        "once_retention" => "30d",
+        _ => "3",
+    };
+    for key in jetfn_grammar::keys::event_override_keys() {
+        if matches!(key, "batch" | "batch_wait" | "schedule_ttl") {
+            continue; // They apply to batch or scheduled functions only.
+        }
+        let var = format!(
+            "JETFN__FUNCTIONS__RESERVE_INVENTORY__{}",
+            key.to_uppercase()
+        );
+        let read = load(&[(var.as_str(), example(key))]).and_then(|c| c.functions(&registry()));
+        assert!(read.is_ok(), "{key}: {read:?}");
+    }
+}
+
+proptest::proptest! {
+    /// The configuration reads durations and schedules with the grammar the macro checks its
+    /// attributes with: the same strings are accepted, to the same value, and rejected.
+    #[test]
+    fn durations_and_schedules_agree_with_the_macro_grammar(
+        text in "[ ]?[0-9]{0,3}(\\.[0-9])?[ ]?(ns|us|ms|s|sec|m|min|h|d|w|x|)( [0-9]{1,2}(ms|s|us))?",
+    ) {
+        let config = super::value::duration("k", &text).ok();
+        proptest::prop_assert_eq!(config, jetfn_grammar::duration::parse_duration(&text).ok());
+        let every = format!("@every {text}");
+        let schedule = every.parse::<crate::schedule::Expr>().ok().map(|e| e.server_form());
+        let grammar = every
+            .parse::<jetfn_grammar::schedule::Schedule>()
+            .ok()
+            .map(|s| s.server_form());
+        proptest::prop_assert_eq!(schedule, grammar);
+    }
+}
+
+#[test]
+fn sub_millisecond_durations_are_refused_as_the_macro_refuses_them() {
+    let line = load(&[("JETFN__FUNCTIONS__RESERVE_INVENTORY__TIMEOUT", "500us")])
+        .and_then(|config| config.functions(&registry()))
+        .expect_err("500us")
+        .to_string();
+    assert!(line.contains("whole milliseconds"), "{line}");
+}
+
+#[test]
+fn the_log_format_is_read_in_any_case() {
+    for (text, format) in [
+        ("JSON", LogFormat::Json),
+        ("Json", LogFormat::Json),
+        ("TEXT", LogFormat::Text),
+    ] {
+        let config = load(&[("JETFN_LOG_FORMAT", text)]).expect("valid");
+        assert_eq!(config.log_format, format, "{text}");
+    }
+    assert!(load(&[("JETFN_LOG_FORMAT", "yaml")]).is_err());
 }

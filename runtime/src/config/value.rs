@@ -50,14 +50,26 @@ impl List {
     }
 }
 
-/// A positive duration like `250ms`, `30s` or `5m`.
+/// A positive duration like `250ms`, `30s` or `5m`, in whole milliseconds: the grammar
+/// `#[event_handler]` checks its attributes with (`jetfn-grammar`).
 pub(crate) fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    match humantime::parse_duration(text.trim()) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err(ConfigError::invalid(
-            key,
-            format!("expected a positive duration like \"250ms\", \"30s\" or \"5m\", got {text:?}"),
-        )),
+    jetfn_grammar::duration::parse_duration(text)
+        .map_err(|error| ConfigError::invalid(key, format!("{error}, got {text:?}")))
+}
+
+/// `INITIAL..MAX`, two durations with `INITIAL <= MAX` (the attribute's grammar).
+pub(crate) fn backoff(key: &str, text: &str) -> Result<(Duration, Duration), ConfigError> {
+    jetfn_grammar::duration::parse_backoff(text)
+        .map_err(|error| ConfigError::invalid(key, format!("{error}, got {text:?}")))
+}
+
+/// The message for an unknown `key` among `known`: a suggestion when one is close, and the
+/// known keys.
+pub(crate) fn unknown_key<'a>(key: &str, known: impl Iterator<Item = &'a str> + Clone) -> String {
+    let all = known.clone().collect::<Vec<_>>().join(", ");
+    match jetfn_grammar::suggest::closest(key, known) {
+        Some(close) => format!("unknown key `{key}`; did you mean `{close}`? Known keys: {all}"),
+        None => format!("unknown key `{key}`; known keys: {all}"),
     }
 }
 
@@ -91,10 +103,10 @@ pub(crate) fn subject(key: &str, text: &str, wildcards: bool) -> Result<String, 
     Ok(text.to_owned())
 }
 
-/// A duration written the way it is read (`humantime`), for `Serialize` of a config.
+/// A duration written the way it is read (`60s`, `100ms`), for `Serialize` of a config.
 pub(crate) fn human<S: serde::Serializer>(
     value: &Duration,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_duration(*value))
+    serializer.collect_str(&jetfn_grammar::duration::format_duration(*value))
 }

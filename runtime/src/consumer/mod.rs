@@ -26,6 +26,7 @@ use async_nats::jetstream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "deploy")]
 pub(crate) use bind::provision_function;
 use bind::{backoff_pause, bind_until_bound};
 pub(crate) use delivery::Outcome;

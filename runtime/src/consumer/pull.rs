@@ -17,8 +17,16 @@ use super::prefetch::Want;
 
 /// How long one pull request waits on the server.
 const EXPIRES: Duration = Duration::from_secs(30);
-/// How often the server confirms a waiting request.
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How often the server confirms a waiting request. Short: a consumer leader change drops the
+/// waiting requests without a word, and only the missing heartbeats tell.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence (no message, no heartbeat) after which outstanding requests are presumed gone: two
+/// heartbeats and a half, so that one late heartbeat on a busy machine is not taken for a loss.
+const SILENCE: Duration = Duration::from_millis(2500);
+/// How often a received message pushes the silence deadline back (not a timer per message).
+const PUSH_EVERY: Duration = Duration::from_millis(250);
+/// How long the server may take to answer the probe sent after a silence.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a request may take beyond the largest payload: subject, reply subject, headers.
 const ENVELOPE_BYTES: usize = 4096;
 /// A first message later than this after its request was waiting, not travelling: no sample.
@@ -32,7 +40,7 @@ pub(crate) enum Pulled {
     Message(jetstream::Message),
     /// A request ended (expired, or its byte allowance is used up): ask again.
     Ended,
-    /// Nothing came for two heartbeats: outstanding requests are presumed gone.
+    /// Nothing came for [`SILENCE`] (missed heartbeats): outstanding requests are presumed gone.
     Stale,
     /// The consumer was deleted (or became push-based): bind again.
     Gone(String),
@@ -54,8 +62,8 @@ pub(crate) struct Puller {
     /// When the request that found nothing on its way went out (a round-trip sample).
     probe: Option<Instant>,
     round_trip: Option<Duration>,
-    /// When silence means outstanding requests are gone: pushed back at most once a second, so
-    /// the hot path does not re-register a timer per message.
+    /// When silence means outstanding requests are gone: pushed back at most every
+    /// [`PUSH_EVERY`], so the hot path does not re-register a timer per message.
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     deadline_set: Instant,
 }
@@ -81,7 +89,7 @@ impl Puller {
             min_request_bytes: max_payload + ENVELOPE_BYTES,
             probe: None,
             round_trip: None,
-            deadline: Box::pin(tokio::time::sleep(HEARTBEAT * 2)),
+            deadline: Box::pin(tokio::time::sleep(SILENCE)),
             deadline_set: Instant::now(),
         })
     }
@@ -151,6 +159,7 @@ impl Puller {
                         continue;
                     }
                     self.reset();
+                    self.check_path().await;
                     return Some(Pulled::Stale);
                 }
             };
@@ -174,15 +183,38 @@ impl Puller {
     /// What a received message means; it also pushes back the silence deadline.
     fn received(&mut self, message: async_nats::Message) -> Option<Pulled> {
         let now = Instant::now();
-        if now.duration_since(self.deadline_set) >= Duration::from_secs(1) {
+        if now.duration_since(self.deadline_set) >= PUSH_EVERY {
             self.push_deadline(now);
         }
         self.classify(message)
     }
 
     fn push_deadline(&mut self, now: Instant) {
-        self.deadline.as_mut().reset(now + HEARTBEAT * 2);
+        self.deadline.as_mut().reset(now + SILENCE);
         self.deadline_set = now;
+    }
+
+    /// After a silence: asks the server something it answers at once (a request no one listens
+    /// to gets "no responders"). No answer: the path to the server is dead (cut off, not
+    /// closed), and the client reconnects now instead of after its missed pings.
+    async fn check_path(&self) {
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            return; // Reconnecting already.
+        }
+        let probe = self
+            .client
+            .request(self.client.new_inbox(), bytes::Bytes::new());
+        let alive = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(error)) => error.kind() == async_nats::RequestErrorKind::NoResponders,
+            Err(_elapsed) => false,
+        };
+        if !alive {
+            tracing::warn!("the NATS server does not answer; reconnecting to another");
+            if let Err(error) = self.client.force_reconnect().await {
+                tracing::debug!(%error, "cannot force a reconnect");
+            }
+        }
     }
 
     /// A message already received, without waiting.

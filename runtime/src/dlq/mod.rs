@@ -25,6 +25,28 @@ pub const DLQ_SUBJECTS: &str = "jetfn.dlq.>";
 /// path and the advisory path can never both store a dead letter for the same message.
 pub(crate) const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// Whether `function` can have dead letters (an event function of `registry`): `Err` is the
+/// one line to tell the user, naming request functions as such and suggesting a close name.
+pub(crate) fn check_function(registry: &crate::Registry, function: &str) -> Result<(), String> {
+    if registry.get(function).is_some() {
+        return Ok(());
+    }
+    if registry.request(function).is_some() {
+        return Err(format!(
+            "`{function}` is a request function: it has no dead letters (a failed request \
+             answers its caller with an error)"
+        ));
+    }
+    let events = || registry.iter().map(|spec| spec.name);
+    let known = events().collect::<Vec<_>>().join(", ");
+    Err(match jetfn_grammar::suggest::closest(function, events()) {
+        Some(close) => format!(
+            "no event function `{function}`; did you mean `{close}`? The event functions: {known}"
+        ),
+        None => format!("no event function `{function}`; the event functions: {known}"),
+    })
+}
+
 /// The provenance headers a dead letter adds.
 pub mod headers {
     /// The function that gave up on the message.

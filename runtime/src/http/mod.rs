@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::FunctionConfig;
+use crate::config::{FunctionConfig, RequestConfig};
 use crate::metrics::Format;
 use crate::state::{FunctionReport, RequestReport, RuntimeState};
 
@@ -105,11 +105,28 @@ struct FunctionView<'a> {
     dead_lettered: u64,
 }
 
+/// A request function in `/functions`: its config, subscription and outcome counts.
+#[derive(Serialize)]
+struct RequestView<'a> {
+    #[serde(flatten)]
+    config: &'a RequestConfig,
+    status: RequestReport,
+    ok: u64,
+    error: u64,
+}
+
+/// One entry of `/functions`, with its `kind` (as `list --json` has it).
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum View<'a> {
+    Event(FunctionView<'a>),
+    Request(RequestView<'a>),
+}
+
+/// The event functions, then the request functions.
 async fn functions(State(state): State<AppState>) -> impl IntoResponse {
-    let views: Vec<_> = state
-        .functions
-        .iter()
-        .map(|f| FunctionView {
+    let events = state.functions.iter().map(|f| {
+        View::Event(FunctionView {
             config: &f.config,
             status: f.report(),
             in_flight: f.metrics.in_flight.get(),
@@ -119,6 +136,15 @@ async fn functions(State(state): State<AppState>) -> impl IntoResponse {
             retried: f.metrics.retried.get(),
             dead_lettered: f.metrics.dead_lettered.get(),
         })
-        .collect();
+    });
+    let requests = state.requests.iter().map(|r| {
+        View::Request(RequestView {
+            config: &r.config,
+            status: r.report(),
+            ok: r.metrics.ok.get(),
+            error: r.metrics.error.get(),
+        })
+    });
+    let views: Vec<View<'_>> = events.chain(requests).collect();
     Json(serde_json::to_value(views).unwrap_or_default())
 }

@@ -77,7 +77,13 @@ impl Shared {
     /// Calls the service once it is ready.
     pub(crate) async fn run(&self, call: Call) -> Result<(), HandlerError> {
         let response = {
-            let mut service = self.0.lock().await;
+            // Uncontended (the common case): no await, so a call that finishes at once still
+            // finishes on its first poll, inline in the pull loop (an awaited lock spends the
+            // task's cooperative budget and may yield).
+            let mut service = match self.0.try_lock() {
+                Ok(service) => service,
+                Err(_) => self.0.lock().await,
+            };
             service.ready().await?;
             service.call(call)
         };

@@ -32,6 +32,20 @@ impl Failure {
         }
     }
 
+    /// Whether the payload did not decode into the handler's type (the handler never ran).
+    pub(crate) fn is_undecodable(&self) -> bool {
+        matches!(self, Failure::Handler(error) if error.kind() == ErrorKind::Decode)
+    }
+
+    /// What the log line of this failure says: `undecodable payload` or `handler failed`.
+    pub(crate) fn log_message(&self) -> &'static str {
+        if self.is_undecodable() {
+            "undecodable payload"
+        } else {
+            "handler failed"
+        }
+    }
+
     /// Whether retrying may help; such failures also count against the circuit breaker.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
@@ -139,6 +153,16 @@ pub(crate) fn decide(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_decode_failure_is_not_logged_as_a_handler_failure() {
+        use super::Failure;
+        use crate::HandlerError;
+        let decode = Failure::Handler(HandlerError::decode("expected value at line 1"));
+        assert_eq!(decode.log_message(), "undecodable payload");
+        let failed = Failure::Handler(HandlerError::retryable("db down"));
+        assert_eq!(failed.log_message(), "handler failed");
+        assert_eq!(Failure::Panic("x".into()).log_message(), "handler failed");
+    }
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;

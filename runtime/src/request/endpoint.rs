@@ -42,18 +42,30 @@ pub(super) async fn run(endpoint: Endpoint) {
     let workers = Arc::new(Semaphore::new(
         usize::try_from(config.max_workers).unwrap_or(usize::MAX),
     ));
-    let mut draining = false;
+    // Set on `stop`: the end of the drain budget. Draining ends there whatever the connection
+    // state (a drain needs the server's answer: without a connection it never comes).
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
         // A permit first: beyond `max_workers` requests wait in the subscription.
-        let Ok(permit) = workers.clone().acquire_owned().await else {
+        let permit = match draining {
+            Some(deadline) => tokio::time::timeout_at(deadline, workers.clone().acquire_owned())
+                .await
+                .ok(),
+            None => Some(workers.clone().acquire_owned().await),
+        };
+        let Some(Ok(permit)) = permit else {
             break;
         };
-        let next = if draining {
-            subscriber.next().await
+        let next = if let Some(deadline) = draining {
+            let Ok(next) = tokio::time::timeout_at(deadline, subscriber.next()).await else {
+                tracing::warn!(function = %config.name, "the request subscription did not drain within the budget");
+                break;
+            };
+            next
         } else {
             tokio::select! {
                 () = endpoint.stop.cancelled() => {
-                    draining = true;
+                    draining = Some(tokio::time::Instant::now() + endpoint.shutdown_timeout);
                     endpoint.state.set_subscribed(false);
                     // UNSUB, then a PING: the server's last deliveries still come, then `None`.
                     if let Err(error) = subscriber.drain().await {
@@ -75,7 +87,9 @@ pub(super) async fn run(endpoint: Endpoint) {
     endpoint.state.set_subscribed(false);
     // Every permit back means every request received has been answered.
     let all = config.max_workers;
-    let answered = tokio::time::timeout(endpoint.shutdown_timeout, workers.acquire_many(all)).await;
+    let deadline =
+        draining.unwrap_or_else(|| tokio::time::Instant::now() + endpoint.shutdown_timeout);
+    let answered = tokio::time::timeout_at(deadline, workers.acquire_many(all)).await;
     if answered.is_err() {
         tracing::warn!(function = %config.name, "requests still running at the end of the drain budget");
     }

@@ -93,6 +93,8 @@ async fn run(serve: Serve) {
             serve.jetstream.clone(),
             serve.auto_create_streams,
             serve.app.state.clone(),
+            // A request is its own input (no redelivery): the lease is its timeout.
+            crate::once_bucket::Steps::new(state.config.timeout, crate::once::DEFAULT_RETENTION),
         ));
         let pipeline = Pipeline::new(
             function,

@@ -12,6 +12,20 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Whether text lines get ANSI colours: only when stderr is a terminal, and not when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>).
+pub(super) fn ansi() -> bool {
+    use std::io::IsTerminal;
+    ansi_for(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn ansi_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// How a line is laid out, so the ids can be added in its grammar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Layout {
@@ -114,6 +128,18 @@ mod tests {
             .with_remote_span_context(ids)
             .attach();
         f();
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(ansi_for(true, None));
+        assert!(ansi_for(true, Some(OsStr::new(""))));
+        assert!(!ansi_for(true, Some(OsStr::new("1"))));
+        assert!(
+            !ansi_for(false, None),
+            "a file or a pipe gets no escape codes"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   children, and `Context::publish` injects it (or that of a handler's span) into what it
 //!   publishes: a chain of functions is one trace. Spans are exported over OTLP when the standard
 //!   `OTEL_*` variables ask for it (see [`crate::config`]; `http/protobuf` through the `otlp`
-//!   module's encoder, `grpc` through `opentelemetry-otlp`); the standard `OTEL_TRACES_SAMPLER` /
+//!   module's encoder, `grpc`, with the cargo feature `otlp-grpc`, through `opentelemetry-otlp`); the standard `OTEL_TRACES_SAMPLER` /
 //!   `OTEL_TRACES_SAMPLER_ARG` pick the sampler (default: parent-based, always on). Without an
 //!   exporter, spans still get ids, so trace context is propagated and logs carry ids.
 //!
@@ -36,7 +36,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{Config, LogFormat, OtlpConfig, OtlpProtocol};
+use crate::config::{Config, LogFormat, OtlpProtocol};
 use crate::handler::EventMeta;
 use crate::propagation;
 use log::{Layout, WithTraceIds};
@@ -78,14 +78,20 @@ pub fn init(config: &Config) -> Telemetry {
         .with_resource(Resource::builder().with_service_name(service).build());
     let mut export_error = None;
     if let Some(otlp) = &config.otlp {
-        let built = match otlp.protocol {
-            OtlpProtocol::HttpProtobuf => otlp::HttpExporter::new(otlp).map(Exporter::Http),
-            OtlpProtocol::Grpc => grpc_exporter(otlp).map(Exporter::Grpc),
-        };
-        match built {
-            Ok(Exporter::Http(exporter)) => builder = builder.with_batch_exporter(exporter),
-            Ok(Exporter::Grpc(exporter)) => builder = builder.with_batch_exporter(exporter),
-            Err(error) => export_error = Some(error),
+        match otlp.protocol {
+            OtlpProtocol::HttpProtobuf => match otlp::HttpExporter::new(otlp) {
+                Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+                Err(error) => export_error = Some(error),
+            },
+            #[cfg(feature = "otlp-grpc")]
+            OtlpProtocol::Grpc => match grpc_exporter(otlp) {
+                Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+                Err(error) => export_error = Some(error),
+            },
+            // The configuration refuses `grpc` without the feature (exit 2); a `Config` made
+            // in code may still hold it.
+            #[cfg(not(feature = "otlp-grpc"))]
+            OtlpProtocol::Grpc => export_error = Some(crate::config::GRPC_NEEDS_FEATURE.to_owned()),
         }
     }
     let provider = builder.build();
@@ -98,8 +104,9 @@ pub fn init(config: &Config) -> Telemetry {
     let fmt = match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(log::ansi())
             .event_format(WithTraceIds {
-                inner: tracing_subscriber::fmt::format(),
+                inner: tracing_subscriber::fmt::format().with_ansi(log::ansi()),
                 layout: Layout::Text,
             })
             .boxed(),
@@ -138,15 +145,12 @@ fn log_filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// The span exporter of the configured protocol.
-enum Exporter {
-    Http(otlp::HttpExporter),
-    Grpc(opentelemetry_otlp::SpanExporter),
-}
-
 /// The gRPC exporter (`opentelemetry-otlp`'s, over tonic, which reads the headers from the
 /// environment itself); HTTP is [`otlp::HttpExporter`].
-fn grpc_exporter(otlp: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, String> {
+#[cfg(feature = "otlp-grpc")]
+fn grpc_exporter(
+    otlp: &crate::config::OtlpConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
     use opentelemetry_otlp::{SpanExporter, WithExportConfig};
     SpanExporter::builder()
         .with_tonic()

@@ -2,6 +2,7 @@
 //! recorded instead of sent.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 
@@ -68,6 +69,8 @@ impl TestContext {
             async_nats::jetstream::new(never_connected()),
             false,
             AppState::default(),
+            // `ctx.once` needs its KV bucket: in a test context it fails (retryable).
+            crate::once_bucket::Steps::new(Duration::from_secs(30), crate::once::DEFAULT_RETENTION),
         );
         function.recorder = Some(self.recorder.clone());
         let input = InputRef::Message {

@@ -80,9 +80,9 @@ pub async fn consumer_counts(
 /// How many messages `stream` holds on `subject` (none while the stream does not exist: a test
 /// may delete and re-create it under a running poll; any other error fails the test, so that a
 /// count of 0 means none).
-pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64 {
+pub async fn stored(js: &jetstream::Context, name: &str, subject: &str) -> u64 {
     use jetstream::context::GetStreamErrorKind;
-    let stream = match js.get_stream(stream).await {
+    let stream = match js.get_stream(name).await {
         Ok(stream) => stream,
         Err(error) => match error.kind() {
             GetStreamErrorKind::JetStream(e)
@@ -90,19 +90,29 @@ pub async fn stored(js: &jetstream::Context, stream: &str, subject: &str) -> u64
             {
                 return 0
             }
-            _ => panic!("stream {stream}: {error}"),
+            _ => panic!("stream {name}: {error}"),
         },
     };
-    let Ok(info) = stream.info_with_subjects(subject).await else {
-        return 0;
+    let info = match stream.info_with_subjects(subject).await {
+        Ok(info) => info,
+        Err(error) if is_stream_not_found(&error) => return 0,
+        Err(error) => panic!("stream info of {name}: {error}"),
     };
     let subjects: Vec<_> = info.collect().await;
+    // An error in the listing fails the test: dropped, it would read as fewer messages.
     subjects
         .into_iter()
-        .filter_map(Result::ok)
+        .map(|entry| entry.expect("subject count"))
         .filter(|(s, _)| s == subject)
         .map(|(_, count)| count as u64)
         .sum()
+}
+
+/// Whether a JetStream request failed because the stream does not exist (deleted under it).
+fn is_stream_not_found(error: &async_nats::jetstream::context::RequestError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|e| e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 pub fn init_logs() {

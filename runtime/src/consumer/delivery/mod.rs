@@ -67,6 +67,7 @@ impl Deliverer {
             js.clone(),
             auto_create_streams,
             app.state.clone(),
+            crate::once_bucket::Steps::new(config.ack_wait, config.once_retention),
         ));
         let guard = Guard {
             timeout: config.timeout,
@@ -178,7 +179,7 @@ impl Deliverer {
             Ok(()) => self.breaker.record(Some(true)),
             Err(failure) => {
                 span.record_failure(failure);
-                tracing::warn!(function = %self.name(), attempt, error = %failure, "handler failed");
+                tracing::warn!(function = %self.name(), attempt, error = %failure, "{}", failure.log_message());
                 // Permanent, undecodable and invalid messages say nothing of the dependency.
                 self.breaker.record(failure.is_retryable().then_some(false));
             }

@@ -2,18 +2,25 @@
 //!
 //! The SDK's batch span processor (its queue, batch size and schedule, the standard
 //! `OTEL_BSP_*` variables) hands batches to [`HttpExporter`], which encodes them straight into the
-//! request body ([`encode`]) and posts it with `reqwest`'s blocking client on the processor's
-//! thread: `Content-Type: application/x-protobuf`, the configured headers, a deadline of the
-//! configured timeout for the whole export, and up to three retries of what the OTLP
-//! specification calls retryable (429, 502, 503, 504, or no answer), after 100 ms, 200 ms,
-//! 400 ms (plus jitter) or the server's `Retry-After`, within that deadline. `grpc` goes through
-//! `opentelemetry-otlp`'s tonic exporter instead.
+//! request body ([`encode`]) and posts it with hyper's HTTP/1.1 client (the hyper axum already
+//! brings) on a small runtime of the exporter's own, on the processor's thread:
+//! `Content-Type: application/x-protobuf`, the configured headers, a deadline of the configured
+//! timeout for the whole export, and up to three retries of what the OTLP specification calls
+//! retryable (429, 502, 503, 504, or no answer), after 100 ms, 200 ms, 400 ms (plus jitter) or
+//! the server's `Retry-After`, within that deadline. Endpoints are `http://` (a collector or
+//! agent beside the process); `grpc` goes through `opentelemetry-otlp`'s tonic exporter
+//! instead (cargo feature `otlp-grpc`).
 
 mod encode;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
@@ -31,93 +38,130 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// An OTLP/HTTP span exporter encoding spans without intermediate protobuf structs.
 #[derive(Debug)]
 pub(crate) struct HttpExporter {
-    endpoint: String,
-    headers: reqwest::header::HeaderMap,
+    endpoint: Uri,
+    /// The request target (origin form, `/v1/traces`): what HTTP/1.1 sends to a server.
+    target: Uri,
+    /// `host:port` to connect to.
+    address: String,
+    headers: HeaderMap,
     timeout: Duration,
-    /// Made on first use, on the exporting thread: `reqwest`'s blocking client runs a runtime of
-    /// its own, which must not be made or dropped inside an async context.
-    client: OnceLock<Result<reqwest::blocking::Client, String>>,
+    /// Made on first use, on the exporting thread: a current-thread runtime, which must not be
+    /// made or dropped inside an async context (the batch processor's thread is not one).
+    runtime: OnceLock<Result<tokio::runtime::Runtime, String>>,
     resource: EncodedResource,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// Exported.
+    Done,
+    /// Not exported, and trying again will not help.
+    Final(String),
+    /// Not exported now; retry, after the server's `Retry-After` when it gave one.
+    Retry(Option<Duration>),
 }
 
 impl HttpExporter {
     /// An exporter for `config` (the endpoint is the full URL, `.../v1/traces`).
     pub(crate) fn new(config: &OtlpConfig) -> Result<Self, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
+        let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| format!("OTLP header name {name:?}: {e}"))?;
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|e| format!("OTLP header {name}: {e}"))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| format!("OTLP header {name}: {e}"))?;
             headers.append(name, value);
         }
         headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            reqwest::header::HeaderValue::from_static("application/x-protobuf"),
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
         );
-        reqwest::Url::parse(&config.endpoint)
+        let endpoint: Uri = config
+            .endpoint
+            .parse()
             .map_err(|e| format!("OTLP endpoint {:?}: {e}", config.endpoint))?;
+        match endpoint.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "OTLP endpoint {:?}: https is not supported by the OTLP/HTTP exporter; \
+                     export to a collector or agent over http://",
+                    config.endpoint
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "OTLP endpoint {:?}: expected an http:// URL",
+                    config.endpoint
+                ))
+            }
+        }
+        let authority = endpoint
+            .authority()
+            .ok_or_else(|| format!("OTLP endpoint {:?}: no host", config.endpoint))?;
+        let address = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(authority.as_str())
+                .map_err(|e| format!("OTLP endpoint {:?}: {e}", config.endpoint))?,
+        );
+        let target = endpoint
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
         Ok(Self {
-            endpoint: config.endpoint.clone(),
+            endpoint,
+            target,
+            address,
             headers,
             timeout: config.timeout,
-            client: OnceLock::new(),
+            runtime: OnceLock::new(),
             resource: EncodedResource::default(),
         })
     }
 
-    fn client(&self) -> Result<&reqwest::blocking::Client, OTelSdkError> {
-        self.client
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, OTelSdkError> {
+        self.runtime
             .get_or_init(|| {
-                reqwest::blocking::Client::builder()
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
                     .build()
                     .map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|e| OTelSdkError::InternalFailure(format!("OTLP HTTP client: {e}")))
+            .map_err(|e| OTelSdkError::InternalFailure(format!("OTLP HTTP runtime: {e}")))
     }
 
     /// Posts `body`, retrying what may succeed later, within the timeout.
     fn send(&self, body: Vec<u8>) -> OTelSdkResult {
-        let client = self.client()?;
+        let runtime = self.runtime()?;
         let deadline = Instant::now() + self.timeout;
-        let body = bytes::Bytes::from(body);
+        let body = Bytes::from(body);
         let mut pause = FIRST_RETRY;
         for attempt in 0..=RETRIES {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            let sent = client
-                .post(&self.endpoint)
-                .headers(self.headers.clone())
-                .timeout(left)
-                .body(body.clone())
-                .send();
-            let retry_after = match sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    if !matches!(status, 429 | 502 | 503 | 504) || attempt == RETRIES {
-                        return Err(OTelSdkError::InternalFailure(format!(
-                            "OTLP export to {} answered {status}",
-                            self.endpoint
-                        )));
-                    }
-                    response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| value.trim().parse::<u64>().ok())
-                        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
-                }
-                Err(error) if attempt == RETRIES || error.is_builder() => {
+            let outcome = runtime.block_on(async {
+                tokio::time::timeout(left, self.attempt(body.clone()))
+                    .await
+                    .unwrap_or(Attempt::Retry(None))
+            });
+            let retry_after = match outcome {
+                Attempt::Done => return Ok(()),
+                Attempt::Final(reason) => {
                     return Err(OTelSdkError::InternalFailure(format!(
-                        "OTLP export to {}: {error}",
+                        "OTLP export to {}: {reason}",
                         self.endpoint
                     )))
                 }
-                Err(_) => None,
+                Attempt::Retry(_) if attempt == RETRIES => break,
+                Attempt::Retry(retry_after) => retry_after,
             };
             let jitter =
                 Duration::from_millis(rand::random_range(0..=pause.as_millis() as u64 / 2));
@@ -129,6 +173,54 @@ impl HttpExporter {
             pause *= 2;
         }
         Err(OTelSdkError::Timeout(self.timeout))
+    }
+
+    /// One POST on a new connection (a batch every few seconds does not need a pool).
+    async fn attempt(&self, body: Bytes) -> Attempt {
+        let Ok(stream) = tokio::net::TcpStream::connect(&self.address).await else {
+            return Attempt::Retry(None);
+        };
+        let Ok((mut sender, connection)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            return Attempt::Retry(None);
+        };
+        // Drives the connection while the request is answered; ends with it.
+        tokio::spawn(connection);
+        let mut request = Request::post(self.target.clone());
+        if let Some(headers) = request.headers_mut() {
+            headers.clone_from(&self.headers);
+        }
+        let request = match request.body(Full::new(body)) {
+            Ok(request) => request,
+            Err(error) => return Attempt::Final(error.to_string()),
+        };
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(_) => return Attempt::Retry(None),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Attempt::Done;
+        }
+        let retryable = matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        );
+        if !retryable {
+            return Attempt::Final(format!("answered {}", status.as_u16()));
+        }
+        Attempt::Retry(
+            response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER)),
+        )
     }
 }
 
@@ -253,7 +345,7 @@ mod tests {
     }
 
     fn export(exporter: &HttpExporter) -> OTelSdkResult {
-        futures::executor::block_on(exporter.export(one_span()))
+        futures_executor::block_on(exporter.export(one_span()))
     }
 
     #[test]

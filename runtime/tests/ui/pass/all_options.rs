@@ -22,6 +22,7 @@ struct OrderCreated {
     dlq = "orders.dead",
     breaker_failures = 0,
     breaker_cooldown = "1m 30s",
+    once_retention = "30d",
 )]
 async fn reserve(_ctx: Context, event: Event<OrderCreated>) -> Result<(), HandlerError> {
     let _ = event.data.order_id;
@@ -50,6 +51,7 @@ fn main() {
         // Batch keys belong to batch functions (`tests/ui/pass/batch_function.rs`).
         batch: None,
         batch_wait: None,
+        once_retention: Some(Duration::from_secs(30 * 24 * 3600)),
     };
     assert_eq!(spec.attrs, expected);
     assert_eq!(spec.location.file, file!());

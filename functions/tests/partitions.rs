@@ -1,0 +1,357 @@
+//! The image's binary on a three-server JetStream cluster spread over network-namespace hosts,
+//! under partitions (`jetfn::testing::Hosts`): two pods run `reserve_inventory` on their own
+//! hosts while the test publishes a steady load of acknowledged orders; a fault is made and
+//! healed; then every order must have its reservation stored exactly once, nothing
+//! dead-lettered. Each scenario prints its figures: inputs, outputs, duplicates, lost, longest
+//! processing stall (the largest gap between two stored outputs) and recovery after the heal.
+//!
+//! Needs root, `ip` and `iptables` (fails in one line saying which is missing).
+
+mod common;
+
+use common::BINARY;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_nats::jetstream::{self, stream};
+use functions::{sample_order, subjects};
+use futures::StreamExt;
+use jetfn::testing::{eventually, http_get, Hosts, NetNats};
+
+/// Servers on hosts 0..3, pods on hosts 3 and 4.
+const SERVERS: [usize; 3] = [0, 1, 2];
+const PODS: [usize; 2] = [3, 4];
+/// The steady load: orders per second, and how many.
+const RATE: u64 = 50;
+const ORDERS: u64 = 500;
+/// When the fault starts and how long it lasts, from the start of the load.
+const FAULT_AT: Duration = Duration::from_secs(3);
+const FAULT_FOR: Duration = Duration::from_secs(5);
+/// How long anything may take to settle on a shared machine.
+const PATIENCE: Duration = Duration::from_secs(90);
+/// What a pod cut off from every server holds comes back to the other pod after this.
+const ACK_WAIT: &str = "4s";
+
+/// One scenario at a time: each runs five hosts, three servers and two pods.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Cluster {
+    hosts: Hosts,
+    nats: NetNats,
+    js: jetstream::Context,
+}
+
+async fn cluster() -> Cluster {
+    let mut hosts = Hosts::create(5).unwrap_or_else(|e| panic!("{e}"));
+    let nats = NetNats::start(&mut hosts, &SERVERS).unwrap_or_else(|e| panic!("{e}"));
+    let js = jetstream::new(nats.client(&hosts).await);
+    let up = eventually(PATIENCE, || async { js.query_account().await.is_ok() }).await;
+    assert!(up, "the cluster's JetStream answers");
+    for (name, subject, window) in [
+        ("SHOP", "shop.>", Duration::from_secs(120)),
+        ("JETFN_DLQ", "jetfn.dlq.>", Duration::from_secs(24 * 3600)),
+        (
+            "JETFN_ADVISORIES",
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+            Duration::from_secs(120),
+        ),
+    ] {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subject.to_owned()],
+            num_replicas: 3,
+            duplicate_window: window,
+            ..Default::default()
+        };
+        let created = eventually(PATIENCE, || async {
+            js.get_or_create_stream(config.clone()).await.is_ok()
+        });
+        assert!(created.await, "stream {name} (R3)");
+    }
+    let mut cluster = Cluster { hosts, nats, js };
+    for pod in PODS {
+        cluster.start_pod(pod);
+    }
+    for pod in PODS {
+        let addr = SocketAddr::from((cluster.hosts.addr(pod), 8080));
+        let ready = eventually(PATIENCE, || async {
+            matches!(http_get(addr, "/ready").await, Ok((200, _)))
+        });
+        assert!(ready.await, "pod on host {pod} ready");
+    }
+    cluster
+}
+
+impl Cluster {
+    fn start_pod(&mut self, host: usize) {
+        let mut command = self.hosts.command(host, BINARY);
+        command
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("NATS_URL", self.nats.urls(&self.hosts))
+            .env("JETFN_FUNCTIONS", "reserve_inventory")
+            .env("JETFN_HTTP_ADDR", format!("{}:8080", self.hosts.addr(host)))
+            .env("JETFN__FUNCTIONS__RESERVE_INVENTORY__ACK_WAIT", ACK_WAIT)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::null());
+        self.hosts.spawn(command).expect("pod");
+    }
+
+    /// The server (index) that leads `stream`, and the one that leads its consumer.
+    async fn leaders(&self) -> (usize, usize) {
+        let mut stream = self.js.get_stream("SHOP").await.expect("SHOP");
+        let info = stream.info().await.expect("stream info");
+        let leader = |cluster: Option<&jetstream::stream::ClusterInfo>| {
+            let name = cluster.and_then(|c| c.leader.clone()).expect("a leader");
+            self.nats.index_of(&name).expect("a server of the cluster")
+        };
+        let stream_leader = leader(info.cluster.as_ref());
+        let mut consumer: jetstream::consumer::PullConsumer = stream
+            .get_consumer("reserve_inventory")
+            .await
+            .expect("consumer");
+        let info = consumer.info().await.expect("consumer info");
+        (stream_leader, leader(info.cluster.as_ref()))
+    }
+
+    /// Every host but `host`.
+    fn others(&self, host: usize) -> Vec<usize> {
+        (0..self.hosts.len()).filter(|&h| h != host).collect()
+    }
+}
+
+/// Publishes `ORDERS` orders at `RATE`, each until acknowledged (the same `Nats-Msg-Id` when
+/// sent again); returns when each was acknowledged.
+async fn load(js: jetstream::Context) -> Vec<SystemTime> {
+    let mut acked = Vec::with_capacity(ORDERS as usize);
+    let started = tokio::time::Instant::now();
+    for n in 0..ORDERS {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(n as f64 / RATE as f64)).await;
+        let order = sample_order(n);
+        let body = serde_json::to_vec(&order).expect("JSON");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", order.data.order_id.as_str());
+            let sent = js
+                .publish_with_headers(subjects::ORDER_CREATED, headers, body.clone().into())
+                .await;
+            if let Ok(ack) = sent {
+                if ack.await.is_ok() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "order {n} not acknowledged");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        acked.push(SystemTime::now());
+    }
+    acked
+}
+
+/// Every stored reservation: its order id and when it was stored.
+///
+/// Right after a fault the cluster may still be electing: a read that fails (the reader cannot
+/// be made, or its messages stop with an error) is made again from the start until the
+/// patience ends; an error past it fails the test (it never reads as "no output").
+async fn outputs(js: &jetstream::Context) -> Vec<(String, SystemTime)> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match read_outputs(js).await {
+            Ok(found) => return found,
+            Err(error) if Instant::now() < deadline => {
+                println!("reading the outputs again: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("cannot read the outputs: {error}"),
+        }
+    }
+}
+
+/// One read of every stored reservation.
+async fn read_outputs(js: &jetstream::Context) -> Result<Vec<(String, SystemTime)>, String> {
+    let consumer = js
+        .get_stream("SHOP")
+        .await
+        .map_err(|e| e.to_string())?
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let count = consumer.cached_info().num_pending as usize;
+    let mut found = Vec::with_capacity(count);
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while found.len() < count {
+        let message = tokio::time::timeout(PATIENCE, messages.next())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{} of {count} stored outputs read within the patience",
+                    found.len()
+                )
+            })?
+            .ok_or("the reader ended")?
+            .map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+        let order = value["data"]["order_id"]
+            .as_str()
+            .expect("order_id")
+            .to_owned();
+        let published = message.info().map_err(|e| e.to_string())?.published;
+        found.push((order, SystemTime::from(published)));
+    }
+    Ok(found)
+}
+
+/// How many dead letters `JETFN_DLQ` holds. Right after a fault the request may time out while
+/// the cluster elects: asked again within the patience; an error past it fails the test.
+async fn dead_letters(js: &jetstream::Context) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let info = async {
+            let mut stream = js
+                .get_stream("JETFN_DLQ")
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .info()
+                .await
+                .map(|i| i.state.messages)
+                .map_err(|e| e.to_string())
+        };
+        match info.await {
+            Ok(messages) => return messages,
+            Err(error) if Instant::now() < deadline => {
+                println!("reading the DLQ again: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => panic!("cannot read the DLQ: {error}"),
+        }
+    }
+}
+
+/// What goes wrong during the load.
+enum Fault {
+    /// At `FAULT_AT`, cut host `.0` off from hosts `.1`; heal `FAULT_FOR` later.
+    Partition(usize, Vec<usize>),
+    /// Every server killed and restarted, one after another, 2 s apart, from `FAULT_AT`.
+    RollingRestart,
+}
+
+/// Runs the load with `fault`; checks and prints.
+async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
+    let started = tokio::time::Instant::now();
+    let load = tokio::spawn(load(cluster.js.clone()));
+    tokio::time::sleep_until(started + FAULT_AT).await; // the scenario's schedule, not a proof
+    match fault {
+        Fault::Partition(host, others) => {
+            cluster.hosts.partition(host, &others).expect("partition");
+            tokio::time::sleep(FAULT_FOR).await;
+            cluster.hosts.heal().expect("heal");
+        }
+        Fault::RollingRestart => {
+            for index in 0..SERVERS.len() {
+                let Cluster { hosts, nats, .. } = cluster;
+                nats.restart(hosts, index).expect("restart");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    let healed = SystemTime::now();
+    let acked = load.await.expect("load");
+
+    let js = &cluster.js;
+    let distinct = || async {
+        let outputs = outputs(js).await;
+        let mut orders: Vec<_> = outputs.into_iter().map(|(order, _)| order).collect();
+        orders.sort();
+        orders.dedup();
+        orders.len() as u64
+    };
+    let all = eventually(PATIENCE, || async { distinct().await == ORDERS }).await;
+    let outputs = outputs(js).await;
+    let mut per_order: BTreeMap<&str, Vec<SystemTime>> = BTreeMap::new();
+    for (order, at) in &outputs {
+        per_order.entry(order).or_default().push(*at);
+    }
+    let duplicates = outputs.len() - per_order.len();
+    let lost = ORDERS as usize - per_order.len();
+    let mut times: Vec<SystemTime> = outputs.iter().map(|(_, at)| *at).collect();
+    times.sort();
+    let (stall, stall_start) = times
+        .windows(2)
+        .filter_map(|pair| Some((pair[1].duration_since(pair[0]).ok()?, pair[0])))
+        .max()
+        .unwrap_or((Duration::ZERO, healed));
+    // Where the stall began, against the heal (negative: before it).
+    let stall_from_heal = match stall_start.duration_since(healed) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    };
+    // Recovery: from the heal to the output of the last order acknowledged before it.
+    let recovery = (0..ORDERS as usize)
+        .filter(|&n| acked[n] <= healed)
+        .filter_map(|n| per_order.get(sample_order(n as u64).data.order_id.as_str()))
+        .flat_map(|ats| ats.iter().copied())
+        .max()
+        .and_then(|last| last.duration_since(healed).ok())
+        .unwrap_or_default();
+    let dead = dead_letters(js).await;
+    println!(
+        "{name}: inputs {ORDERS}, outputs {}, duplicates {duplicates}, lost {lost}, dead letters \
+         {dead}, longest stall {:.2} s (from {stall_from_heal:+.1} s of the heal), recovery \
+         after heal {:.2} s",
+        outputs.len(),
+        stall.as_secs_f64(),
+        recovery.as_secs_f64()
+    );
+    assert!(all, "{name}: every order reserved ({lost} lost)");
+    assert_eq!(duplicates, 0, "{name}: every output stored once");
+    assert_eq!(dead, 0, "{name}: nothing dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_server_partitioned() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster().await;
+    let cut = cluster.nats.host(2);
+    let fault = Fault::Partition(cut, cluster.others(cut));
+    scenario("minority server partitioned", &mut cluster, fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_and_consumer_leader_partitioned() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster().await;
+    let (stream_leader, consumer_leader) = cluster.leaders().await;
+    println!("leaders: stream s{stream_leader}, consumer s{consumer_leader}");
+    let cut = cluster.nats.host(stream_leader);
+    let fault = Fault::Partition(cut, cluster.others(cut));
+    scenario("stream leader partitioned", &mut cluster, fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_partitioned_from_every_server() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster().await;
+    let servers: Vec<usize> = (0..SERVERS.len()).map(|i| cluster.nats.host(i)).collect();
+    let fault = Fault::Partition(PODS[0], servers);
+    scenario("pod partitioned from every server", &mut cluster, fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_the_servers() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster().await;
+    scenario("rolling restart", &mut cluster, Fault::RollingRestart).await;
+}
