@@ -133,7 +133,9 @@ async fn app_slow_start(_ctx: Context, _event: Event<String>) -> Result<(), Hand
 async fn not_ready_while_a_startup_hook_runs_and_nothing_bound_before_it_ends() {
     let server = NatsServer::start();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (running, hook_runs) = tokio::sync::oneshot::channel::<()>();
     let app = App::new().on_startup(|_start: Startup| async move {
+        let _ = running.send(());
         released.await?;
         Ok(())
     });
@@ -142,9 +144,12 @@ async fn not_ready_while_a_startup_hook_runs_and_nothing_bound_before_it_ends() 
         .await
         .expect("starts");
     let addr = handle.http_addr();
-    // Connected, the hook still waiting: alive, not ready, nothing bound.
+    // Connected (hooks run only then), the hook still waiting: alive, not ready, nothing bound.
     let js = jetstream::new(server.client().await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(PATIENCE, hook_runs)
+        .await
+        .expect("the hook runs")
+        .expect("the hook signals");
     assert_eq!(http_get(addr, "/health").await.expect("get").0, 200);
     assert_eq!(http_get(addr, "/ready").await.expect("get").0, 503);
     assert!(!consumer_exists(&js, "APPS", "app_slow_start").await);
