@@ -23,6 +23,7 @@ pub enum Key {
     Batch,
     BatchWait,
     OnceRetention,
+    OrderedBy,
 }
 
 /// The kind of value a key takes.
@@ -38,11 +39,13 @@ pub enum Kind {
     Int,
     /// A string holding a schedule ([`crate::schedule::Schedule`]).
     Schedule,
+    /// A string holding an ordering key ([`crate::order::OrderedBy`]).
+    OrderedBy,
 }
 
 impl Key {
     /// The keys of `#[event_handler]`, in the order of the docs.
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 19] = [
         Key::Subject,
         Key::Schedule,
         Key::ScheduleTtl,
@@ -61,6 +64,7 @@ impl Key {
         Key::Batch,
         Key::BatchWait,
         Key::OnceRetention,
+        Key::OrderedBy,
     ];
 
     /// The key as written in the attribute and in configuration.
@@ -84,6 +88,7 @@ impl Key {
             Key::Batch => "batch",
             Key::BatchWait => "batch_wait",
             Key::OnceRetention => "once_retention",
+            Key::OrderedBy => "ordered_by",
         }
     }
 
@@ -103,6 +108,7 @@ impl Key {
             | Key::BatchWait
             | Key::OnceRetention => Kind::Duration,
             Key::Schedule => Kind::Schedule,
+            Key::OrderedBy => Kind::OrderedBy,
             Key::Backoff => Kind::Backoff,
             Key::MaxDeliver
             | Key::MinWorkers
@@ -134,6 +140,7 @@ impl Key {
             Key::Batch => "batch = 100",
             Key::BatchWait => "batch_wait = \"100ms\"",
             Key::OnceRetention => "once_retention = \"7d\"",
+            Key::OrderedBy => "ordered_by = \"subject\"",
         }
     }
 }
@@ -145,11 +152,12 @@ pub const REQUEST_KEYS: &[Key] = &[Key::Subject, Key::Name, Key::Timeout, Key::M
 pub const CONFIG_ONLY_EVENT_KEYS: &[&str] = &["prefetch", "prefetch_bytes"];
 
 /// The keys a configuration override of an event function may set: every attribute key but
-/// `name` (a function is overridden under its name), then [`CONFIG_ONLY_EVENT_KEYS`].
+/// `name` (a function is overridden under its name) and `ordered_by` (whether a function keeps
+/// per-key order is its code's decision, not a deployment's), then [`CONFIG_ONLY_EVENT_KEYS`].
 pub fn event_override_keys() -> impl Iterator<Item = &'static str> + Clone {
     Key::ALL
         .into_iter()
-        .filter(|key| *key != Key::Name)
+        .filter(|key| !matches!(key, Key::Name | Key::OrderedBy))
         .map(Key::as_str)
         .chain(CONFIG_ONLY_EVENT_KEYS.iter().copied())
 }

@@ -1,5 +1,5 @@
 //! The grammar shared by `jetfn` and `jetfn-macros`: the attribute keys and their defaults
-//! ([`keys`], [`defaults`]), durations and backoffs ([`duration`]), schedules ([`schedule`]) and
+//! ([`keys`], [`defaults`]), durations and backoffs ([`duration`]), schedules ([`schedule`]), ordering keys ([`order`]) and
 //! "did you mean" suggestions ([`suggest`]).
 //!
 //! `#[event_handler]` checks its attributes with these functions at compile time and the
@@ -17,6 +17,7 @@
 pub mod defaults;
 pub mod duration;
 pub mod keys;
+pub mod order;
 pub mod schedule;
 pub mod suggest;
 

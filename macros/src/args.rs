@@ -110,6 +110,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
         Kind::Duration => "a duration string",
         Kind::Backoff => "a backoff string",
         Kind::Schedule => "a schedule string",
+        Kind::OrderedBy => "\"subject\" or \"header:<Name>\"",
         Kind::Int => "an integer literal",
     };
     let wrong = |value: &Expr| {
@@ -133,7 +134,7 @@ fn literal(key: Key, value: Expr) -> syn::Result<Value> {
             syn::Error::new_spanned(&value, format!("`{}` cannot be negative", key.as_str())),
         ),
         (
-            Kind::Str | Kind::Duration | Kind::Backoff | Kind::Schedule,
+            Kind::Str | Kind::Duration | Kind::Backoff | Kind::Schedule | Kind::OrderedBy,
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
             }),
@@ -204,7 +205,7 @@ mod tests {
             "unsupported argument `retries`; supported arguments are: subject, schedule, \
              schedule_ttl, name, stream, max_deliver, backoff, ack_wait, timeout, min_workers, \
              max_workers, max_ack_pending, dlq, breaker_failures, breaker_cooldown, batch, \
-             batch_wait, once_retention"
+             batch_wait, once_retention, ordered_by"
         );
         assert_eq!(messages[1], "duplicate argument `subject`");
         assert_eq!(

@@ -60,6 +60,7 @@ mod asyncapi;
 pub mod autoscale;
 mod batch;
 pub mod breaker;
+mod bucket;
 mod cli;
 pub mod codec;
 mod command;

@@ -5,15 +5,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 
+use crate::bucket::{self, Bucket, BucketError};
+
 /// The bucket's name.
 pub const BUCKET: &str = "JETFN_ONCE";
-
-/// The bucket could not be found nor created.
-#[derive(Debug, thiserror::Error)]
-#[error("the KV bucket {BUCKET} is unavailable: {reason}")]
-pub(crate) struct BucketError {
-    pub(crate) reason: String,
-}
 
 /// The bucket: one value per key (no history), file storage, per-message TTL on. No `max_age`:
 /// each record expires by the TTL its last revision carries (`once_retention` of its
@@ -29,63 +24,9 @@ pub(crate) fn config() -> kv::Config {
     }
 }
 
-/// The bucket, and where its records are written.
-#[derive(Debug, Clone)]
-pub(crate) struct Bucket {
-    pub(crate) js: jetstream::Context,
-    pub(crate) store: kv::Store,
-}
-
-impl Bucket {
-    /// The subject a record of `key` is written to (as `kv::Store` writes it).
-    pub(crate) fn subject(&self, key: &str) -> String {
-        let prefix = self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix);
-        format!("{prefix}{key}")
-    }
-}
-
-/// The bucket, created when missing (by any pod or by `provision`; creating it again with the
-/// same configuration changes nothing).
-///
-/// A bucket made by hand without per-message TTL gets it turned on: without it every write
-/// (each carries a TTL) would be refused.
+/// `JETFN_ONCE`, created when missing.
 pub(crate) async fn ensure(js: &jetstream::Context) -> Result<Bucket, BucketError> {
-    let store = find_or_create(js).await?;
-    if store.use_jetstream_prefix {
-        // jetfn does not bind to a JetStream domain; writing through one needs its API prefix.
-        return Err(BucketError {
-            reason: "a JetStream domain's bucket is not supported".to_owned(),
-        });
-    }
-    Ok(Bucket {
-        js: js.clone(),
-        store,
-    })
-}
-
-async fn find_or_create(js: &jetstream::Context) -> Result<kv::Store, BucketError> {
-    let store = match js.get_key_value(BUCKET).await {
-        Ok(store) => store,
-        Err(_) => match js.create_key_value(config()).await {
-            Ok(store) => store,
-            // Created meanwhile by another pod with another configuration, or a lookup that
-            // failed for a passing reason: one more look.
-            Err(create) => js.get_key_value(BUCKET).await.map_err(|_| BucketError {
-                reason: create.to_string(),
-            })?,
-        },
-    };
-    let mut stream = store.stream.cached_info().config.clone();
-    if stream.allow_message_ttl {
-        return Ok(store);
-    }
-    stream.allow_message_ttl = true;
-    js.update_stream(stream).await.map_err(|e| BucketError {
-        reason: format!("turning on per-message TTL: {e}"),
-    })?;
-    js.get_key_value(BUCKET).await.map_err(|e| BucketError {
-        reason: e.to_string(),
-    })
+    bucket::ensure(js, config()).await
 }
 
 /// What the once-only steps of one function share: their lease, their retention, and the

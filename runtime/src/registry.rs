@@ -122,6 +122,8 @@ pub struct Attributes {
     pub batch_wait: Option<Duration>,
     /// `once_retention`: how long the records of once-only steps live.
     pub once_retention: Option<Duration>,
+    /// `ordered_by`: `"subject"` or `"header:<Name>"`, for an ordered function.
+    pub ordered_by: Option<&'static str>,
 }
 
 impl Attributes {
@@ -143,6 +145,7 @@ impl Attributes {
         batch: None,
         batch_wait: None,
         once_retention: None,
+        ordered_by: None,
     };
 }
 

@@ -89,6 +89,8 @@ pub(crate) struct Pulling {
 struct Detail {
     stream: Option<String>,
     last_error: Option<String>,
+    /// An ordered function: whether this pod holds its lease (pulls and runs it).
+    holding: Option<bool>,
 }
 
 /// What `/ready` and `/functions` report of a function.
@@ -99,9 +101,21 @@ pub(crate) struct FunctionReport {
     bound: bool,
     stream: Option<String>,
     last_error: Option<String>,
+    /// An ordered function: its key and the partitions this pod holds (one partition today:
+    /// `[0]` on the lease holder, `[]` on a standby).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordered: Option<OrderedReport>,
     requested: usize,
     ahead: usize,
     round_trip_us: u64,
+}
+
+/// What `/functions` reports of an ordered function.
+#[derive(Debug, Serialize)]
+pub(crate) struct OrderedReport {
+    ordered_by: String,
+    partitions: u32,
+    partitions_held: Vec<u32>,
 }
 
 impl RuntimeState {
@@ -126,7 +140,7 @@ impl RuntimeState {
 
 impl FunctionState {
     pub(crate) fn new(config: FunctionConfig, metrics: &Metrics) -> Self {
-        let metrics = metrics.function(&config.name);
+        let metrics = metrics.function(&config.name, config.ordered_by.is_some());
         metrics.breaker.set(0); // closed
         Self {
             metrics,
@@ -175,14 +189,29 @@ impl FunctionState {
         self.update(|detail| detail.last_error = Some(error.to_string()));
     }
 
+    /// An ordered function: whether this pod holds its lease now.
+    pub(crate) fn set_holding(&self, holding: bool) {
+        self.update(|detail| detail.holding = Some(holding));
+    }
+
     pub(crate) fn report(&self) -> FunctionReport {
         let detail = self.detail.lock().map(|d| d.clone()).unwrap_or_default();
+        let ordered = self.config.ordered_by.as_ref().map(|by| OrderedReport {
+            ordered_by: by.to_string(),
+            partitions: 1,
+            partitions_held: if detail.holding == Some(true) {
+                vec![0]
+            } else {
+                Vec::new()
+            },
+        });
         FunctionReport {
             name: self.config.name.clone(),
             subject: self.config.subject.clone(),
             bound: self.bound(),
             stream: detail.stream,
             last_error: detail.last_error,
+            ordered,
             requested: self.pulling.requested.load(Ordering::Relaxed),
             ahead: self.pulling.ahead.load(Ordering::Relaxed),
             round_trip_us: self.pulling.round_trip_us.load(Ordering::Relaxed),

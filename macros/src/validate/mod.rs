@@ -255,6 +255,18 @@ fn attributes(kind: Macro, args: &Args, errors: &mut Errors) -> Option<Checked> 
             "`batch_wait` applies to batch functions: add `batch = N` and take `batch: Batch<T>`",
         ));
     }
+    if let Some(span) = lit_of(Key::OrderedBy) {
+        let other = if args.given(Key::Batch) {
+            Some("`ordered_by` cannot be used with `batch`: an ordered function handles one message of a key at a time; remove one")
+        } else if args.given(Key::Schedule) {
+            Some("`ordered_by` applies to functions with a `subject`: a scheduled function's ticks are already one at a time")
+        } else {
+            None
+        };
+        if let Some(message) = other {
+            errors.push(syn::Error::new(span, message));
+        }
+    }
     if errors.0.is_some() != before {
         return None;
     }
@@ -285,6 +297,9 @@ fn check(key: Key, value: &Value) -> syn::Result<Attr> {
         (_, Kind::Schedule) => check_schedule(&text)
             .map_err(|e| invalid(&e))
             .map(|()| Attr::Str(text)),
+        (_, Kind::OrderedBy) => jetfn_grammar::order::OrderedBy::parse(&text)
+            .map_err(|e| invalid(&e))
+            .map(|_| Attr::Str(text)),
         (_, Kind::Backoff) => parse_backoff(&text)
             .map(|(initial, max)| Attr::Backoff(initial, max))
             .map_err(|e| invalid(&e)),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::value::{self, duration, human, integer};
+use jetfn_grammar::order::OrderedBy;
 use jetfn_grammar::{defaults, keys};
 
 use super::ConfigError;
@@ -105,6 +106,13 @@ pub struct FunctionConfig {
     /// exceed the function's whole retry schedule ([`FunctionConfig::retry_span`]).
     #[serde(serialize_with = "human")]
     pub once_retention: Duration,
+    /// An ordered function's key (`ordered_by`): one message of a key at a time, in stream
+    /// order, across every pod (see the `ordered` module of the consumer).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_opt"
+    )]
+    pub ordered_by: Option<OrderedBy>,
     /// The handler.
     #[serde(skip)]
     pub handler: HandlerFn,
@@ -119,6 +127,13 @@ pub(crate) fn state_names<S: Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(states.iter().map(StateType::name))
+}
+
+fn display_opt<S: Serializer>(value: &Option<OrderedBy>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serializer.collect_str(value),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn human_opt<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -157,6 +172,7 @@ impl FunctionConfig {
             states: spec.states,
             location: spec.location,
             once_retention: crate::once::DEFAULT_RETENTION,
+            ordered_by: None,
             handler: spec.handler,
             batch_handler: spec.batch,
         }
@@ -168,6 +184,7 @@ impl FunctionConfig {
     ) -> Result<Self, ConfigError> {
         let mut config = Self::defaults(spec);
         config.apply_attributes(spec);
+        config.resolve_ordered_by(spec)?;
         for (key, value) in overrides {
             config.apply_override(key, value)?;
         }
@@ -183,6 +200,25 @@ impl FunctionConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// `ordered_by` as written on the function (the macro checked it; a `HandlerSpec` built by
+    /// hand is checked here).
+    fn resolve_ordered_by(&mut self, spec: &HandlerSpec) -> Result<(), ConfigError> {
+        let Some(written) = spec.attrs.ordered_by else {
+            return Ok(());
+        };
+        let path = format!("functions.{}.ordered_by", spec.name.to_lowercase());
+        let ordered_by =
+            OrderedBy::parse(written).map_err(|e| ConfigError::invalid(&path, e.to_string()))?;
+        if spec.batch.is_some() {
+            return Err(ConfigError::invalid(
+                &path,
+                "ordered_by cannot be used with batch",
+            ));
+        }
+        self.ordered_by = Some(ordered_by);
+        Ok(())
     }
 
     /// A scheduled function reads `jetfn.tick.<name>` in `JETFN_SCHEDULES`; its tick TTL

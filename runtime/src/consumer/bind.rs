@@ -45,12 +45,15 @@ pub(crate) enum ProvisionError {
     Bind(#[from] BindError),
     #[error("{0}")]
     Advisories(String),
+    #[error(transparent)]
+    Leases(#[from] crate::bucket::BucketError),
 }
 
 /// Creates, or updates to the function's configuration, everything a function needs on the
 /// server: the stream of its dead-letter subject (`JETFN_DLQ`), the advisory stream (before the
 /// consumer, so that no MAX_DELIVERIES advisory of it is lost; the pod's one consumer on it is
-/// `dlq::advisory`'s), its stream and durable consumer. Idempotent: the same configuration twice
+/// `dlq::advisory`'s), an ordered function's lease bucket (`JETFN_ORDERED`), its stream and
+/// durable consumer. Idempotent: the same configuration twice
 /// changes nothing. The runtime calls it when it binds a function, the `provision` command
 /// before any pod runs.
 pub(crate) async fn provision_function(
@@ -65,6 +68,10 @@ pub(crate) async fn provision_function(
     // A scheduled function: its stream and schedule first (written only when they differ).
     if let Some(wanted) = function.wanted_schedule() {
         schedule::ensure(js, &wanted).await?;
+    }
+    // An ordered function: the bucket of its lease (`JETFN_ORDERED`).
+    if function.ordered_by.is_some() {
+        super::ordered::lease::ensure(js).await?;
     }
     Ok(bind(js, function, auto_create_streams).await?)
 }
@@ -113,7 +120,12 @@ pub(crate) fn consumer_config(function: &FunctionConfig) -> consumer::pull::Conf
         ack_policy: consumer::AckPolicy::Explicit,
         deliver_policy: consumer::DeliverPolicy::All,
         ack_wait: function.ack_wait,
-        max_deliver: i64::from(function.max_deliver),
+        // An ordered function retries in place and counts its attempts itself: the server must
+        // never stop redelivering a message its key waits for.
+        max_deliver: match function.ordered_by {
+            Some(_) => -1,
+            None => i64::from(function.max_deliver),
+        },
         max_ack_pending: i64::from(function.max_ack_pending),
         ..Default::default()
     }

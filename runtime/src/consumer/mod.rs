@@ -12,6 +12,7 @@ mod bind;
 mod delivery;
 mod drain;
 mod gather;
+mod ordered;
 mod prefetch;
 mod pull;
 mod pulling;
@@ -59,6 +60,9 @@ pub(crate) struct Runner {
 
 /// Runs one function until `cancel` fires, then drains it within `shutdown_timeout`.
 pub(crate) async fn run(runner: Runner) {
+    if let Some(by) = runner.state.config.ordered_by.clone() {
+        return ordered::run(runner, by).await;
+    }
     let mut pulling = Loop::new(runner);
     while !pulling.cancel.is_cancelled() {
         let (state, js, cancel) = (&pulling.state, &pulling.js, &pulling.cancel);

@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn the_runtime_registry_converts_line_for_line() {
         let metrics = super::super::Metrics::new();
-        let function = metrics.function("f");
+        let function = metrics.function("f", false);
         function.acked.inc();
         function.duration.observe(0.25);
         let openmetrics = metrics.encode(super::super::Format::OpenMetrics);

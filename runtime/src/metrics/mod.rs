@@ -9,6 +9,7 @@
 //! | `jetfn_in_flight` | gauge: handler runs now | `function` |
 //! | `jetfn_workers` | gauge: concurrent runs allowed now | `function` |
 //! | `jetfn_consumer_pending` | gauge: the consumer's `num_pending` | `function` |
+//! | `jetfn_ordered_keys_held` | gauge: keys of an ordered function held behind a failing message (only ordered functions have it) | `function` |
 //! | `jetfn_breaker_state` | gauge: 0 closed, 1 half-open, 2 open | `function` |
 //! | `jetfn_ready` | gauge: 1 when this process is ready for the function (connected, its consumer bound, not draining) | `function` |
 //! | `jetfn_nats_connected` | gauge: 1 when connected | — |
@@ -68,6 +69,7 @@ pub(crate) struct Metrics {
     pending: Family<FunctionLabel, Gauge>,
     breaker: Family<FunctionLabel, Gauge>,
     ready: Family<FunctionLabel, Gauge>,
+    keys_held: Family<FunctionLabel, Gauge>,
     pub(crate) nats_connected: Gauge,
 }
 
@@ -85,6 +87,9 @@ pub(crate) struct FunctionMetrics {
     pub(crate) breaker: Gauge,
     /// Set when `/metrics` is scraped, never per delivery.
     pub(crate) ready: Gauge,
+    /// An ordered function's keys held behind a failing message (a detached gauge for any
+    /// other function: only ordered functions export it).
+    pub(crate) keys_held: Gauge,
 }
 
 /// One request function's metric handles.
@@ -113,6 +118,7 @@ impl Metrics {
         let pending = Family::<FunctionLabel, Gauge>::default();
         let breaker = Family::<FunctionLabel, Gauge>::default();
         let ready = Family::<FunctionLabel, Gauge>::default();
+        let keys_held = Family::<FunctionLabel, Gauge>::default();
         let nats_connected = Gauge::default();
         registry.register(
             "jetfn_messages",
@@ -160,6 +166,11 @@ impl Metrics {
             ready.clone(),
         );
         registry.register(
+            "jetfn_ordered_keys_held",
+            "Keys of an ordered function held behind a failing message",
+            keys_held.clone(),
+        );
+        registry.register(
             "jetfn_nats_connected",
             "1 while connected to NATS",
             nats_connected.clone(),
@@ -175,11 +186,13 @@ impl Metrics {
             pending,
             breaker,
             ready,
+            keys_held,
             nats_connected,
         }
     }
 
-    pub(crate) fn function(&self, name: &str) -> FunctionMetrics {
+    /// The handles of a function; `ordered` ones also export `jetfn_ordered_keys_held`.
+    pub(crate) fn function(&self, name: &str, ordered: bool) -> FunctionMetrics {
         let label = FunctionLabel {
             function: name.to_owned(),
         };
@@ -195,6 +208,11 @@ impl Metrics {
             pending: self.pending.get_or_create(&label).clone(),
             breaker: self.breaker.get_or_create(&label).clone(),
             ready: self.ready.get_or_create(&label).clone(),
+            keys_held: if ordered {
+                self.keys_held.get_or_create(&label).clone()
+            } else {
+                Gauge::default()
+            },
         }
     }
 

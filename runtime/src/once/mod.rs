@@ -33,8 +33,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::bucket::Bucket;
 use crate::handler::{Context, HandlerError};
-use crate::once_bucket::{Bucket, Steps};
+use crate::once_bucket::Steps;
 use record::{Found, Record, RecordError};
 
 #[cfg(feature = "deploy")]

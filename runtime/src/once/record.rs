@@ -1,24 +1,17 @@
 //! The record of one step in `JETFN_ONCE`: its JSON value, and the compare-and-set writes that
 //! claim it, keep its lease, store its result or clear it.
 //!
-//! Every write is a JetStream publish to the key's subject with
-//! `Nats-Expected-Last-Subject-Sequence` (the revision it replaces; 0 = the key has no message)
-//! and `Nats-TTL` (the retention). We publish ourselves rather than through `kv::Store::update`
-//! because a TTL belongs to one revision, not to the key, and `Store::update` (and
-//! `Store::create_with_ttl` when it re-creates a deleted key) writes a revision without one:
-//! such a record would never expire. The bucket has no `max_age`: the TTL of each revision
-//! is what expires it.
+//! Every write is a compare-and-set write of [`crate::bucket`] carrying the function's
+//! `once_retention` as its TTL.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::header::{self, HeaderMap, HeaderValue};
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::kv::Operation;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::once_bucket::Bucket;
+use crate::bucket::{self, Bucket, WriteError};
 
 /// A record's value.
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,13 +89,7 @@ pub(crate) async fn write(
     expected: u64,
     ttl: Duration,
 ) -> Result<u64, RecordError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-        HeaderValue::from(expected),
-    );
-    headers.insert(header::NATS_MESSAGE_TTL, ttl_header(ttl));
-    publish(bucket, key, headers, value).await
+    Ok(bucket::write(bucket, key, value, expected, ttl).await?)
 }
 
 /// Clears `key` if its last revision is `expected`: a purge marker (which drops the claim) that
@@ -113,15 +100,7 @@ pub(crate) async fn clear(
     expected: u64,
     ttl: Duration,
 ) -> Result<u64, RecordError> {
-    let mut headers = HeaderMap::new();
-    headers.insert("KV-Operation", "PURGE");
-    headers.insert(header::NATS_ROLLUP, "sub");
-    headers.insert(
-        header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-        HeaderValue::from(expected),
-    );
-    headers.insert(header::NATS_MESSAGE_TTL, ttl_header(ttl));
-    publish(bucket, key, headers, Bytes::new()).await
+    Ok(bucket::clear(bucket, key, expected, ttl).await?)
 }
 
 /// What `key` holds now.
@@ -151,33 +130,13 @@ pub(crate) async fn read(bucket: &Bucket, key: &str) -> Result<Found, RecordErro
     })
 }
 
-async fn publish(
-    bucket: &Bucket,
-    key: &str,
-    headers: HeaderMap,
-    value: Bytes,
-) -> Result<u64, RecordError> {
-    let ack = bucket
-        .js
-        .publish_with_headers(bucket.subject(key), headers, value)
-        .await
-        .map_err(unavailable)?
-        .await
-        .map_err(|error| match error.kind() {
-            PublishErrorKind::WrongLastSequence => RecordError::Conflict,
-            _ => unavailable(error),
-        })?;
-    Ok(ack.sequence)
-}
-
-fn unavailable(error: PublishError) -> RecordError {
-    RecordError::Unavailable(error.to_string())
-}
-
-/// `Nats-TTL` in whole seconds, rounded up (the server's unit; at least 1 s).
-fn ttl_header(ttl: Duration) -> HeaderValue {
-    let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    HeaderValue::from(seconds.max(1))
+impl From<WriteError> for RecordError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Conflict => RecordError::Conflict,
+            WriteError::Unavailable(reason) => RecordError::Unavailable(reason),
+        }
+    }
 }
 
 /// Now, in milliseconds since the Unix epoch.
@@ -220,12 +179,5 @@ mod tests {
         let until = millis(at);
         assert!(!Found::expired(until, at - Duration::from_millis(1)));
         assert!(Found::expired(until, at));
-    }
-
-    #[test]
-    fn ttls_are_whole_seconds_rounded_up() {
-        assert_eq!(ttl_header(Duration::from_secs(604_800)).as_str(), "604800");
-        assert_eq!(ttl_header(Duration::from_millis(2_500)).as_str(), "3");
-        assert_eq!(ttl_header(Duration::from_millis(10)).as_str(), "1");
     }
 }

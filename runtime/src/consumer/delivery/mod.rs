@@ -8,9 +8,11 @@
 
 mod batch;
 mod meta;
+mod ordered;
 mod outcome;
 
 pub(crate) use meta::meta;
+pub(crate) use ordered::Fate;
 pub(crate) use outcome::{ack_kind, Outcome};
 
 use std::sync::Arc;
@@ -30,6 +32,14 @@ use crate::pipeline::{Call, Entry, Guard, Instruments, Messages, Output, Pipelin
 use crate::policy::{self, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
 use crate::telemetry::{self, DeliverySpan, SpanNames};
+
+/// How a run was judged: its outcome, the dead-letter kind when one was stored, and the error
+/// for the observer.
+struct Judged {
+    outcome: Outcome,
+    dead_letter: Option<&'static str>,
+    error: Option<String>,
+}
 
 /// What every delivery of one function shares.
 pub(crate) struct Deliverer {
@@ -171,6 +181,21 @@ impl Deliverer {
         result: Result<(), Failure>,
         span: &DeliverySpan,
     ) {
+        let judged = self.judge(message, attempt, result, span).await;
+        if self.settle(message, judged.outcome).await {
+            self.observe(message, attempt, judged);
+        }
+    }
+
+    /// Records the run for the breaker and decides its outcome by the policy; a dead letter is
+    /// stored (and only then the outcome says so). Nothing is told to the server yet.
+    async fn judge(
+        &self,
+        message: &jetstream::Message,
+        attempt: u32,
+        result: Result<(), Failure>,
+        span: &DeliverySpan,
+    ) -> Judged {
         let error = match (&self.observer, &result) {
             (Some(_), Err(failure)) => Some(failure.to_string()),
             _ => None,
@@ -207,23 +232,23 @@ impl Deliverer {
                 }
             }
         };
-        if self.settle(message, outcome).await {
-            if let Some(observer) = &self.observer {
-                self.observe(observer, message, attempt, outcome, dead_letter, error);
-            }
+        Judged {
+            outcome,
+            dead_letter,
+            error,
         }
     }
 
-    /// Tells the observer (the test harness) how a delivery was settled.
-    fn observe(
-        &self,
-        observer: &Observer,
-        message: &jetstream::Message,
-        attempt: u32,
-        outcome: Outcome,
-        dead_letter: Option<&'static str>,
-        error: Option<String>,
-    ) {
+    /// Tells the observer (the test harness), if any, how a delivery was settled.
+    fn observe(&self, message: &jetstream::Message, attempt: u32, judged: Judged) {
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        let Judged {
+            outcome,
+            dead_letter,
+            error,
+        } = judged;
         let Ok(info) = message.info() else { return };
         observer(Settlement {
             function: self.name().clone(),

@@ -1,0 +1,115 @@
+//! One run of an ordered function's message. Unlike [`Deliverer::deliver`], a failure is not
+//! NAKed back to the server: the message stays in the pod's hand (kept alive) and runs again
+//! after its backoff, so that no later message of its key can overtake it and a takeover's
+//! fence sees every unsettled message held by the consumer's owner (see `consumer::ordered`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use opentelemetry::context::FutureExt as _;
+
+use super::{meta, Deliverer, Outcome};
+use crate::codec::Incoming;
+use crate::handler::{HandlerError, InputRef};
+use crate::pipeline::{Call, Messages, Output};
+use crate::policy::Failure;
+use crate::telemetry::DeliverySpan;
+
+/// What became of one run of an ordered function's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Acked, or dead-lettered and acked: its key goes on with the next message.
+    Settled,
+    /// It failed and runs again after `delay`, kept alive meanwhile; its key stays held.
+    Retry { delay: Duration },
+    /// The server was not told (the ack did not go out): it redelivers the message after
+    /// `ack_wait`, and its key stays held until then.
+    Unsettled,
+}
+
+impl Deliverer {
+    /// Runs `message` once; `retries` earlier runs of it failed in this pod since the server
+    /// delivered it (they count as attempts toward `max_deliver`).
+    pub(crate) async fn run_ordered(
+        self: Arc<Self>,
+        message: jetstream::Message,
+        stream: Arc<str>,
+        retries: u32,
+    ) -> Fate {
+        self.run_or_reject(message, stream, retries, None).await
+    }
+
+    /// Dead-letters `message` as `permanent` with `reason` at once, without running it (an
+    /// ordered function's message without its key).
+    pub(crate) async fn reject(
+        self: Arc<Self>,
+        message: jetstream::Message,
+        stream: Arc<str>,
+        reason: String,
+    ) -> Fate {
+        self.run_or_reject(message, stream, 0, Some(reason)).await
+    }
+
+    async fn run_or_reject(
+        self: Arc<Self>,
+        message: jetstream::Message,
+        stream: Arc<str>,
+        retries: u32,
+        reject: Option<String>,
+    ) -> Fate {
+        let (mut meta, pending) = match meta(&message, stream) {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(function = %self.name(), %error, "not a JetStream delivery; releasing it");
+                self.settle(&message, Outcome::Released).await;
+                return Fate::Unsettled;
+            }
+        };
+        self.state.observe_pending(pending);
+        meta.attempt = meta.attempt.saturating_add(retries);
+        let span = DeliverySpan::start(&self.tracer, self.name(), &self.span_names, &meta);
+        let otel = span.otel.clone();
+        let attempt = meta.attempt;
+        let input = InputRef::Message {
+            stream: meta.stream.clone(),
+            sequence: meta.stream_sequence,
+        };
+        let incoming = Incoming {
+            payload: message.payload.clone(),
+            meta,
+        };
+        let result = match reject {
+            Some(reason) => Err(Failure::Handler(HandlerError::permanent(reason))),
+            None => {
+                let function = self.pipeline.function().clone();
+                let call = Call::new(function, input, Messages::One(incoming), Output::None);
+                let alive = std::slice::from_ref(&message);
+                self.pipeline.run(call, 1, alive).with_context(otel).await
+            }
+        };
+        let fate = self.settle_ordered(&message, attempt, result, &span).await;
+        span.end();
+        fate
+    }
+
+    async fn settle_ordered(
+        &self,
+        message: &jetstream::Message,
+        attempt: u32,
+        result: Result<(), Failure>,
+        span: &DeliverySpan,
+    ) -> Fate {
+        let judged = self.judge(message, attempt, result, span).await;
+        if let Outcome::Retried { delay } = judged.outcome {
+            self.state.metrics.retried.inc();
+            self.observe(message, attempt, judged);
+            return Fate::Retry { delay };
+        }
+        if !self.settle(message, judged.outcome).await {
+            return Fate::Unsettled;
+        }
+        self.observe(message, attempt, judged);
+        Fate::Settled
+    }
+}

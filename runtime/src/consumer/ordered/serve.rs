@@ -1,0 +1,214 @@
+//! Serving an ordered function's consumer while this pod holds its lease: pull, hold each
+//! message under its key, pass the takeover [fence](super::fence), run each key's messages one
+//! at a time in stream order, keep what waits alive, renew the lease, and on shutdown drain.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use jetfn_grammar::order::OrderedBy;
+use tokio::task::JoinSet;
+use tokio::time::{interval_at, sleep_until, Instant};
+
+use super::fence::Fence;
+use super::lease::Lease;
+use super::queues::{Inserted, Queues};
+use super::turn::Turns;
+use super::Ordered;
+use crate::consumer::delivery::{Fate, Outcome};
+use crate::consumer::drain::release_fetched;
+use crate::consumer::prefetch::Want;
+use crate::consumer::pull::{Pulled, Puller};
+
+/// How often the fence asks the server while it waits.
+const FENCE_POLL: Duration = Duration::from_millis(250);
+
+/// How serving ended.
+pub(super) enum Ended {
+    /// The runtime is stopping; the lease was released.
+    Stop,
+    /// The lease is lost: nothing of this pod runs any more.
+    Lost(String),
+    /// The consumer or its subscription went away: bind again.
+    Rebind(String),
+}
+
+/// A turn that ended: its key and sequence, and how (`None`: a message without a key that was
+/// dead-lettered at once).
+type Ended_ = Option<(String, u64, Fate)>;
+
+/// One holding of the lease.
+pub(super) struct Holding<'a> {
+    pub(super) ordered: &'a mut Ordered,
+    pub(super) consumer: PullConsumer,
+    pub(super) turns: Turns,
+    pub(super) queues: Queues<jetstream::Message>,
+    /// Redeliveries of running messages, settled as their run ends.
+    pub(super) shadows: HashMap<u64, jetstream::Message>,
+    pub(super) tasks: JoinSet<Ended_>,
+    pub(super) fence: Fence,
+}
+
+impl Holding<'_> {
+    /// Serves until the runtime stops, the lease is lost or the consumer goes.
+    pub(super) async fn serve(mut self, mut lease: Lease, puller: &mut Puller) -> Ended {
+        let mut renew = interval_at(Instant::now() + lease.period(), lease.period());
+        let keep_alive = self.turns.keep_alive;
+        let mut keep = interval_at(Instant::now() + keep_alive, keep_alive);
+        let mut fence_poll = interval_at(Instant::now(), FENCE_POLL);
+        let max_ack_pending = self.ordered.state.config.max_ack_pending as usize;
+        let bytes = self.ordered.state.config.prefetch_bytes as usize;
+        loop {
+            if self.fence.passed() {
+                self.start_turns();
+            }
+            let messages = max_ack_pending.saturating_sub(self.queues.held());
+            if let Err(error) = puller.request(Want { messages, bytes }).await {
+                tracing::debug!(function = %self.ordered.state.config.name, %error, "pull request not sent");
+            }
+            tokio::select! {
+                biased;
+                () = self.ordered.cancel.cancelled() => return self.stop(lease, puller).await,
+                () = sleep_until(lease.deadline()) => return self.lose("not renewed before its deadline".to_owned()),
+                _ = renew.tick() => {
+                    if let Err(lost) = lease.renew().await {
+                        return self.lose(lost.to_string());
+                    }
+                }
+                _ = keep.tick() => self.keep_alive().await,
+                _ = fence_poll.tick(), if !self.fence.passed() => {
+                    self.fence.check(&self.consumer, self.queues.held()).await;
+                    if self.fence.passed() {
+                        tracing::info!(function = %self.ordered.state.config.name, held = self.queues.held(), "ordered: fence passed; running");
+                    }
+                }
+                Ok(()) = self.ordered.connections.changed() => puller.reset(),
+                Some(joined) = self.tasks.join_next() => self.finish(joined.ok().flatten()),
+                pulled = puller.next() => match pulled {
+                    Some(Pulled::Message(message)) => self.hold(message),
+                    Some(Pulled::Ended | Pulled::Stale) => {}
+                    Some(Pulled::Gone(reason)) => {
+                        self.tasks.abort_all();
+                        return Ended::Rebind(reason);
+                    }
+                    None => {
+                        self.tasks.abort_all();
+                        return Ended::Rebind("pull subscription closed".to_owned());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Holds a pulled message under its key (a message without one is dead-lettered at once).
+    fn hold(&mut self, message: jetstream::Message) {
+        let Ok(sequence) = message.info().map(|info| info.stream_sequence) else {
+            tracing::warn!(function = %self.ordered.state.config.name, "not a JetStream delivery; ignored (the server redelivers it)");
+            return;
+        };
+        let key = match &self.ordered.by {
+            OrderedBy::Subject => Some(message.subject.to_string()),
+            OrderedBy::Header(name) => message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(name.as_str()))
+                .map(|value| value.as_str().to_owned()),
+        };
+        let Some(key) = key else {
+            let reason = format!(
+                "the message has no `{}` header: an ordered function (ordered_by = \"{}\") needs its key",
+                match &self.ordered.by {
+                    OrderedBy::Header(name) => name.as_str(),
+                    OrderedBy::Subject => "subject",
+                },
+                self.ordered.by
+            );
+            let (deliverer, stream) = (self.turns.deliverer.clone(), self.turns.stream.clone());
+            self.tasks.spawn(async move {
+                deliverer.reject(message, stream, reason).await;
+                None
+            });
+            return;
+        };
+        match self.queues.insert(&key, sequence, message) {
+            Inserted::Held | Inserted::Replaced(_) => {}
+            Inserted::Running(again) => {
+                self.shadows.insert(sequence, again);
+            }
+        }
+    }
+
+    /// Starts every key whose next message may run.
+    fn start_turns(&mut self) {
+        while let Some((key, sequence, message)) = self.queues.next() {
+            let turns = self.turns.clone();
+            self.tasks.spawn(async move {
+                let fate = turns.run(message).await;
+                Some((key, sequence, fate))
+            });
+        }
+    }
+
+    /// A turn ended: its key goes on, or is blocked until the server redelivers its message.
+    fn finish(&mut self, ended: Ended_) {
+        let Some((key, sequence, fate)) = ended else {
+            return;
+        };
+        let settled = fate == Fate::Settled;
+        self.queues.finish(&key, sequence, settled);
+        if let Some(again) = self.shadows.remove(&sequence) {
+            if settled {
+                tokio::spawn(async move { again.ack_with(AckKind::Ack).await });
+            } else {
+                self.queues.insert(&key, sequence, again);
+            }
+        }
+    }
+
+    /// Tells the server every waiting message is still in hand.
+    async fn keep_alive(&self) {
+        for message in self.queues.waiting() {
+            if let Err(error) = message.ack_with(AckKind::Progress).await {
+                tracing::debug!(%error, "in-progress ack not sent");
+            }
+        }
+    }
+
+    /// The lease is lost: stop everything at once, settle nothing (the next holder's fence
+    /// takes over what this pod held).
+    fn lose(mut self, reason: String) -> Ended {
+        self.tasks.abort_all();
+        Ended::Lost(reason)
+    }
+
+    /// Drains: nothing more is pulled or started; what waits is handed back; running turns
+    /// finish within the shutdown budget (the lease kept meanwhile), then the lease is released.
+    async fn stop(mut self, mut lease: Lease, puller: &mut Puller) -> Ended {
+        let deliverer = self.turns.deliverer.clone();
+        release_fetched(puller, &deliverer).await;
+        self.turns.stopping.cancel();
+        for message in self.queues.take_waiting() {
+            deliverer.settle(&message, Outcome::Released).await;
+        }
+        let deadline = Instant::now() + self.ordered.shutdown_timeout;
+        let mut renew = interval_at(Instant::now() + lease.period(), lease.period());
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                _ = self.tasks.join_next() => {}
+                _ = renew.tick() => {
+                    if lease.renew().await.is_err() {
+                        self.tasks.abort_all();
+                        return Ended::Stop;
+                    }
+                }
+                () = sleep_until(deadline.min(lease.deadline())) => {
+                    tracing::warn!(function = %self.ordered.state.config.name, running = self.tasks.len(), "shutdown deadline: abandoning running ordered turns (the next holder runs them after ack_wait)");
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        lease.release().await;
+        Ended::Stop
+    }
+}
