@@ -19,7 +19,10 @@
 //!    - jetfn tuned: `max_workers` 256 (`JETFN_BENCH_MAX_WORKERS`);
 //!    - jetfn with a no-op batch function, `batch = 100`, default attributes otherwise;
 //!    - jetfn at default attributes with one user middleware that only calls the rest of the
-//!      stack (`App::layer(from_fn(|call, next| next.run(call)))`): what a layer costs.
+//!      stack (`App::layer(from_fn(|call, next| next.run(call)))`): what a layer costs;
+//!    - an ordered function (`ordered_by = "subject"`, default attributes) over N more messages
+//!      spread on 1,000 subjects `bench.keyed.<k>` (1,000 keys), against the default row;
+//!    - the same kind of function on `bench.events`: one key, so one message at a time.
 //!
 //!    Each row gives msg/s, this process's and the server's CPU time per message (`/proc`), and
 //!    the server's messages in and out per message (`/varz`); the summary gives the medians and
@@ -65,7 +68,8 @@ use jetfn::{event_handler, Batch, BatchError, Config, Context, Event, HandlerErr
 use serde::Deserialize;
 
 use measure::{
-    cpu_per_message, create_stream, median, now_nanos, process_cpu, publish_fixed, rate, ServerLoad,
+    cpu_per_message, create_stream, median, now_nanos, process_cpu, publish_fixed, publish_keyed,
+    rate, ServerLoad,
 };
 use otlp_sink::OtlpSink;
 use peers::{peer_throughput, Peer};
@@ -78,6 +82,10 @@ const BENCH_SUBJECT: &str = "bench.events";
 const IO_SUBJECT: &str = "bench.io";
 const NOOP: &str = "bench_noop";
 const BATCH: &str = "bench_batch";
+const ORDERED: &str = "bench_ordered";
+const ORDERED_ONE: &str = "bench_ordered_one";
+/// Keys of the ordered row.
+const ORDERED_KEYS: u64 = 1_000;
 const IO: &str = "bench_io";
 
 /// The latency stream, its two subjects (one per contender) and the jetfn function.
@@ -120,6 +128,24 @@ fn count_handled() {
 
 #[event_handler(subject = "bench.events", stream = "BENCH")]
 async fn bench_noop(
+    _ctx: Context,
+    _event: Event<serde::de::IgnoredAny>,
+) -> Result<(), HandlerError> {
+    count_handled();
+    Ok(())
+}
+
+#[event_handler(subject = "bench.keyed.*", stream = "BENCH", ordered_by = "subject")]
+async fn bench_ordered(
+    _ctx: Context,
+    _event: Event<serde::de::IgnoredAny>,
+) -> Result<(), HandlerError> {
+    count_handled();
+    Ok(())
+}
+
+#[event_handler(subject = "bench.events", stream = "BENCH", ordered_by = "subject")]
+async fn bench_ordered_one(
     _ctx: Context,
     _event: Event<serde::de::IgnoredAny>,
 ) -> Result<(), HandlerError> {
@@ -318,6 +344,8 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     let started = Instant::now();
     publish_fixed(&js, BENCH_SUBJECT, settings.messages).await;
     let elapsed = started.elapsed();
+    let keyed = |id| format!("bench.keyed.{}", id % ORDERED_KEYS);
+    publish_keyed(&js, keyed, settings.messages).await;
     println!(
         "published {} x {PAYLOAD_BYTES} B in {:.2} s ({:.0} msg/s)",
         settings.messages,
@@ -326,7 +354,7 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     );
 
     let n = settings.messages;
-    let mut rows: [Row; 9] = Default::default();
+    let mut rows: [Row; 11] = Default::default();
     let names = [
         "raw async-nats, batch 200 (default)",
         "raw async-nats, batch 1000",
@@ -337,6 +365,8 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
         "jetfn, tuned",
         "jetfn, batch function (batch = 100)",
         "jetfn, default + one no-op from_fn layer",
+        "jetfn, ordered_by subject, 1,000 keys",
+        "jetfn, ordered_by subject, one key",
     ];
     for run in 1..=settings.runs {
         if settings.runs_side(Contender::Raw) {
@@ -378,6 +408,8 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
                 (5, NOOP, None, tracing, false),
                 (6, NOOP, settings.max_workers, None, false),
                 (7, BATCH, None, None, false),
+                (9, ORDERED, None, None, false),
+                (10, ORDERED_ONE, None, None, false),
             ] {
                 if row == 5 && tracing.is_none() {
                     continue;
@@ -473,6 +505,17 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
         if !row.rates.is_empty() {
             println!("{}", row.line(name, [raw, raw_large, peer, peer_best]));
         }
+    }
+    let (ordered, unordered) = (
+        median(&mut rows[9].rates.clone()),
+        median(&mut rows[4].rates.clone()),
+    );
+    if ordered.is_finite() && unordered.is_finite() {
+        println!(
+            "ordered (1,000 keys) / unordered default: {:.2}; one key (serial): {:.0} msg/s",
+            ordered / unordered,
+            median(&mut rows[10].rates.clone())
+        );
     }
     if let Some((measured, bound)) = io {
         println!(

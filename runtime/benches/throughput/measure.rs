@@ -144,11 +144,21 @@ pub(crate) fn stamp_payload(nanos: u64) -> String {
 
 /// Publishes `count` messages through JetStream, awaiting the acks in batches of 1,000.
 pub(crate) async fn publish_fixed(js: &jetstream::Context, subject: &'static str, count: u64) {
+    publish_keyed(js, |_| subject.to_owned(), count).await;
+}
+
+/// Publishes `count` messages through JetStream, message `id` to `subject(id)`, awaiting the acks
+/// in batches of 1,000.
+pub(crate) async fn publish_keyed(
+    js: &jetstream::Context,
+    subject: impl Fn(u64) -> String,
+    count: u64,
+) {
     const BATCH: u64 = 1_000;
     let mut acks = Vec::with_capacity(BATCH as usize);
     for id in 0..count {
         let ack = js
-            .publish(subject, fixed_payload(id).into())
+            .publish(subject(id), fixed_payload(id).into())
             .await
             .expect("publish");
         acks.push(ack);

@@ -23,6 +23,7 @@ struct OrderCreated {
     breaker_failures = 0,
     breaker_cooldown = "1m 30s",
     once_retention = "30d",
+    ordered_by = "header:Order-Id",
 )]
 async fn reserve(_ctx: Context, event: Event<OrderCreated>) -> Result<(), HandlerError> {
     let _ = event.data.order_id;
@@ -52,6 +53,7 @@ fn main() {
         batch: None,
         batch_wait: None,
         once_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+        ordered_by: Some("header:Order-Id"),
     };
     assert_eq!(spec.attrs, expected);
     assert_eq!(spec.location.file, file!());
