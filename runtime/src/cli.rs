@@ -201,6 +201,27 @@ fn list(runtime: &Runtime, json: bool) -> ExitCode {
             );
         }
     }
+    let ordered: Vec<_> = runtime
+        .functions()
+        .iter()
+        .filter_map(|f| Some((f, f.ordered_by.as_ref()?)))
+        .collect();
+    if !ordered.is_empty() {
+        println!();
+        println!(
+            "{:<24} {:<24} {:>10}  LEASE",
+            "ORDERED FUNCTION", "ORDERED_BY", "PARTITIONS"
+        );
+        for (f, by) in ordered {
+            println!(
+                "{:<24} {:<24} {:>10}  JETFN_ORDERED[{}]",
+                f.name,
+                by.to_string(),
+                1,
+                f.name
+            );
+        }
+    }
     if !runtime.requests().is_empty() {
         println!();
         println!(
