@@ -9,6 +9,12 @@
 //! holds about that many unacknowledged messages, so one pod is asked for each `max_workers`
 //! messages of lag. `activationLagThreshold` is `0`: any lag wakes a Deployment at zero replicas.
 //!
+//! An ordered function (`ordered_by`) is pulled by one pod at a time (the holder of its lease):
+//! more pods add standbys, not throughput. Its trigger reads the same consumer (its lag counts
+//! the messages held behind their keys too: they are delivered, not acknowledged) with
+//! [`ORDERED_LAG_THRESHOLD`], so any lag asks for exactly one pod; the other functions of the
+//! workload, if any, decide beyond that.
+//!
 //! A workload with request functions has no lag to read for them: it keeps `minReplicaCount: 1`
 //! (a request to zero pods gets "no responders") and adds a `cpu` trigger at
 //! [`CPU_UTILIZATION`] percent of the pods' CPU request.
@@ -21,8 +27,15 @@ use super::{kubernetes_name, metadata, Function, Options, Workload};
 /// functions gets more pods.
 pub(super) const CPU_UTILIZATION: u32 = 70;
 
+/// The lag threshold of an ordered function: more than any consumer holds, so its lag asks for
+/// one pod and never two.
+pub(super) const ORDERED_LAG_THRESHOLD: u32 = 1_000_000_000;
+
 /// The lag one pod of `function` is sized for.
 pub(super) fn lag_threshold(function: &Function) -> u32 {
+    if function.ordered {
+        return ORDERED_LAG_THRESHOLD;
+    }
     function.max_workers
 }
 

@@ -125,6 +125,9 @@ pub(crate) struct Function {
     pub(crate) stream: Option<String>,
     /// Its concurrent handler runs per pod: the lag one pod is sized for.
     pub(crate) max_workers: u32,
+    /// An ordered function (`ordered_by`): one pod at a time pulls it, so its lag never asks
+    /// for a second pod.
+    pub(crate) ordered: bool,
 }
 
 impl Function {
@@ -194,6 +197,7 @@ pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry
                 name: f.name.clone(),
                 stream: Some(stream_of(f)?),
                 max_workers: f.max_workers,
+                ordered: f.ordered_by.is_some(),
             })
         })
         .chain(requests.iter().map(|r| {
@@ -201,6 +205,7 @@ pub(crate) fn command(args: &ManifestsArgs, config: &Config, registry: &Registry
                 name: r.name.clone(),
                 stream: None,
                 max_workers: r.max_workers,
+                ordered: false,
             })
         }))
         .collect::<Result<Vec<_>, ManifestError>>()

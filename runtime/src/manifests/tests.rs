@@ -26,6 +26,7 @@ fn function(name: &str, stream: &str, max_workers: u32) -> Function {
         name: name.to_owned(),
         stream: Some(stream.to_owned()),
         max_workers,
+        ordered: false,
     }
 }
 
@@ -34,6 +35,7 @@ fn request(name: &str, max_workers: u32) -> Function {
         name: name.to_owned(),
         stream: None,
         max_workers,
+        ordered: false,
     }
 }
 
@@ -477,4 +479,17 @@ fn every_dashboard_query_is_filtered_by_the_function_variable() {
     ] {
         assert!(titles.contains(&wanted), "{wanted}");
     }
+}
+
+#[test]
+fn an_ordered_functions_lag_asks_for_one_pod_of_the_same_consumer() {
+    let mut ordered = function("order_status", "SHOP", 16);
+    ordered.ordered = true;
+    let documents = documents(&render(&options(), &[ordered], &[]).expect("render"));
+    let scaled = find(&documents, "ScaledObject", "shop-order-status");
+    let trigger = &scaled["spec"]["triggers"][0]["metadata"];
+    assert_eq!(trigger["consumer"], "order_status");
+    assert_eq!(trigger["stream"], "SHOP");
+    assert_eq!(trigger["lagThreshold"], "1000000000");
+    assert_eq!(trigger["activationLagThreshold"], "0");
 }
