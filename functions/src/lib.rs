@@ -7,6 +7,7 @@
 //! shop.orders.created --reserve_inventory--> shop.inventory.reserved
 //!   --charge_payment--> shop.payments.completed --send_notification--> shop.notifications.sent
 //! audit_log records every shop.> event
+//! order_status applies each order's own events (shop.orders.<id>.events) in order
 //! ```
 
 use schemars::JsonSchema;
@@ -93,8 +94,28 @@ pub struct NotificationSent {
     pub message: String,
 }
 
+/// One event of an order's own history, on `shop.orders.<order_id>.events`: the events of an
+/// order are numbered from 1, and `order_status` applies them in that order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+pub struct OrderEvent {
+    /// The order.
+    pub order_id: String,
+    /// This event's number in the order's history (1 = the first).
+    pub version: u32,
+    /// The order's status after it: `placed`, `address_changed`, `confirmed`, ...
+    pub status: String,
+}
+
 /// Subjects of the shop's events.
 pub mod subjects {
+    /// An order's own events (`shop.orders.<order_id>.events`), one subject per order.
+    pub const ORDER_EVENTS: &str = "shop.orders.*.events";
+
+    /// The subject of `order_id`'s own events.
+    pub fn order_events(order_id: &str) -> String {
+        format!("shop.orders.{order_id}.events")
+    }
+
     /// A customer placed an order.
     pub const ORDER_CREATED: &str = "shop.orders.created";
     /// Stock was reserved.

@@ -89,7 +89,8 @@ fn an_unknown_function_exits_2_with_one_line_listing_the_known_ones() {
     assert!(stderr.contains("`refund_order`"), "{stderr}");
     assert!(
         stderr.contains(
-            "audit_log, charge_payment, check_stock, reserve_inventory, send_notification"
+            "audit_log, charge_payment, check_stock, order_status, reserve_inventory, \
+             send_notification"
         ),
         "{stderr}"
     );

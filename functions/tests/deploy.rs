@@ -208,6 +208,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
     let idle = expect(&[
         ("audit_log", 0),
         ("charge_payment", 0),
+        ("order_status", 0),
         ("reserve_inventory", 0),
         ("send_notification", 0),
     ]);
@@ -229,6 +230,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
     let waiting = expect(&[
         ("audit_log", ORDERS),
         ("charge_payment", 0),
+        ("order_status", 0),
         ("reserve_inventory", ORDERS),
         ("send_notification", 0),
     ]);
@@ -251,6 +253,7 @@ async fn keda_reads_the_lag_of_the_stream_and_consumer_the_manifests_name() {
     let processed = expect(&[
         ("audit_log", 2 * ORDERS),
         ("charge_payment", ORDERS),
+        ("order_status", 0),
         ("reserve_inventory", 0),
         ("send_notification", 0),
     ]);
@@ -289,7 +292,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
     let first = stdout(&run(&["provision"], &[("NATS_URL", &url)]));
     assert_eq!(
         first.lines().count(),
-        6,
+        7,
         "the once-only bucket, one line per function, one for the advisory consumer: {first}"
     );
     let before = definitions(&jsz(&endpoint, "$G").await);
@@ -300,6 +303,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
         jetfn::dlq::advisory_consumer([
             "audit_log",
             "charge_payment",
+            "order_status",
             "reserve_inventory",
             "send_notification"
         ])
@@ -311,9 +315,11 @@ async fn provision_twice_changes_nothing_the_second_time() {
             advisories.as_str(),
             "JETFN_DLQ",
             "KV_JETFN_ONCE",
+            "KV_JETFN_ORDERED",
             "SHOP",
             "SHOP/audit_log",
             "SHOP/charge_payment",
+            "SHOP/order_status",
             "SHOP/reserve_inventory",
             "SHOP/send_notification",
         ]

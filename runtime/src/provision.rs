@@ -63,8 +63,12 @@ async fn provision_all(
         let bound = provision_function(js, function, auto_create_streams)
             .await
             .map_err(|e| format!("{}: {e}", function.name))?;
+        let ordered = match &function.ordered_by {
+            Some(by) => format!(", ordered by {by} (its lease in KV bucket JETFN_ORDERED)"),
+            None => String::new(),
+        };
         println!(
-            "{}: stream {}, durable consumer {} on {}, dead letters to {}",
+            "{}: stream {}, durable consumer {} on {}, dead letters to {}{ordered}",
             function.name, bound.stream, function.name, function.subject, function.dlq
         );
         if let Ok(expected) = stream_of(function) {

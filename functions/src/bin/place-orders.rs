@@ -1,10 +1,12 @@
-//! Publishes sample orders to `shop.orders.created`, for the demo.
+//! Publishes sample orders to `shop.orders.created`, for the demo, and each order's own history
+//! (`placed`, for every third order `address_changed`, then `confirmed`) to
+//! `shop.orders.<id>.events`, which `order_status` applies in order.
 //!
 //! `place-orders [COUNT] [INTERVAL_MS]` (default 10 orders, one every 500 ms) to `NATS_URL`.
 
 use std::time::Duration;
 
-use functions::{sample_order, subjects};
+use functions::{sample_order, subjects, OrderEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +31,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?
         .await?;
+        let mut history = vec!["placed"];
+        if n % 3 == 0 {
+            history.push("address_changed");
+        }
+        history.push("confirmed");
+        for (version, status) in (1..).zip(history) {
+            let event = OrderEvent {
+                order_id: order.data.order_id.clone(),
+                version,
+                status: status.to_owned(),
+            };
+            let subject = subjects::order_events(&event.order_id);
+            let mut headers = async_nats::HeaderMap::new();
+            let id = format!("{}:{version}", event.order_id);
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            js.publish_with_headers(subject, headers, serde_json::to_vec(&event)?.into())
+                .await?
+                .await?;
+        }
         println!(
             "placed {} ({} x {}, {:.2})",
             order.data.order_id, order.data.quantity, order.data.sku, order.data.amount

@@ -10,9 +10,10 @@ use jetfn::testing::{eventually, http_get};
 /// The image's binary, built by cargo for the tests.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_functions");
 /// The example shop's functions, sorted by name.
-pub const SHOP_FUNCTIONS: [&str; 4] = [
+pub const SHOP_FUNCTIONS: [&str; 5] = [
     "audit_log",
     "charge_payment",
+    "order_status",
     "reserve_inventory",
     "send_notification",
 ];

@@ -32,14 +32,14 @@ impl Turns {
         let mut retries = 0;
         let mut failing = false;
         let fate = loop {
-            let Ok(permit) = alive(
-                &message,
-                self.keep_alive,
-                self.workers.clone().acquire_owned(),
-            )
-            .await
-            else {
-                break Fate::Unsettled; // the semaphore is never closed
+            // A worker, unless the pod stops first: then the message goes back unrun.
+            let permit = tokio::select! {
+                biased;
+                () = self.stopping.cancelled() => None,
+                permit = alive(&message, self.keep_alive, self.workers.clone().acquire_owned()) => permit.ok(),
+            };
+            let Some(permit) = permit else {
+                break self.hand_back(&message).await;
             };
             let run =
                 self.deliverer
@@ -58,17 +58,21 @@ impl Turns {
             let wait = alive(&message, self.keep_alive, tokio::time::sleep(delay));
             tokio::select! {
                 () = wait => {}
-                () = self.stopping.cancelled() => {
-                    // Handed back for the next holder (who counts from the server's attempts).
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                    break Fate::Unsettled;
-                }
+                () = self.stopping.cancelled() => break self.hand_back(&message).await,
             }
         };
         if failing {
             self.keys_held.dec();
         }
         fate
+    }
+
+    /// Hands `message` back for the next holder (who counts from the server's attempts).
+    async fn hand_back(&self, message: &jetstream::Message) -> Fate {
+        if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+            tracing::debug!(%error, "not handed back; the server redelivers it after ack_wait");
+        }
+        Fate::Unsettled
     }
 }
 
