@@ -9,11 +9,13 @@
 //! neither acked nor terminated, NAKed ones included) is in its hand. Then it knows every
 //! unsettled message and runs each key's in stream order.
 //!
-//! The count it compares with is taken while the loop is paused on the answer, so nothing
-//! enters its hand meanwhile: a message on its way (delivered, not yet received) makes the
-//! server's count the larger one, and the fence waits one more turn. After a graceful handover
-//! (the old holder drained, NAKed what waited and released the lease) the fence passes as soon
-//! as the NAKed messages are back; after a crash, once their `ack_wait` ran out.
+//! The server's answer comes as of one instant, with the consumer's last delivery sequence then:
+//! the holder first takes into its hand what the server sent before answering (it is in the
+//! subscription already), then counts only the held messages delivered up to that sequence. So
+//! a message on its way never counts, nor one delivered after the answer: the comparison is
+//! exact even while messages stream in. After a graceful handover (the old holder drained,
+//! NAKed what waited and released the lease) the fence passes as soon as the NAKed messages are
+//! back; after a crash, once their `ack_wait` ran out; on a fresh start, at once.
 
 use async_nats::jetstream::consumer::PullConsumer;
 
@@ -23,18 +25,37 @@ pub(super) struct Fence {
     passed: bool,
 }
 
+/// The consumer as of one instant: messages pending, and the last delivery's sequence.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Snapshot {
+    pub(super) pending: usize,
+    pub(super) delivered: u64,
+}
+
 impl Fence {
     pub(super) fn passed(&self) -> bool {
         self.passed
     }
 
-    /// Asks the server how many messages are pending for the consumer and passes the fence
-    /// when they are all among the `held` in hand.
-    pub(super) async fn check(&mut self, consumer: &PullConsumer, held: usize) {
+    /// Asks the server how many messages are pending for the consumer (`None`: no answer, the
+    /// fence waits).
+    pub(super) async fn ask(consumer: &PullConsumer) -> Option<Snapshot> {
         match consumer.get_info().await {
-            Ok(info) => self.passed = passes(info.num_ack_pending, held),
-            Err(error) => tracing::debug!(%error, "consumer info failed; the fence waits"),
+            Ok(info) => Some(Snapshot {
+                pending: info.num_ack_pending,
+                delivered: info.delivered.consumer_sequence,
+            }),
+            Err(error) => {
+                tracing::debug!(%error, "consumer info failed; the fence waits");
+                None
+            }
         }
+    }
+
+    /// Passes the fence when every message pending at `snapshot` is among the `held` (the held
+    /// messages delivered up to `snapshot.delivered`).
+    pub(super) fn decide(&mut self, snapshot: Snapshot, held: usize) {
+        self.passed = passes(snapshot.pending, held);
     }
 }
 

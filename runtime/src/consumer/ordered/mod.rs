@@ -107,8 +107,10 @@ pub(crate) async fn run(runner: Runner, by: OrderedBy) {
         };
         tracing::info!(function = %name, owner = %ordered.owner, "ordered: lease taken; fencing");
         state.set_holding(true);
+        state.metrics.workers.set(i64::from(state.config.max_workers));
         let ended = ordered.hold(lease, bound.consumer, &bound.stream).await;
         ordered.state.set_holding(false);
+        ordered.state.metrics.workers.set(0);
         match ended {
             Ended::Stop => break,
             Ended::Lost(reason) => {
@@ -155,6 +157,7 @@ impl Ordered {
             shadows: HashMap::new(),
             tasks: tokio::task::JoinSet::new(),
             fence: Fence::default(),
+            gone: None,
         };
         let ended = holding.serve(lease, &mut puller).await;
         puller.stop().await;

@@ -47,6 +47,8 @@ pub(super) struct Holding<'a> {
     pub(super) shadows: HashMap<u64, jetstream::Message>,
     pub(super) tasks: JoinSet<Ended_>,
     pub(super) fence: Fence,
+    /// The consumer went away while the fence read the subscription.
+    pub(super) gone: Option<String>,
 }
 
 impl Holding<'_> {
@@ -58,13 +60,25 @@ impl Holding<'_> {
         let mut fence_poll = interval_at(Instant::now(), FENCE_POLL);
         let max_ack_pending = self.ordered.state.config.max_ack_pending as usize;
         let bytes = self.ordered.state.config.prefetch_bytes as usize;
+        // Requests for fewer messages than this wait until more room is free: not one pull
+        // request per settled message when the hand is full.
+        let least = (max_ack_pending / 8).clamp(1, 256);
+        // Before anything is pulled: nothing pending means nothing to fence.
+        self.check_fence(puller).await;
         loop {
+            if let Some(reason) = self.gone.take() {
+                self.tasks.abort_all();
+                return Ended::Rebind(reason);
+            }
             if self.fence.passed() {
                 self.start_turns();
             }
             let messages = max_ack_pending.saturating_sub(self.queues.held());
-            if let Err(error) = puller.request(Want { messages, bytes }).await {
-                tracing::debug!(function = %self.ordered.state.config.name, %error, "pull request not sent");
+            let worth = messages >= least || (self.queues.held() == 0 && messages > 0);
+            if worth {
+                if let Err(error) = puller.request(Want { messages, bytes }).await {
+                    tracing::debug!(function = %self.ordered.state.config.name, %error, "pull request not sent");
+                }
             }
             tokio::select! {
                 biased;
@@ -76,12 +90,7 @@ impl Holding<'_> {
                     }
                 }
                 _ = keep.tick() => self.keep_alive().await,
-                _ = fence_poll.tick(), if !self.fence.passed() => {
-                    self.fence.check(&self.consumer, self.queues.held()).await;
-                    if self.fence.passed() {
-                        tracing::info!(function = %self.ordered.state.config.name, held = self.queues.held(), "ordered: fence passed; running");
-                    }
-                }
+                _ = fence_poll.tick(), if !self.fence.passed() => self.check_fence(puller).await,
                 Ok(()) = self.ordered.connections.changed() => puller.reset(),
                 Some(joined) = self.tasks.join_next() => self.finish(joined.ok().flatten()),
                 pulled = puller.next() => match pulled {
@@ -135,6 +144,30 @@ impl Holding<'_> {
             Inserted::Running(again) => {
                 self.shadows.insert(sequence, again);
             }
+        }
+    }
+
+    /// Asks the server what is pending, takes what it sent before answering, and passes the
+    /// fence when every message pending then is in hand.
+    async fn check_fence(&mut self, puller: &mut Puller) {
+        let Some(snapshot) = Fence::ask(&self.consumer).await else {
+            return;
+        };
+        while let Some(pulled) = puller.try_next() {
+            match pulled {
+                Pulled::Message(message) => self.hold(message),
+                Pulled::Gone(reason) => self.gone = Some(reason),
+                Pulled::Ended | Pulled::Stale => {}
+            }
+        }
+        let held = self
+            .queues
+            .waiting()
+            .filter(|m| m.info().is_ok_and(|i| i.consumer_sequence <= snapshot.delivered))
+            .count();
+        self.fence.decide(snapshot, held);
+        if self.fence.passed() {
+            tracing::info!(function = %self.ordered.state.config.name, held = self.queues.held(), "ordered: fence passed; running");
         }
     }
 
