@@ -283,7 +283,7 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
         by_key.entry(record.key).or_default().push(record);
     }
     let mut serial = Duration::ZERO;
-    let mut reruns = 0;
+    let (mut reruns, mut ended_twice) = (0, 0);
     for (key, mut runs) in by_key {
         runs.sort_by_key(|r| r.nanos);
         // Overlap: after a start, the next record of the key is that run's end or fail, or the
@@ -331,10 +331,12 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
         assert_eq!(deduped, expected, "key {key}: steps ended in publish order");
         let twice = ended.len() - deduped.len();
         assert!(twice <= 1, "key {key}: {twice} steps ended twice");
+        ended_twice += twice;
     }
     println!(
         "ordered: {KEYS} keys x {STEPS} steps in {took:?}; handler time (serial) {serial:?}; \
-         runs cut by the kill and run again: {reruns}"
+         runs cut by the kill and run again: {reruns}; steps ended twice (their ack died with the \
+         killed pod): {ended_twice}"
     );
     assert!(
         took < serial,

@@ -107,7 +107,10 @@ pub(crate) async fn run(runner: Runner, by: OrderedBy) {
         };
         tracing::info!(function = %name, owner = %ordered.owner, "ordered: lease taken; fencing");
         state.set_holding(true);
-        state.metrics.workers.set(i64::from(state.config.max_workers));
+        state
+            .metrics
+            .workers
+            .set(i64::from(state.config.max_workers));
         let ended = ordered.hold(lease, bound.consumer, &bound.stream).await;
         ordered.state.set_holding(false);
         ordered.state.metrics.workers.set(0);

@@ -163,7 +163,10 @@ impl Holding<'_> {
         let held = self
             .queues
             .waiting()
-            .filter(|m| m.info().is_ok_and(|i| i.consumer_sequence <= snapshot.delivered))
+            .filter(|m| {
+                m.info()
+                    .is_ok_and(|i| i.consumer_sequence <= snapshot.delivered)
+            })
             .count();
         self.fence.decide(snapshot, held);
         if self.fence.passed() {
