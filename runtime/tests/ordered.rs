@@ -289,7 +289,7 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
         // Overlap: after a start, the next record of the key is that run's end or fail, or the
         // run died with the killed pod (then the next start comes after the kill).
         let mut open: Option<&Record> = None;
-        let mut ended: Vec<u32> = Vec::new();
+        let mut ended: Vec<(u32, &str)> = Vec::new();
         for record in &runs {
             match (record.phase.as_str(), open) {
                 ("start", None) => open = Some(record),
@@ -313,7 +313,7 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
                     );
                     serial += Duration::from_nanos(record.nanos - running.nanos);
                     if record.phase == "end" {
-                        ended.push(record.step);
+                        ended.push((record.step, record.pod.as_str()));
                     }
                     open = None;
                 }
@@ -323,7 +323,16 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
                 ),
             }
         }
-        let mut deduped = ended.clone();
+        for pair in ended.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                assert_eq!(
+                    pair[0].1, killed,
+                    "key {key}: step {} ended twice",
+                    pair[0].0
+                );
+            }
+        }
+        let mut deduped: Vec<u32> = ended.iter().map(|(step, _)| *step).collect();
         deduped.dedup();
         let expected: Vec<u32> = (0..STEPS)
             .filter(|s| !((key, *s) == (3, 10) || (key, *s) == (11, 17)))
