@@ -422,3 +422,152 @@ async fn header_keys_keep_order_and_a_message_without_one_is_dead_lettered() {
     assert_eq!(common::header(letter, "Jetfn-Error-Kind"), "permanent");
     runtime.stop().await;
 }
+
+// --- leader changes in an R3 cluster ----------------------------------------------------------
+
+/// (key, step, started, ended) of every run.
+static HA_RUNS: Mutex<Vec<(u32, u32, Instant, Instant)>> = Mutex::new(Vec::new());
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HaStep {
+    key: u32,
+    step: u32,
+}
+
+#[event_handler(
+    subject = "ordha.*",
+    ordered_by = "subject",
+    ack_wait = "3s",
+    max_workers = 8
+)]
+async fn ordered_through_elections(
+    _ctx: Context,
+    event: Event<HaStep>,
+) -> Result<(), HandlerError> {
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let HaStep { key, step } = event.data;
+    HA_RUNS
+        .lock()
+        .expect("lock")
+        .push((key, step, started, Instant::now()));
+    Ok(())
+}
+
+/// Publishes until the cluster acknowledges it (elections make a publish fail for a moment).
+async fn publish_surely(js: &jetstream::Context, key: u32, step: u32) {
+    let payload = serde_json::to_vec(&HaStep { key, step }).expect("json");
+    for _ in 0..100 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("ha-{key}-{step}").as_str());
+        let sent = js
+            .publish_with_headers(format!("ordha.k{key}"), headers, payload.clone().into())
+            .await;
+        if let Ok(ack) = sent {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("step {step} of key {key} could not be published");
+}
+
+/// Asks the cluster to elect another leader of `what` (`CONSUMER.LEADER.STEPDOWN.<stream>.<name>`
+/// or `STREAM.LEADER.STEPDOWN.<stream>`).
+async fn step_down(js: &jetstream::Context, what: &str) {
+    let done = eventually(PATIENCE, || async {
+        let answer: Result<serde_json::Value, _> =
+            js.request(what.to_owned(), &serde_json::json!({})).await;
+        answer.is_ok_and(|answer| answer["success"] == true)
+    })
+    .await;
+    assert!(done, "{what}");
+}
+
+#[tokio::test]
+async fn ordered_keys_keep_order_through_consumer_and_stream_leader_changes() {
+    const HA_KEYS: u32 = 10;
+    const HA_STEPS: u32 = 40;
+    let cluster = jetfn::testing::NatsCluster::start(3);
+    assert!(
+        cluster.wait_for_jetstream(PATIENCE).await,
+        "cluster JetStream up"
+    );
+    let js = jetstream::new(cluster.client().await);
+    let created = eventually(PATIENCE, || async {
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: "ORDHA".to_owned(),
+            subjects: vec!["ordha.*".to_owned()],
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .is_ok()
+    })
+    .await;
+    assert!(created, "R3 stream");
+    let runtime = common::start_unready(&cluster.urls(), "ordered_through_elections", &[]).await;
+    assert!(runtime.wait_ready(PATIENCE).await, "ready");
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move {
+            for step in 0..HA_STEPS {
+                for key in 0..HA_KEYS {
+                    publish_surely(&js, key, step).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let runs = || HA_RUNS.lock().expect("lock").len();
+    assert!(eventually(PATIENCE, || async { runs() >= 100 }).await);
+    step_down(
+        &js,
+        "CONSUMER.LEADER.STEPDOWN.ORDHA.ordered_through_elections",
+    )
+    .await;
+    assert!(eventually(PATIENCE, || async { runs() >= 200 }).await);
+    step_down(&js, "STREAM.LEADER.STEPDOWN.ORDHA").await;
+    publisher.await.expect("publisher");
+
+    let all = (HA_KEYS * HA_STEPS) as usize;
+    let done = eventually(PATIENCE * 2, || async {
+        let seen: std::collections::HashSet<_> = HA_RUNS
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| (r.0, r.1))
+            .collect();
+        seen.len() == all
+    })
+    .await;
+    assert!(done, "every step ran");
+    runtime.stop().await;
+    let runs = HA_RUNS.lock().expect("lock").clone();
+    let mut again = 0;
+    for key in 0..HA_KEYS {
+        let mut mine: Vec<_> = runs.iter().filter(|r| r.0 == key).collect();
+        mine.sort_by_key(|r| r.2);
+        for pair in mine.windows(2) {
+            assert!(
+                pair[1].2 >= pair[0].3,
+                "key {key}: runs of steps {} and {} overlap",
+                pair[0].1,
+                pair[1].1
+            );
+            // In order; the same step again only right after itself (an ack not confirmed).
+            assert!(
+                pair[1].1 == pair[0].1 + 1 || pair[1].1 == pair[0].1,
+                "key {key}: step {} after step {}",
+                pair[1].1,
+                pair[0].1
+            );
+            again += usize::from(pair[1].1 == pair[0].1);
+        }
+    }
+    println!(
+        "ordered through two leader changes: {} runs of {all} steps ({again} again)",
+        runs.len()
+    );
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
 
-use super::{meta, Deliverer, Outcome};
+use super::{ack_kind, meta, Deliverer, Outcome};
 use crate::codec::Incoming;
 use crate::handler::{HandlerError, InputRef};
 use crate::pipeline::{Call, Messages, Output};
@@ -23,8 +23,8 @@ pub(crate) enum Fate {
     Settled,
     /// It failed and runs again after `delay`, kept alive meanwhile; its key stays held.
     Retry { delay: Duration },
-    /// The server was not told (the ack did not go out): it redelivers the message after
-    /// `ack_wait`, and its key stays held until then.
+    /// Handed back to the server, or not a JetStream delivery: the server redelivers it, and
+    /// its key stays held until then.
     Unsettled,
 }
 
@@ -93,6 +93,27 @@ impl Deliverer {
         fate
     }
 
+    /// Settles `message` and waits for the server to confirm it (a double ack), asking again
+    /// until it does: a key goes on only once its message is surely settled. Not confirmed is
+    /// ambiguous (the ack may have landed and its answer been lost in a leader election), and
+    /// asking again is safe either way: the server confirms an ack of a message it no longer
+    /// holds as pending. Should the message come back meanwhile, the loop settles that delivery
+    /// too when this one ends. Bounded by the lease: a holder that cannot reach the server
+    /// loses it, and its turns are aborted.
+    async fn settle_confirmed(&self, message: &jetstream::Message, outcome: Outcome) {
+        let mut pause = Duration::from_millis(100);
+        let mut warned = false;
+        while let Err(error) = message.double_ack_with(ack_kind(outcome)).await {
+            if !warned {
+                tracing::warn!(function = %self.name(), %error, ?outcome, "ack not confirmed; asking again (the key waits)");
+                warned = true;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        self.count(outcome);
+    }
+
     async fn settle_ordered(
         &self,
         message: &jetstream::Message,
@@ -106,9 +127,7 @@ impl Deliverer {
             self.observe(message, attempt, judged);
             return Fate::Retry { delay };
         }
-        if !self.settle(message, judged.outcome).await {
-            return Fate::Unsettled;
-        }
+        self.settle_confirmed(message, judged.outcome).await;
         self.observe(message, attempt, judged);
         Fate::Settled
     }

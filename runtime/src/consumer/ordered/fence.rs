@@ -37,6 +37,11 @@ impl Fence {
         self.passed
     }
 
+    /// Fences again: nothing new starts until the fence passes (what runs goes on).
+    pub(super) fn reset(&mut self) {
+        self.passed = false;
+    }
+
     /// Asks the server how many messages are pending for the consumer (`None`: no answer, the
     /// fence waits).
     pub(super) async fn ask(consumer: &PullConsumer) -> Option<Snapshot> {

@@ -161,6 +161,8 @@ impl Ordered {
             tasks: tokio::task::JoinSet::new(),
             fence: Fence::default(),
             gone: None,
+            settled: serve::Recent::default(),
+            last_delivered: 0,
         };
         let ended = holding.serve(lease, &mut puller).await;
         puller.stop().await;

@@ -49,6 +49,36 @@ pub(super) struct Holding<'a> {
     pub(super) fence: Fence,
     /// The consumer went away while the fence read the subscription.
     pub(super) gone: Option<String>,
+    /// The stream sequences settled lately.
+    pub(super) settled: Recent,
+    /// The highest consumer sequence (delivery number) received.
+    pub(super) last_delivered: u64,
+}
+
+/// The last [`Recent::CAPACITY`] stream sequences settled by this holder.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Recent {
+    const CAPACITY: usize = 65_536;
+
+    fn insert(&mut self, sequence: u64) {
+        if self.set.insert(sequence) {
+            self.order.push_back(sequence);
+        }
+        if self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, sequence: u64) -> bool {
+        self.set.contains(&sequence)
+    }
 }
 
 impl Holding<'_> {
@@ -91,11 +121,17 @@ impl Holding<'_> {
                 }
                 _ = keep.tick() => self.keep_alive().await,
                 _ = fence_poll.tick(), if !self.fence.passed() => self.check_fence(puller).await,
-                Ok(()) = self.ordered.connections.changed() => puller.reset(),
+                // A reconnect: the requests died, and what was on its way may be lost.
+                Ok(()) = self.ordered.connections.changed() => {
+                    puller.reset();
+                    self.fence.reset();
+                }
                 Some(joined) = self.tasks.join_next() => self.finish(joined.ok().flatten()),
                 pulled = puller.next() => match pulled {
                     Some(Pulled::Message(message)) => self.hold(message),
-                    Some(Pulled::Ended | Pulled::Stale) => {}
+                    Some(Pulled::Ended) => {}
+                    // Requests presumed lost (a leader change): so may be what they brought.
+                    Some(Pulled::Stale) => self.fence.reset(),
                     Some(Pulled::Gone(reason)) => {
                         self.tasks.abort_all();
                         return Ended::Rebind(reason);
@@ -111,10 +147,14 @@ impl Holding<'_> {
 
     /// Holds a pulled message under its key (a message without one is dead-lettered at once).
     fn hold(&mut self, message: jetstream::Message) {
-        let Ok(sequence) = message.info().map(|info| info.stream_sequence) else {
+        let Ok((sequence, delivered)) = message
+            .info()
+            .map(|info| (info.stream_sequence, info.consumer_sequence))
+        else {
             tracing::warn!(function = %self.ordered.state.config.name, "not a JetStream delivery; ignored (the server redelivers it)");
             return;
         };
+        self.watch_deliveries(delivered);
         let key = match &self.ordered.by {
             OrderedBy::Subject => Some(message.subject.to_string()),
             OrderedBy::Header(name) => message
@@ -123,6 +163,13 @@ impl Holding<'_> {
                 .and_then(|headers| headers.get(name.as_str()))
                 .map(|value| value.as_str().to_owned()),
         };
+        if self.settled.contains(sequence) {
+            // A redelivery that crossed the confirmed ack of the same message (the server sent
+            // it before the ack landed): settled already, and running it now would run it
+            // after its key's later messages.
+            tokio::spawn(async move { message.double_ack_with(AckKind::Ack).await });
+            return;
+        }
         let Some(key) = key else {
             let reason = format!(
                 "the message has no `{}` header: an ordered function (ordered_by = \"{}\") needs its key",
@@ -144,6 +191,20 @@ impl Holding<'_> {
             Inserted::Running(again) => {
                 self.shadows.insert(sequence, again);
             }
+        }
+    }
+
+    /// Every delivery of the consumer comes to this holder, numbered: a number skipped is a
+    /// delivery lost on its way (a consumer leader change drops what the old leader was
+    /// sending). The lost message is pending at the server and comes back after `ack_wait`, but
+    /// a later message of its key may already be here: fence again, so nothing new starts until
+    /// every pending message is in hand.
+    fn watch_deliveries(&mut self, delivered: u64) {
+        let last = self.last_delivered;
+        self.last_delivered = last.max(delivered);
+        if last != 0 && delivered > last + 1 && self.fence.passed() {
+            tracing::warn!(function = %self.ordered.state.config.name, delivered, last, "ordered: a delivery went missing; fencing again");
+            self.fence.reset();
         }
     }
 
@@ -192,6 +253,9 @@ impl Holding<'_> {
         };
         let settled = fate == Fate::Settled;
         self.queues.finish(&key, sequence, settled);
+        if settled {
+            self.settled.insert(sequence);
+        }
         if let Some(again) = self.shadows.remove(&sequence) {
             if settled {
                 tokio::spawn(async move { again.ack_with(AckKind::Ack).await });
