@@ -61,7 +61,11 @@ fn relative_links_name_files_that_exist() {
     for page in pages {
         let text = std::fs::read_to_string(&page).expect("page");
         let dir = page.parent().expect("a directory");
-        for target in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
             if target.starts_with("http") || target.starts_with('#') {
                 continue;
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv};
 
 /// The bucket's name.
-pub const BUCKET: &str = "JETFN_ONCE";
+pub(crate) const BUCKET: &str = "JETFN_ONCE";
 
 /// The bucket could not be found nor created.
 #[derive(Debug, thiserror::Error)]

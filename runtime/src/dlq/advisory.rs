@@ -28,7 +28,7 @@ mod watch;
 pub(crate) use watch::watch;
 
 /// The stream that keeps MAX_DELIVERIES advisories.
-pub const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
+pub(crate) const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
 const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 const CRASHED: &str = "deliveries exhausted without a settled outcome: the process ended during \
      every delivery (or the dead-letter publish failed)";
@@ -49,7 +49,7 @@ pub(crate) struct MaxDeliveries {
 /// The durable consumer on [`ADVISORY_STREAM`] of a pod running `functions` (event function
 /// names, in any order): pods running the same functions share it; another set of functions has
 /// another one.
-pub fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
     let mut names: Vec<&str> = functions.into_iter().collect();
     names.sort_unstable();
     names.dedup();
