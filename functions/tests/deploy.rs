@@ -300,7 +300,7 @@ async fn provision_twice_changes_nothing_the_second_time() {
     // One advisory consumer for the pods of these functions.
     let advisories = format!(
         "JETFN_ADVISORIES/{}",
-        jetfn::dlq::advisory_consumer([
+        jetfn::DeadLetter::advisory_consumer([
             "audit_log",
             "charge_payment",
             "order_status",

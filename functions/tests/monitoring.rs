@@ -126,7 +126,7 @@ fn alerts() -> BTreeSet<String> {
 
 #[test]
 fn promtool_loads_the_rules_and_their_unit_tests_pass() {
-    let promtool = jetfn::testing::promtool();
+    let promtool = jetfn_test_support::promtool();
     let check = Command::new(&promtool)
         .args(["check", "rules"])
         .arg(deploy("prometheus/jetfn-rules.yaml"))

@@ -1,5 +1,5 @@
 //! The image's binary on a three-server JetStream cluster spread over network-namespace hosts,
-//! under partitions (`jetfn::testing::Hosts`): two pods run `reserve_inventory` on their own
+//! under partitions (`jetfn_test_support::Hosts`): two pods run `reserve_inventory` on their own
 //! hosts while the test publishes a steady load of acknowledged orders; a fault is made and
 //! healed; then every order must have its reservation stored exactly once, nothing
 //! dead-lettered. Each scenario prints its figures: inputs, outputs, duplicates, lost, longest
@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::{self, stream};
 use functions::{sample_order, subjects};
 use futures::StreamExt;
-use jetfn::testing::{eventually, http_get, Hosts, NetNats};
+use jetfn::testing::{eventually, http_get};
+use jetfn_test_support::{Hosts, NetNats};
 
 /// Servers on hosts 0..3, pods on hosts 3 and 4.
 const SERVERS: [usize; 3] = [0, 1, 2];

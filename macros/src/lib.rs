@@ -57,6 +57,7 @@ mod validate;
 /// | `breaker_failures` | integer >= 0; `0` = no breaker | `0` | `breaker_failures = 10` | consecutive failures that open the circuit breaker |
 /// | `breaker_cooldown` | duration string | `"30s"` | `breaker_cooldown = "1m"` | how long an open breaker waits before a trial message |
 /// | `once_retention` | duration string, above the whole retry schedule | `"7d"` | `once_retention = "30d"` | how long the records of once-only steps (`ctx.once`) live |
+/// | `ordered_by` | `"subject"` or `"header:<Name>"` | none (unordered) | `ordered_by = "subject"` | one message of a key at a time, in stream order, across pods (an ordered function; not with `batch`) |
 ///
 /// The defaults are the runtime's (`jetfn::config`), listed here for convenience.
 ///

@@ -21,11 +21,12 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use jetfn::registry::HandlerSpec;
-use jetfn::testing::{http_get_with, NatsServer};
+use jetfn::__private::HandlerSpec;
+use jetfn::testing::NatsServer;
 use jetfn::{
     event_handler, Config, Context, Event, HandlerError, Registry, Runtime, RuntimeHandle,
 };
+use jetfn_test_support::http_get_with;
 
 /// After ready and before the window: the start-up's own requests are not idle cost.
 const SETTLE: Duration = Duration::from_secs(2);

@@ -14,13 +14,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How often the controller looks.
-pub const TICK: Duration = Duration::from_millis(200);
+pub(crate) const TICK: Duration = Duration::from_millis(200);
 /// How long workers must stay mostly idle before a step down.
-pub const SCALE_DOWN_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const SCALE_DOWN_AFTER: Duration = Duration::from_secs(5);
 
 /// What the controller sees on a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// Deliveries running now.
     pub busy: u32,
     /// Messages waiting in the stream for this consumer.
@@ -29,7 +29,7 @@ pub struct Observation {
 
 /// A worker-count controller.
 #[derive(Debug, Clone)]
-pub struct Autoscaler {
+pub(crate) struct Autoscaler {
     min: u32,
     max: u32,
     current: u32,
@@ -38,7 +38,7 @@ pub struct Autoscaler {
 
 impl Autoscaler {
     /// Starts at `min` workers (`min` is raised to 1, `max` to `min`).
-    pub fn new(min: u32, max: u32) -> Self {
+    pub(crate) fn new(min: u32, max: u32) -> Self {
         let min = min.max(1);
         Self {
             min,
@@ -49,12 +49,13 @@ impl Autoscaler {
     }
 
     /// The worker count now.
-    pub fn current(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn current(&self) -> u32 {
         self.current
     }
 
     /// Takes one observation at `now`; returns the worker count to use.
-    pub fn observe(&mut self, seen: Observation, now: Instant) -> u32 {
+    pub(crate) fn observe(&mut self, seen: Observation, now: Instant) -> u32 {
         let lagging = seen.backlog >= u64::from(self.current)
             || (seen.busy >= self.current && seen.backlog > 0);
         if lagging {

@@ -220,7 +220,7 @@ pub(crate) fn first(
 mod tests {
     use super::*;
     use crate::codec::Json;
-    use crate::handler::{ErrorKind, EventMeta};
+    use crate::handler::{EventMeta, FailureKind};
     use std::sync::Arc;
     use std::time::SystemTime;
 
@@ -239,7 +239,7 @@ mod tests {
         }
     }
 
-    fn kinds(results: &BatchResults) -> Vec<Option<ErrorKind>> {
+    fn kinds(results: &BatchResults) -> Vec<Option<FailureKind>> {
         results
             .iter()
             .map(|r| r.as_ref().err().map(HandlerError::kind))
@@ -277,8 +277,8 @@ mod tests {
             kinds(&results),
             [
                 None,
-                Some(ErrorKind::Decode),
-                Some(ErrorKind::Permanent),
+                Some(FailureKind::Decode),
+                Some(FailureKind::Permanent),
                 None
             ]
         );
@@ -292,9 +292,9 @@ mod tests {
         assert_eq!(
             kinds(&results),
             [
-                Some(ErrorKind::Permanent),
-                Some(ErrorKind::Permanent),
-                Some(ErrorKind::Decode)
+                Some(FailureKind::Permanent),
+                Some(FailureKind::Permanent),
+                Some(FailureKind::Decode)
             ]
         );
         assert_eq!(
@@ -311,7 +311,7 @@ mod tests {
         let results = run(&["1", "2"], |_| parse("x").map(drop));
         assert_eq!(
             kinds(&results),
-            [Some(ErrorKind::Retryable), Some(ErrorKind::Retryable)]
+            [Some(FailureKind::Retryable), Some(FailureKind::Retryable)]
         );
         let ok = run(&["1"], |_| Ok(()));
         assert_eq!(kinds(&ok), [None]);

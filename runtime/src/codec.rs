@@ -77,13 +77,13 @@ pub enum DecodeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PayloadKind {
-    /// JSON (codec [`Json`]).
+    /// JSON (codec `Json`).
     Json,
-    /// UTF-8 text (codec [`Text`]).
+    /// UTF-8 text (codec `Text`).
     Text,
-    /// Bytes as they are (codec [`Raw`]).
+    /// Bytes as they are (codec `Raw`).
     Bytes,
-    /// Protobuf (codec [`Proto`]).
+    /// Protobuf (codec `Proto`).
     Protobuf,
 }
 
@@ -103,7 +103,7 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// A codec: one of the marker types [`Json`], [`Text`], [`Raw`] and [`Proto`].
+/// A codec: one of the marker types `Json`, `Text`, `Raw` and `Proto`.
 pub trait Codec: sealed::Sealed + Copy + Send + 'static {
     /// The wire encoding it reads.
     const KIND: PayloadKind;
@@ -134,8 +134,8 @@ codecs! {
 
 /// A payload type that codec `C` decodes.
 ///
-/// Implemented for `bytes::Bytes` ([`Raw`]), `String` ([`Text`]), `jetfn::Protobuf<M>`
-/// ([`Proto`]) and every `T: DeserializeOwned` ([`Json`]). `#[event_handler]` picks the codec;
+/// Implemented for `bytes::Bytes` (`Raw`), `String` (`Text`), `jetfn::Protobuf<M>`
+/// (`Proto`) and every `T: DeserializeOwned` (`Json`). `#[event_handler]` picks the codec;
 /// there is nothing to implement.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an event payload",

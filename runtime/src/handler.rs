@@ -19,7 +19,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// One delivery of a message, decoded into the handler's payload type `T`.
 ///
-/// The payload type chooses the decoding (see [`codec`](crate::codec)): `bytes::Bytes` as is,
+/// The payload type chooses the decoding (see [the crate docs](crate#what-a-handler-gets-and-returns)): `bytes::Bytes` as is,
 /// `String` as UTF-8 text, `jetfn::Protobuf<M>` as protobuf (feature `protobuf`), any other
 /// `T: DeserializeOwned` as JSON; when a JSON payload is a CloudEvents 1.0 structured envelope
 /// (a JSON object with `specversion`), `data` is the envelope's `data`.
@@ -564,7 +564,7 @@ fn publish_error(subject: &str, source: jetstream::context::PublishError) -> Pub
 /// How a failure is to be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum FailureKind {
     /// Try again later, with backoff (the default).
     Retryable,
     /// Do not retry: dead-letter at once.
@@ -582,28 +582,28 @@ pub enum ErrorKind {
 /// Like `anyhow::Error`, `HandlerError` does not itself implement `std::error::Error`, which is
 /// what makes that blanket conversion possible.
 pub struct HandlerError {
-    kind: ErrorKind,
+    kind: FailureKind,
     source: BoxError,
 }
 
 impl HandlerError {
     /// A failure worth retrying with backoff.
     pub fn retryable(error: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Retryable, error)
+        Self::new(FailureKind::Retryable, error)
     }
 
     /// A failure that retrying cannot fix: the message is dead-lettered at once.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Permanent, error)
+        Self::new(FailureKind::Permanent, error)
     }
 
     pub(crate) fn decode(error: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Decode, error)
+        Self::new(FailureKind::Decode, error)
     }
 
     #[cfg_attr(not(feature = "validate"), allow(dead_code))]
     pub(crate) fn invalid(error: impl Into<BoxError>) -> Self {
-        Self::new(ErrorKind::Invalid, error)
+        Self::new(FailureKind::Invalid, error)
     }
 
     /// A batch call in which `failed` events failed (their errors are the call's per-event
@@ -614,10 +614,10 @@ impl HandlerError {
 
     /// Whether this is [`HandlerError::items_failed`] as the handler returned it.
     pub(crate) fn is_items_failed(&self) -> bool {
-        self.kind == ErrorKind::Retryable && self.source.is::<ItemsFailed>()
+        self.kind == FailureKind::Retryable && self.source.is::<ItemsFailed>()
     }
 
-    fn new(kind: ErrorKind, error: impl Into<BoxError>) -> Self {
+    fn new(kind: FailureKind, error: impl Into<BoxError>) -> Self {
         Self {
             kind,
             source: error.into(),
@@ -630,13 +630,45 @@ impl HandlerError {
     }
 
     /// How the runtime treats this failure.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> FailureKind {
         self.kind
     }
 
-    /// The underlying error.
-    pub fn source(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+    /// The error this failure was made from (what `?`, [`HandlerError::retryable`] or
+    /// [`HandlerError::permanent`] received); a `HandlerError` displays as it.
+    ///
+    /// ```
+    /// # use jetfn::HandlerError;
+    /// let error = HandlerError::permanent(std::fmt::Error);
+    /// assert!(error.get_ref().is::<std::fmt::Error>());
+    /// ```
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.source
+    }
+
+    /// The wrapped error as `E`, when it is one.
+    ///
+    /// ```
+    /// # use jetfn::HandlerError;
+    /// let error: HandlerError = std::fmt::Error.into();
+    /// assert!(error.downcast_ref::<std::fmt::Error>().is_some());
+    /// ```
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.downcast_ref::<E>()
+    }
+
+    /// The cause of this failure: the wrapped error's own
+    /// [`source`](std::error::Error::source), or `None` (a `HandlerError` displays as the
+    /// wrapped error, so that error is not its own cause). Walk on with
+    /// `std::error::Error::source` for the rest of the chain.
+    ///
+    /// ```
+    /// # use jetfn::HandlerError;
+    /// let error = HandlerError::retryable("gateway down");
+    /// assert!(error.source().is_none());
+    /// ```
+    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
     }
 }
 
@@ -715,19 +747,34 @@ mod tests {
     #[test]
     fn question_mark_gives_a_retryable_error() {
         let error = fails().expect_err("must fail");
-        assert_eq!(error.kind(), ErrorKind::Retryable);
-        assert!(error.source().downcast_ref::<GatewayDown>().is_some());
+        assert_eq!(error.kind(), FailureKind::Retryable);
+        assert!(error.downcast_ref::<GatewayDown>().is_some());
+        assert!(error.get_ref().is::<GatewayDown>());
+        assert!(error.source().is_none(), "not its own cause");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("charge failed")]
+    struct ChargeFailed(#[source] GatewayDown);
+
+    #[test]
+    fn source_is_the_wrapped_error_s_cause() {
+        let error = HandlerError::permanent(ChargeFailed(GatewayDown));
+        assert_eq!(error.to_string(), "charge failed");
+        let cause = error.source().expect("the wrapped error's cause");
+        assert!(cause.is::<GatewayDown>());
+        assert!(std::error::Error::source(cause).is_none());
     }
 
     #[test]
     fn constructors_take_strings_and_errors() {
         assert_eq!(
             HandlerError::permanent("bad order").kind(),
-            ErrorKind::Permanent
+            FailureKind::Permanent
         );
         assert_eq!(
             HandlerError::retryable(GatewayDown).kind(),
-            ErrorKind::Retryable
+            FailureKind::Retryable
         );
         assert_eq!(HandlerError::permanent("x").to_string(), "x");
     }

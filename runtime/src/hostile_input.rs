@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use crate::codec::{Incoming, Json, Payload};
 use crate::dlq::{self, headers as h, DeadLetter, Provenance};
-use crate::handler::{ErrorKind, Event, EventMeta, HandlerError};
+use crate::handler::{Event, EventMeta, FailureKind, HandlerError};
 use crate::policy::DeadLetterKind;
 
 const CASES: u32 = 10_000;
@@ -152,7 +152,7 @@ proptest! {
                     prop_assert_eq!(Some(&event.data), plain.as_ref().ok());
                 }
             }
-            Err(error) => prop_assert_eq!(error.kind(), ErrorKind::Decode),
+            Err(error) => prop_assert_eq!(error.kind(), FailureKind::Decode),
         }
     }
 
@@ -166,7 +166,7 @@ proptest! {
         payload.extend_from_slice(br#"{"specversion":"1.0","data":"#);
         payload.extend(suffix);
         if let Err(error) = decode_json(incoming(payload, None, HeaderMap::new())) {
-            prop_assert_eq!(error.kind(), ErrorKind::Decode);
+            prop_assert_eq!(error.kind(), FailureKind::Decode);
         }
     }
 

@@ -3,7 +3,17 @@
 //! A serverless-style function runtime on NATS JetStream. Write plain `async fn`s, mark each
 //! with [`#[event_handler]`](event_handler), link them into one binary whose `main` is
 //! [`jetfn::main()`](main), and the runtime binds a durable JetStream pull consumer to each,
-//! runs them with retries and backoff, and serves `/health`, `/ready` and `/metrics`.
+//! runs them with retries and backoff, dead-letters what cannot succeed, and serves `/health`,
+//! `/ready` and `/metrics`. One image holds every function; `JETFN_FUNCTIONS` picks which ones
+//! a pod runs.
+//!
+//! ## Quick start
+//!
+//! ```toml
+//! [dependencies]
+//! jetfn = "0.1"
+//! serde = { version = "1", features = ["derive"] }
+//! ```
 //!
 //! ```no_run
 //! use jetfn::{event_handler, Context, Event, HandlerError};
@@ -23,21 +33,117 @@
 //! }
 //! ```
 //!
-//! The binary then takes the commands `run` (the default), `dev`, `list`, `dlq`, `manifests`
-//! (Kubernetes + KEDA YAML), `provision`, `healthcheck` and `asyncapi` (an AsyncAPI 3.0
-//! document of the functions); see the README for
-//! configuration (`NATS_URL`, `JETFN_FUNCTIONS`, `JETFN__FUNCTIONS__<NAME>__<KEY>`, ...).
+//! `cargo run -- dev` runs it against a local nats-server (started for you when none answers at
+//! `NATS_URL`), `cargo run -- list` shows what the binary holds. In production the binary's
+//! default command is `run`; it also takes `dlq list|replay FUNCTION`, `provision`,
+//! `healthcheck`, and with the cargo feature `deploy` `manifests` (Kubernetes + KEDA YAML) and
+//! `asyncapi` (an AsyncAPI 3.0 document of the functions).
 //!
-//! The payload type chooses the decoding ([`codec`]): `bytes::Bytes` as is, `String` as UTF-8
-//! text, `jetfn::Protobuf<M>` as protobuf (cargo feature `protobuf`), any other
-//! `T: DeserializeOwned` as JSON. [`Context::publish`] writes JSON, [`Context::publish_bytes`]
-//! bytes as given.
+//! ## What a handler gets and returns
 //!
-//! Besides event functions: scheduled functions (`#[event_handler(schedule = "@every 30s")]`,
-//! payload [`Tick`], ticks made by nats-server in `JETFN_SCHEDULES`), delayed outputs
-//! ([`Context::publish_after`], [`Context::publish_at`]) and request functions
-//! ([`#[request_handler]`](request_handler), [`Request<T>`](Request), core NATS
-//! request/reply in queue group `jetfn`, one NATS micro service per process).
+//! - [`Event<T>`](Event): the decoded payload in `data`, plus `subject()`, `id()`,
+//!   `headers()`, `attempt()` (1 on the first delivery), `published()`. The payload type
+//!   chooses the decoding: `bytes::Bytes` as is, `String` as UTF-8 text, `jetfn::Protobuf<M>` as
+//!   protobuf (cargo feature `protobuf`), any other `T: DeserializeOwned` as JSON (a CloudEvents
+//!   structured envelope is unwrapped). An undecodable payload never reaches the handler: it is
+//!   dead-lettered as `decode`.
+//! - [`Context`]: [`publish`](Context::publish) (JSON) and
+//!   [`publish_bytes`](Context::publish_bytes), each awaited to the stream's ack and
+//!   deduplicated across retries; [`publish_after`](Context::publish_after) and
+//!   [`publish_at`](Context::publish_at) for delayed outputs; [`once`](Context::once) for a
+//!   side effect at most once to success (keyed by [`OnceKey`]); [`jetstream`](Context::jetstream)
+//!   for anything else.
+//! - [`HandlerError`]: `?` on any error is **retryable** (redelivered with exponential backoff
+//!   up to `max_deliver`, then dead-lettered); [`HandlerError::permanent`] dead-letters at once.
+//!   [`HandlerError::kind`] tells which ([`FailureKind`]).
+//!
+//! ```
+//! use jetfn::{FailureKind, HandlerError};
+//!
+//! fn check(amount: f64) -> Result<(), HandlerError> {
+//!     if amount < 0.0 {
+//!         return Err(HandlerError::permanent("a negative amount cannot be charged"));
+//!     }
+//!     let _cents: u32 = "1250".parse()?; // any std error: retryable
+//!     Ok(())
+//! }
+//!
+//! assert_eq!(check(-1.0).unwrap_err().kind(), FailureKind::Permanent);
+//! assert!(check(12.5).is_ok());
+//! ```
+//!
+//! The attribute keys (`max_deliver`, `backoff = "1s..60s"`, `ack_wait`, `timeout`,
+//! `min_workers`, `max_workers`, `breaker_failures`, `dlq`, ...) are listed on
+//! [`event_handler`]; configuration (`JETFN__FUNCTIONS__<NAME>__<KEY>`) overrides them.
+//!
+//! ## Other kinds of functions
+//!
+//! - Batches: `#[event_handler(subject = "...", batch = 100)]` with a [`Batch<T>`](Batch) and
+//!   a [`BatchError`] that can fail single events.
+//! - Schedules: `#[event_handler(schedule = "@every 30s")]` with an `Event<`[`Tick`]`>`; the
+//!   ticks are made by nats-server itself, one per firing however many pods run.
+//! - Requests: [`#[request_handler]`](request_handler) with a [`Request<T>`](Request), answering
+//!   core NATS requests in queue group `jetfn` (one NATS micro service per process).
+//!
+//! ## Applications: state, hooks, middleware
+//!
+//! [`App`] builds what functions share once — values and [`on_startup`](App::on_startup)
+//! results, received as [`State<T>`](State) arguments — and wraps every call in tower layers
+//! ([`App::layer`], [`middleware::from_fn`], [`Call`], [`Next`]). `jetfn::main()` is
+//! `App::new().main()`.
+//!
+//! ```no_run
+//! use jetfn::{event_handler, App, Context, Event, HandlerError, State};
+//!
+//! struct Prices { vat: f64 }
+//!
+//! #[event_handler(subject = "orders.priced")]
+//! async fn price(ctx: Context, event: Event<f64>, prices: State<Prices>) -> Result<(), HandlerError> {
+//!     ctx.publish("orders.total", &(event.data * (1.0 + prices.vat))).await?;
+//!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     App::new().state(Prices { vat: 0.2 }).main()
+//! }
+//! ```
+//!
+//! ## Testing
+//!
+//! With the cargo feature `testing` (a dev-dependency), [`testing::TestApp`] runs your
+//! functions in your tests against a real nats-server and tells how each message ended, and
+//! [`testing::TestContext`] with [`Event::new`] calls a handler as a plain async function.
+//!
+//! ## Embedding and operating
+//!
+//! [`Runtime`] runs the functions of a [`Registry`] with a [`Config`] from your own `main`
+//! (after [`Telemetry::init`]); [`DeadLetter::list`] and [`DeadLetter::replay`] do what
+//! `dlq list` and `dlq replay` do.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use jetfn::{Config, Registry, Runtime, Telemetry};
+//!
+//! let config = Config::from_env()?;
+//! let telemetry = Telemetry::init(&config);
+//! let handle = Runtime::new(config, &Registry::collect()?)?.start().await?;
+//! handle.wait().await; // until it stops (`handle.shutdown()` drains it)
+//! telemetry.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! All off by default, so a function binary compiles only what it runs: `testing`
+//! ([`testing`]), `validate` (payloads implementing `validator::Validate` are validated after
+//! decoding), `protobuf` (`Protobuf<M>` payloads), `schema` (payload JSON Schemas in
+//! `asyncapi`), `deploy` (the `manifests`, `provision` and `asyncapi` commands), `otlp-grpc`
+//! (span export over OTLP gRPC; OTLP over HTTP needs no feature).
+//!
+//! The guides (configuration, delivery semantics, operations, deploy, measured figures) are
+//! the `docs/` pages of the repository.
+//!
+//! ## Mistakes are compile errors
 //!
 //! A handler that is not `async`, names no `subject`, or misspells an attribute does not
 //! compile:
@@ -57,17 +163,17 @@ mod app;
 mod app_state;
 #[cfg(feature = "deploy")]
 mod asyncapi;
-pub mod autoscale;
+mod autoscale;
 mod batch;
-pub mod breaker;
+mod breaker;
 mod bucket;
 mod cli;
-pub mod codec;
+mod codec;
 mod command;
-pub mod config;
+mod config;
 mod consumer;
 mod deploy;
-pub mod dlq;
+mod dlq;
 mod election;
 mod handler;
 #[cfg(test)]
@@ -78,24 +184,24 @@ mod local_server;
 mod manifests;
 mod metrics;
 mod nats;
-pub mod once;
+mod once;
 mod once_bucket;
 mod pipeline;
-pub mod policy;
+mod policy;
 mod probe;
 mod propagation;
 #[cfg(feature = "deploy")]
 mod provision;
 #[cfg(feature = "testing")]
 mod recorder;
-pub mod registry;
+mod registry;
 mod request;
 mod runtime;
 mod schedule;
 mod select;
 mod state;
 mod subject;
-pub mod telemetry;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod topology;
@@ -108,10 +214,14 @@ pub use cli::main;
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;
 pub use codec::{DecodeError, Incoming};
-pub use config::{Config, ConfigError};
+pub use config::{
+    Backoff, Config, ConfigError, FunctionConfig, LogFormat, NatsConfig, OtlpConfig, OtlpProtocol,
+    RequestConfig, Secret,
+};
+pub use dlq::{DeadLetter, DeadLetterError, DeadLetterHeaders};
 /// A boxed, sendable future (`futures::future::BoxFuture`), for traits of async methods.
 pub use futures::future::BoxFuture;
-pub use handler::{BoxError, Context, ErrorKind, Event, HandlerError, PublishError};
+pub use handler::{BoxError, Context, Event, FailureKind, HandlerError, PublishError};
 pub use jetfn_macros::{event_handler, request_handler};
 pub use middleware::Next;
 pub use once::OnceKey;
@@ -121,12 +231,14 @@ pub use registry::{Registry, RegistryError};
 pub use request::Request;
 pub use runtime::{Runtime, RuntimeError, RuntimeHandle};
 pub use schedule::Tick;
+pub use telemetry::Telemetry;
 
 /// Not public API: what `#[event_handler]` expands to refers to these paths.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::app_state::StateType;
     pub use crate::batch::{BatchFn, BatchFuture, BatchResults};
+    pub use crate::codec::{Codec, Payload, PayloadKind};
     pub use crate::registry::{
         Attributes, HandlerFuture, HandlerSpec, Location, PayloadSpec, ReplyFuture, RequestSpec,
         HANDLERS, REQUESTS,
@@ -138,7 +250,6 @@ pub mod __private {
     pub use crate::validation::{Check, WithValidation, WithoutValidation};
     pub use linkme;
 
-    use crate::codec::{Codec, Payload};
     use crate::{Context, Event, HandlerError, Incoming, Request, State};
     use std::future::Future;
 

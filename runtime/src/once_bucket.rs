@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, kv};
 use crate::bucket::{self, Bucket, BucketError};
 
 /// The bucket's name.
-pub const BUCKET: &str = "JETFN_ONCE";
+pub(crate) const BUCKET: &str = "JETFN_ONCE";
 
 /// The bucket: one value per key (no history), file storage, per-message TTL on. No `max_age`:
 /// each record expires by the TTL its last revision carries (`once_retention` of its

@@ -10,7 +10,8 @@ use async_nats::jetstream;
 
 use crate::config::{Config, FunctionConfig};
 use crate::consumer::provision_function;
-use crate::dlq::{advisory, advisory_consumer, ADVISORY_STREAM};
+use crate::dlq::advisory::{self, advisory_consumer};
+use crate::dlq::ADVISORY_STREAM;
 use crate::manifests::stream_of;
 use crate::registry::Registry;
 

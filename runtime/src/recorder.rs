@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
-/// One output a handler published through a test [`Context`].
+/// One output a handler published through a test [`Context`](crate::Context).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Output {

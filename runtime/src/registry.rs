@@ -25,7 +25,7 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> +
 
 /// The type-erased entry point of a registered handler: decodes the payload, then calls the
 /// user's function.
-pub type HandlerFn = fn(Context, Incoming) -> HandlerFuture;
+pub(crate) type HandlerFn = fn(Context, Incoming) -> HandlerFuture;
 
 /// Every `#[event_handler]` in the binary.
 #[linkme::distributed_slice]
@@ -36,7 +36,7 @@ pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Bytes, HandlerError>> 
 
 /// The type-erased entry point of a request function: decodes the request, calls the user's
 /// function, encodes its reply.
-pub type RequestFn = fn(Context, Incoming) -> ReplyFuture;
+pub(crate) type RequestFn = fn(Context, Incoming) -> ReplyFuture;
 
 /// Every `#[request_handler]` in the binary.
 #[linkme::distributed_slice]
@@ -208,6 +208,7 @@ impl Registry {
     }
 
     /// A registry of the given event function descriptors (the seam tests use).
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn from_specs(
         specs: impl IntoIterator<Item = &'static HandlerSpec>,
     ) -> Result<Self, RegistryError> {
@@ -215,6 +216,7 @@ impl Registry {
     }
 
     /// A registry of the given event and request function descriptors.
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn from_parts(
         specs: impl IntoIterator<Item = &'static HandlerSpec>,
         requests: impl IntoIterator<Item = &'static RequestSpec>,
@@ -248,11 +250,13 @@ impl Registry {
     }
 
     /// The request functions, sorted by name.
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn requests(&self) -> impl ExactSizeIterator<Item = &'static RequestSpec> + '_ {
         self.requests.iter().copied()
     }
 
     /// The request function named `name`.
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn request(&self, name: &str) -> Option<&'static RequestSpec> {
         self.requests
             .binary_search_by(|spec| spec.name.cmp(name))
@@ -261,11 +265,13 @@ impl Registry {
     }
 
     /// The event functions, sorted by name.
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &'static HandlerSpec> + '_ {
         self.specs.iter().copied()
     }
 
     /// The event function named `name`.
+    #[doc(hidden)] // returns or takes the macro's descriptors (`__private`)
     pub fn get(&self, name: &str) -> Option<&'static HandlerSpec> {
         self.specs
             .binary_search_by(|spec| spec.name.cmp(name))

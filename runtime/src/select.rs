@@ -35,7 +35,7 @@ pub trait SpecificCodec {
 
 /// JSON, the codec of every other payload type (the fallback).
 pub trait JsonCodec {
-    /// [`Json`].
+    /// `Json`.
     fn codec(&self) -> Json;
 }
 

@@ -34,28 +34,10 @@ use std::time::{Duration, Instant};
 use crate::local_server::{find_nats_server, INSTALL_HINT};
 
 mod app;
-mod cluster;
 mod context;
-mod hosts;
-mod net_nats;
-mod prometheus;
-mod proxy;
 
 pub use app::{RequestError, RunningApp, Settled, TestApp};
-#[doc(hidden)]
-pub use cluster::NatsCluster;
 pub use context::{Output, TestContext};
-#[doc(hidden)]
-pub use hosts::{Hosts, HostsError};
-#[doc(hidden)]
-pub use net_nats::NetNats;
-#[doc(hidden)]
-pub use prometheus::{
-    http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
-    Prometheus,
-};
-#[doc(hidden)]
-pub use proxy::TcpProxy;
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -76,15 +76,15 @@ fn describe(errors: &validator::ValidationErrors) -> String {
     out.join("; ")
 }
 
-/// [`Validated`] for a payload type that implements `validator::Validate` (tried first).
+/// `Validated` for a payload type that implements `validator::Validate` (tried first).
 pub trait WithValidation {
-    /// [`Validated`].
+    /// `Validated`.
     fn validation(&self) -> Validated;
 }
 
-/// [`Unvalidated`] for every other payload type (the fallback).
+/// `Unvalidated` for every other payload type (the fallback).
 pub trait WithoutValidation {
-    /// [`Unvalidated`].
+    /// `Unvalidated`.
     fn validation(&self) -> Unvalidated {
         Unvalidated
     }
@@ -102,7 +102,7 @@ impl<T: ?Sized> WithoutValidation for Select<T> {}
 #[cfg(all(test, feature = "validate"))]
 mod tests {
     use super::*;
-    use crate::handler::ErrorKind;
+    use crate::handler::FailureKind;
 
     #[derive(validator::Validate)]
     struct Signup {
@@ -123,7 +123,7 @@ mod tests {
             age: 3,
         };
         let error = check.check(&bad).expect_err("invalid");
-        assert_eq!(error.kind(), ErrorKind::Invalid);
+        assert_eq!(error.kind(), FailureKind::Invalid);
         assert_eq!(
             error.to_string(),
             "invalid payload: age: range (adults only); email: email"

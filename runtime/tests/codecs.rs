@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use async_nats::jetstream;
 use bytes::Bytes;
 use common::{consumer_counts, header, messages, start, stored, PATIENCE};
-use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer, TestApp};
+use jetfn::DeadLetterHeaders as h;
 use jetfn::{event_handler, Context, Event, HandlerError};
 use rand::RngCore;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{stored, PATIENCE};
-use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
+use jetfn::DeadLetterHeaders as h;
 use jetfn::{event_handler, Context, Event, HandlerError};
 
 const CHILD_URL: &str = "JETFN_CRASH_CHILD_URL";
@@ -102,7 +102,7 @@ async fn a_message_that_kills_every_process_is_dead_lettered_as_crashed_once() {
     // Exactly once: nothing more arrives, even with the process still running.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stored(&js, "JETFN_DLQ", dlq).await, 1);
-    let letter = jetfn::dlq::list(&js, dlq, None)
+    let letter = jetfn::DeadLetter::list(&js, dlq, None)
         .await
         .expect("list")
         .remove(0);
@@ -175,10 +175,10 @@ async fn one_advisory_consumer_per_pod_dead_letters_each_function_s_advisories()
     raise_advisory(&js, "ELSEWHERE", "dies_on_poison", foreign).await;
 
     let mut advisories = js
-        .get_stream(jetfn::dlq::ADVISORY_STREAM)
+        .get_stream(jetfn::DeadLetter::ADVISORY_STREAM)
         .await
         .expect("advisory stream");
-    let name = jetfn::dlq::advisory_consumer(["second_crasher", "dies_on_poison"]);
+    let name = jetfn::DeadLetter::advisory_consumer(["second_crasher", "dies_on_poison"]);
     let handled = eventually(PATIENCE, || async {
         let mut consumer: jetstream::consumer::PullConsumer = advisories
             .get_consumer(&name)
@@ -200,7 +200,9 @@ async fn one_advisory_consumer_per_pod_dead_letters_each_function_s_advisories()
         ("second_crasher", r#"{"poison":true,"n":2}"#),
     ] {
         let dlq = format!("jetfn.dlq.{function}");
-        let letters = jetfn::dlq::list(&js, &dlq, None).await.expect("list");
+        let letters = jetfn::DeadLetter::list(&js, &dlq, None)
+            .await
+            .expect("list");
         assert_eq!(letters.len(), 1, "{function}: one dead letter");
         assert_eq!(letters[0].header(h::ERROR_KIND), "crashed");
         assert_eq!(letters[0].header(h::FUNCTION), function);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{consumer_counts, publish_all, start, stored, PATIENCE};
-use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
+use jetfn::DeadLetterHeaders as h;
 use jetfn::{event_handler, Context, Event, HandlerError};
 
 static REJECT: AtomicBool = AtomicBool::new(true);
@@ -49,7 +49,7 @@ async fn dead_letters_are_listed_and_replayed_once_even_after_an_interrupted_rep
         .await
     );
 
-    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
     assert_eq!(letters.len(), 3);
     for (letter, seq) in letters.iter().zip(1..) {
         assert_eq!(letter.header(h::ERROR_KIND), "permanent");
@@ -58,7 +58,7 @@ async fn dead_letters_are_listed_and_replayed_once_even_after_an_interrupted_rep
         assert_eq!(letter.payload, format!(r#"{{"id":{seq}}}"#).as_bytes());
     }
     assert_eq!(
-        jetfn::dlq::list(&js, dlq, Some(2))
+        jetfn::DeadLetter::list(&js, dlq, Some(2))
             .await
             .expect("list")
             .len(),
@@ -80,7 +80,9 @@ async fn dead_letters_are_listed_and_replayed_once_even_after_an_interrupted_rep
         .expect("ack");
 
     // Run again: everything replays, the first one is not doubled.
-    let replayed = jetfn::dlq::replay(&js, dlq, None).await.expect("replay");
+    let replayed = jetfn::DeadLetter::replay(&js, dlq, None)
+        .await
+        .expect("replay");
     assert_eq!(replayed, 3);
     assert!(
         eventually(PATIENCE, || async {
@@ -188,7 +190,7 @@ async fn a_dead_letter_refused_on_the_last_delivery_is_stored_later_as_exhausted
     );
     // Past ack_wait again: the advisory path has nothing to add.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
     assert_eq!(letters.len(), 1, "exactly one dead letter");
     assert_eq!(letters[0].header(h::ERROR_KIND), "exhausted");
     assert_eq!(letters[0].header(h::ERROR), "gateway down");
@@ -243,7 +245,7 @@ async fn a_dead_letter_stream_deleted_on_the_last_delivery_is_made_again_and_get
         .await,
         "the original is acked"
     );
-    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].header(h::ERROR_KIND), "exhausted");
     assert_eq!(letters[0].header(h::ERROR), "ledger down");

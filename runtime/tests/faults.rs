@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{consumer_counts, publish_all, start, start_unready, stored, PATIENCE};
-use jetfn::testing::{eventually, http_get, NatsCluster, NatsServer};
+use jetfn::testing::{eventually, http_get, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
+use jetfn_test_support::NatsCluster;
 
 #[derive(serde::Deserialize)]
 struct Job {

@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{publish_all, start};
-use jetfn::testing::{eventually, http_get_with, prometheus_client_python, NatsServer, Prometheus};
+use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError};
+use jetfn_test_support::{http_get_with, prometheus_client_python, Prometheus};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,4 +1,4 @@
-//! Network paths that fail between the runtime and nats-server, through `jetfn::testing::TcpProxy`:
+//! Network paths that fail between the runtime and nats-server, through `jetfn_test_support::TcpProxy`:
 //! one that dies without closing (no FIN, no RST) and comes back, and one that is cut. Each counts
 //! every message.
 
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::{consumer_counts, publish_all, start_unready, PATIENCE};
-use jetfn::config::DEFAULT_PING_INTERVAL;
-use jetfn::testing::{eventually, http_get, NatsServer, TcpProxy};
+use jetfn::testing::{eventually, http_get, NatsServer};
+use jetfn::NatsConfig;
 use jetfn::{event_handler, Context, Event, HandlerError};
+use jetfn_test_support::TcpProxy;
 
 #[derive(serde::Deserialize)]
 struct Job {
@@ -73,7 +74,7 @@ async fn a_path_that_dies_without_closing_is_noticed_and_nothing_is_lost() {
     println!(
         "dead path noticed (/ready 503) {:.1} s after the freeze (ping interval {:?}; bound {:?})",
         detection.as_secs_f64(),
-        DEFAULT_PING_INTERVAL,
+        NatsConfig::DEFAULT_PING_INTERVAL,
         DEAD_PATH_BOUND
     );
     assert!(noticed, "/ready still 200 {detection:?} after the freeze");

@@ -23,8 +23,11 @@ use serde_json::Value;
 
 const CHILD_URL: &str = "JETFN_ONCE_CHILD_URL";
 
+/// The KV bucket of the once-only records (the name the design contract gives it).
+const BUCKET: &str = "JETFN_ONCE";
+
 async fn bucket(js: &jetstream::Context) -> kv::Store {
-    js.get_key_value(jetfn::once::BUCKET).await.expect("bucket")
+    js.get_key_value(BUCKET).await.expect("bucket")
 }
 
 /// The record's JSON value at `key`, `None` when there is none (or only a marker).
@@ -342,7 +345,7 @@ async fn records_expire_after_once_retention() {
 
     let key = "short_lived.ONCEE.1.charge";
     let present = eventually(PATIENCE, || async {
-        js.get_key_value(jetfn::once::BUCKET).await.is_ok()
+        js.get_key_value(BUCKET).await.is_ok()
             && record(&js, key).await == Some(serde_json::json!({ "done": 2 }))
     })
     .await;
@@ -423,11 +426,11 @@ async fn an_unavailable_bucket_fails_the_step_without_running_it() {
         1,
         "the step never ran without its record"
     );
-    let letter = jetfn::dlq::list(&js, "jetfn.dlq.needs_its_record", None)
+    let letter = jetfn::DeadLetter::list(&js, "jetfn.dlq.needs_its_record", None)
         .await
         .expect("list")
         .remove(0);
-    let error = letter.header(jetfn::dlq::headers::ERROR);
+    let error = letter.header(jetfn::DeadLetterHeaders::ERROR);
     assert!(
         error.contains("the KV bucket JETFN_ONCE is unavailable"),
         "{error}"
@@ -562,7 +565,7 @@ async fn once_cost() {
     .expect("stream");
     // The bucket exists before the measured run (as after `provision`).
     js.create_key_value(kv::Config {
-        bucket: jetfn::once::BUCKET.to_owned(),
+        bucket: BUCKET.to_owned(),
         history: 1,
         limit_markers: Some(Duration::from_secs(1)),
         ..Default::default()

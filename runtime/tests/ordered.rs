@@ -489,7 +489,7 @@ async fn step_down(js: &jetstream::Context, what: &str) {
 async fn ordered_keys_keep_order_through_consumer_and_stream_leader_changes() {
     const HA_KEYS: u32 = 10;
     const HA_STEPS: u32 = 40;
-    let cluster = jetfn::testing::NatsCluster::start(3);
+    let cluster = jetfn_test_support::NatsCluster::start(3);
     assert!(
         cluster.wait_for_jetstream(PATIENCE).await,
         "cluster JetStream up"

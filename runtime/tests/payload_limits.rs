@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::{consumer_counts, start, stored, PATIENCE};
-use jetfn::dlq::headers as h;
+use jetfn::DeadLetterHeaders as h;
 
 use jetfn::testing::{eventually, NatsServer};
 use jetfn::{event_handler, Context, Event, HandlerError, PublishError};
@@ -80,7 +80,7 @@ async fn a_payload_just_under_max_payload_is_handled_or_dead_lettered_byte_exact
         .await,
         "dead-lettered"
     );
-    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
     let letter = &letters[0];
     assert_eq!(letter.header(h::ERROR_KIND), "decode");
     assert!(letter.payload == bytes, "the payload is byte-exact");
@@ -97,16 +97,21 @@ async fn a_payload_just_under_max_payload_is_handled_or_dead_lettered_byte_exact
 
     // Replayed over the wire: the original headers and payload come back as they were (and, still
     // not JSON, it is dead-lettered again, byte-exact again).
-    assert_eq!(jetfn::dlq::replay(&js, dlq, None).await.expect("replay"), 1);
+    assert_eq!(
+        jetfn::DeadLetter::replay(&js, dlq, None)
+            .await
+            .expect("replay"),
+        1
+    );
     assert!(
         eventually(PATIENCE, || async {
-            let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+            let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
             letters.len() == 1 && letters[0].header(h::STREAM_SEQ) != first_seq
         })
         .await,
         "dead-lettered again after the replay"
     );
-    let again = &jetfn::dlq::list(&js, dlq, None).await.expect("list")[0];
+    let again = &jetfn::DeadLetter::list(&js, dlq, None).await.expect("list")[0];
     assert!(again.payload == bytes, "byte-exact after a replay");
     for name in ["X-Empty", "X-Unicode", "X-Four-KiB"] {
         assert_eq!(
@@ -190,7 +195,7 @@ async fn an_output_over_max_payload_fails_at_once_and_is_retried() {
         "an output over max_payload fails in {:?} and {:?}",
         failures[0].0, failures[1].0
     );
-    let letters = jetfn::dlq::list(&js, dlq, None).await.expect("list");
+    let letters = jetfn::DeadLetter::list(&js, dlq, None).await.expect("list");
     assert_eq!(letters[0].header(h::ERROR_KIND), "exhausted");
     assert!(
         letters[0].header(h::ERROR).contains("max payload"),
@@ -228,9 +233,9 @@ async fn a_payload_too_big_to_dead_letter_stays_in_its_stream() {
         .await
         .expect("ack");
     // Both deliveries fail to dead-letter, then the advisory path tries and gives up too.
-    let advisory_consumer = jetfn::dlq::advisory_consumer(["gets_huge_inputs"]);
+    let advisory_consumer = jetfn::DeadLetter::advisory_consumer(["gets_huge_inputs"]);
     let advisories = js
-        .get_stream(jetfn::dlq::ADVISORY_STREAM)
+        .get_stream(jetfn::DeadLetter::ADVISORY_STREAM)
         .await
         .expect("advisory stream");
     assert!(

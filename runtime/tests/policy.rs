@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{consumer_counts, header, publish_all, start, stored, PATIENCE};
-use jetfn::dlq::headers as h;
 use jetfn::testing::{eventually, NatsServer};
+use jetfn::DeadLetterHeaders as h;
 use jetfn::{event_handler, Context, Event, HandlerError};
 use serde::Deserialize;
 

@@ -271,6 +271,6 @@ async fn a_handler_called_directly_with_a_test_context() {
     )
     .await
     .expect_err("the publish failed");
-    assert_eq!(error.kind(), jetfn::ErrorKind::Retryable);
+    assert_eq!(error.kind(), jetfn::FailureKind::Retryable);
     assert!(failing.outputs().is_empty());
 }

@@ -42,7 +42,7 @@ async fn a_chain_of_functions_is_one_trace() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    // What `jetfn::telemetry::init` sets up: jetfn's delivery spans come from the global tracer
+    // What `jetfn::Telemetry::init` sets up: jetfn's delivery spans come from the global tracer
     // provider; the handler's own `tracing` spans go through a tracing-opentelemetry layer.
     opentelemetry::global::set_tracer_provider(provider.clone());
     let subscriber = tracing_subscriber::registry()

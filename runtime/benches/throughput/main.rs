@@ -230,18 +230,18 @@ struct Tracing {
 
 impl Tracing {
     /// Telemetry as shipped without an OTLP endpoint: spans made, not exported.
-    fn local(&self) -> jetfn::telemetry::Telemetry {
+    fn local(&self) -> jetfn::Telemetry {
         self.init(false)
     }
 
     /// Every span exported over OTLP/HTTP to the sink.
-    fn export(&self) -> jetfn::telemetry::Telemetry {
+    fn export(&self) -> jetfn::Telemetry {
         self.init(true)
     }
 
     /// Installs the subscriber (once) and a tracer provider, which the runtimes started
     /// afterwards use.
-    fn init(&self, export: bool) -> jetfn::telemetry::Telemetry {
+    fn init(&self, export: bool) -> jetfn::Telemetry {
         let mut vars = vec![("JETFN_LOG_FORMAT".to_owned(), "text".to_owned())];
         if export {
             vars.push((
@@ -254,7 +254,7 @@ impl Tracing {
             ));
         }
         let config = Config::from_vars(vars).expect("config");
-        jetfn::telemetry::init(&config)
+        jetfn::Telemetry::init(&config)
     }
 }
 /// The CPU time one run took, per message: this process's and the server's.

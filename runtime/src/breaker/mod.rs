@@ -18,7 +18,7 @@ pub(crate) use shared::SharedBreaker;
 
 /// The breaker's state, as `jetfn_breaker_state` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     /// Messages flow (0).
     Closed = 0,
     /// One trial message is allowed (1).
@@ -29,7 +29,7 @@ pub enum BreakerState {
 
 /// Whether a message may start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// Start it.
     Go,
     /// The breaker is open until then.
@@ -40,7 +40,7 @@ pub enum Admission {
 
 /// What the consumer loop should pull, as the breaker stands (no state change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Closed: pull for every free worker.
     Flow,
     /// The cool-down is over: pull one message, the trial.
@@ -53,7 +53,7 @@ pub enum Gate {
 
 /// A state change worth acting on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// The breaker opened (or re-opened after a failed trial) until then.
     Opened(Instant),
     /// A trial succeeded: the breaker closed.
@@ -69,7 +69,7 @@ enum State {
 
 /// A consecutive-failure circuit breaker; `threshold == 0` never opens.
 #[derive(Debug, Clone)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     threshold: u32,
     cooldown: Duration,
     state: State,
@@ -77,7 +77,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// Opens after `threshold` consecutive failures (0 = never) for `cooldown`.
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold,
             cooldown,
@@ -86,7 +86,7 @@ impl Breaker {
     }
 
     /// The state now.
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         match self.state {
             State::Closed { .. } => BreakerState::Closed,
             State::Open { .. } => BreakerState::Open,
@@ -95,7 +95,7 @@ impl Breaker {
     }
 
     /// What to pull at `now`.
-    pub fn gate(&self, now: Instant) -> Gate {
+    pub(crate) fn gate(&self, now: Instant) -> Gate {
         match self.state {
             State::Closed { .. } => Gate::Flow,
             State::Open { until } if now >= until => Gate::Trial,
@@ -106,7 +106,7 @@ impl Breaker {
 
     /// The trial ended with an outcome that says nothing about the dependency (a permanent or
     /// decode error): let another message be the trial.
-    pub fn release_trial(&mut self, now: Instant) {
+    pub(crate) fn release_trial(&mut self, now: Instant) {
         if self.state == State::HalfOpen {
             self.state = State::Open { until: now };
         }
@@ -114,7 +114,7 @@ impl Breaker {
 
     /// May a message start at `now`? An open breaker whose cool-down has passed turns
     /// half-open and admits this one message as the trial.
-    pub fn admit(&mut self, now: Instant) -> Admission {
+    pub(crate) fn admit(&mut self, now: Instant) -> Admission {
         match self.state {
             State::Closed { .. } => Admission::Go,
             State::Open { until } if now >= until => {
@@ -127,7 +127,7 @@ impl Breaker {
     }
 
     /// Records a handler run's result (`true` = success) at `now`.
-    pub fn record(&mut self, success: bool, now: Instant) -> Option<Transition> {
+    pub(crate) fn record(&mut self, success: bool, now: Instant) -> Option<Transition> {
         if self.threshold == 0 {
             return None;
         }

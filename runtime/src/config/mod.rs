@@ -46,7 +46,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use function::{Backoff, FunctionConfig};
-pub use nats::{NatsConfig, DEFAULT_PING_INTERVAL};
+pub use nats::NatsConfig;
+#[cfg(test)]
+use nats::DEFAULT_PING_INTERVAL;
 #[cfg(not(feature = "otlp-grpc"))]
 pub(crate) use otlp::GRPC_NEEDS_FEATURE;
 pub use otlp::{OtlpConfig, OtlpProtocol};

@@ -8,7 +8,7 @@ use super::{value, ConfigError, Secret};
 
 /// The default of [`NatsConfig::ping_interval`]: a path that dies without closing is noticed
 /// within three of them (24 s).
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(8);
+pub(crate) const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(8);
 
 /// How to reach NATS.
 #[derive(Debug, Clone)]
@@ -36,6 +36,10 @@ pub struct NatsConfig {
 }
 
 impl NatsConfig {
+    /// The default of [`NatsConfig::ping_interval`] (`JETFN_NATS_PING_INTERVAL`): 8 s, so a path
+    /// that dies without closing is noticed within three of them (24 s).
+    pub const DEFAULT_PING_INTERVAL: Duration = DEFAULT_PING_INTERVAL;
+
     pub(super) fn validate(raw: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
         const KNOWN: &[&str] = &[
             "url",

@@ -13,7 +13,6 @@
 //! advisory for it; and both paths give a dead letter the same `Nats-Msg-Id`
 //! (`dlq:<stream>:<seq>`), so the dead-letter stream stores one even if both ran.
 
-use std::hash::Hasher;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -28,7 +27,7 @@ mod watch;
 pub(crate) use watch::watch;
 
 /// The stream that keeps MAX_DELIVERIES advisories.
-pub const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
+pub(crate) const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
 const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 const CRASHED: &str = "deliveries exhausted without a settled outcome: the process ended during \
      every delivery (or the dead-letter publish failed)";
@@ -49,17 +48,16 @@ pub(crate) struct MaxDeliveries {
 /// The durable consumer on [`ADVISORY_STREAM`] of a pod running `functions` (event function
 /// names, in any order): pods running the same functions share it; another set of functions has
 /// another one.
-pub fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
     let mut names: Vec<&str> = functions.into_iter().collect();
     names.sort_unstable();
     names.dedup();
-    // FNV-1a of the names, each ended by a 0 byte: stable across builds and platforms.
-    let mut hash = fnv::FnvHasher::default();
-    for name in names {
-        hash.write(name.as_bytes());
-        hash.write(&[0]);
-    }
-    format!("jetfn_advisories_{:016x}", hash.finish())
+    // FNV-1a 64 of the names, each ended by a 0 byte: stable across builds and platforms.
+    let bytes = names.iter().flat_map(|name| name.bytes().chain([0]));
+    let hash = bytes.fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("jetfn_advisories_{hash:016x}")
 }
 
 /// Creates the advisory stream if it does not exist yet. A function's consumer is created only
@@ -193,6 +191,25 @@ mod tests {
         );
         assert!(one.starts_with("jetfn_advisories_"), "{one}");
         assert_eq!(one.len(), "jetfn_advisories_".len() + 16);
+    }
+
+    #[test]
+    fn the_name_is_stable_across_versions() {
+        // Consumers of running pods are found by this name: FNV-1a 64 of the sorted names,
+        // each ended by a 0 byte (values computed apart from this code).
+        assert_eq!(
+            advisory_consumer([
+                "send_notification",
+                "audit_log",
+                "reserve_inventory",
+                "charge_payment"
+            ]),
+            "jetfn_advisories_48bfe37c55bb7517"
+        );
+        assert_eq!(
+            advisory_consumer(["a"]),
+            "jetfn_advisories_089be207b544f1e4"
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@ pub(crate) mod advisory;
 mod letter;
 mod replay;
 
-pub use advisory::{advisory_consumer, ADVISORY_STREAM};
+pub(crate) use advisory::ADVISORY_STREAM;
 pub(crate) use letter::{DeadLetters, Lettered};
-pub use replay::{list, replay, DeadLetter, ToolError};
+pub(crate) use replay::{list, replay};
+pub use replay::{DeadLetter, DeadLetterError};
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
@@ -18,9 +19,9 @@ use async_nats::HeaderMap;
 use crate::policy::DeadLetterKind;
 
 /// The stream that holds dead letters.
-pub const DLQ_STREAM: &str = "JETFN_DLQ";
+pub(crate) const DLQ_STREAM: &str = "JETFN_DLQ";
 /// The subjects it captures.
-pub const DLQ_SUBJECTS: &str = "jetfn.dlq.>";
+pub(crate) const DLQ_SUBJECTS: &str = "jetfn.dlq.>";
 /// The duplicate window of the dead-letter stream jetfn creates: long enough that the normal
 /// path and the advisory path can never both store a dead letter for the same message.
 pub(crate) const DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -48,25 +49,56 @@ pub(crate) fn check_function(registry: &crate::Registry, function: &str) -> Resu
 }
 
 /// The provenance headers a dead letter adds.
-pub mod headers {
+pub(crate) mod headers {
     /// The function that gave up on the message.
-    pub const FUNCTION: &str = "Jetfn-Function";
+    pub(crate) const FUNCTION: &str = "Jetfn-Function";
     /// The subject the message was published to.
-    pub const SUBJECT: &str = "Jetfn-Subject";
+    pub(crate) const SUBJECT: &str = "Jetfn-Subject";
     /// The stream that stored it.
-    pub const STREAM: &str = "Jetfn-Stream";
+    pub(crate) const STREAM: &str = "Jetfn-Stream";
     /// Its sequence in that stream.
-    pub const STREAM_SEQ: &str = "Jetfn-Stream-Seq";
+    pub(crate) const STREAM_SEQ: &str = "Jetfn-Stream-Seq";
     /// How many times it was delivered.
-    pub const DELIVERIES: &str = "Jetfn-Deliveries";
+    pub(crate) const DELIVERIES: &str = "Jetfn-Deliveries";
     /// The last error.
-    pub const ERROR: &str = "Jetfn-Error";
+    pub(crate) const ERROR: &str = "Jetfn-Error";
     /// `permanent`, `decode`, `invalid`, `exhausted` or `crashed`.
-    pub const ERROR_KIND: &str = "Jetfn-Error-Kind";
+    pub(crate) const ERROR_KIND: &str = "Jetfn-Error-Kind";
     /// When it was dead-lettered, RFC 3339.
-    pub const FAILED_AT: &str = "Jetfn-Failed-At";
+    pub(crate) const FAILED_AT: &str = "Jetfn-Failed-At";
     /// The original `Nats-Msg-Id`, when it had one (the dead letter's own id replaces it).
-    pub const ORIGINAL_MSG_ID: &str = "Jetfn-Original-Msg-Id";
+    pub(crate) const ORIGINAL_MSG_ID: &str = "Jetfn-Original-Msg-Id";
+}
+
+/// The names of the headers a dead letter carries besides the original ones, as associated
+/// constants: `Jetfn-Function`, `Jetfn-Error-Kind`, ... (see [`DeadLetter::header`]).
+///
+/// ```
+/// use jetfn::DeadLetterHeaders as h;
+/// assert_eq!(h::ERROR_KIND, "Jetfn-Error-Kind");
+/// ```
+#[derive(Debug)]
+pub enum DeadLetterHeaders {}
+
+impl DeadLetterHeaders {
+    /// The function that gave up on the message.
+    pub const FUNCTION: &'static str = headers::FUNCTION;
+    /// The subject the message was published to.
+    pub const SUBJECT: &'static str = headers::SUBJECT;
+    /// The stream that stored it.
+    pub const STREAM: &'static str = headers::STREAM;
+    /// Its sequence in that stream.
+    pub const STREAM_SEQ: &'static str = headers::STREAM_SEQ;
+    /// How many times it was delivered.
+    pub const DELIVERIES: &'static str = headers::DELIVERIES;
+    /// The last error.
+    pub const ERROR: &'static str = headers::ERROR;
+    /// `permanent`, `decode`, `invalid`, `exhausted` or `crashed`.
+    pub const ERROR_KIND: &'static str = headers::ERROR_KIND;
+    /// When it was dead-lettered, RFC 3339.
+    pub const FAILED_AT: &'static str = headers::FAILED_AT;
+    /// The original `Nats-Msg-Id`, when it had one (the dead letter's own id replaces it).
+    pub const ORIGINAL_MSG_ID: &'static str = headers::ORIGINAL_MSG_ID;
 }
 
 /// The longest `Jetfn-Error` value kept.

@@ -71,7 +71,7 @@ impl DeadLetter {
 /// A dead-letter operation that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ToolError {
+pub enum DeadLetterError {
     /// No stream captures the dead-letter subject.
     #[error("no stream captures `{subject}`: {reason}")]
     NoStream {
@@ -88,20 +88,56 @@ pub enum ToolError {
     NoSubject(u64),
 }
 
-fn js_error(error: impl std::fmt::Display) -> ToolError {
-    ToolError::JetStream(error.to_string())
+fn js_error(error: impl std::fmt::Display) -> DeadLetterError {
+    DeadLetterError::JetStream(error.to_string())
+}
+
+impl DeadLetter {
+    /// The stream jetfn creates for dead letters when none captures `jetfn.dlq.>`.
+    pub const STREAM: &'static str = super::DLQ_STREAM;
+    /// The stream jetfn keeps the servers' `MAX_DELIVERIES` advisories in (to dead-letter a
+    /// message whose deliveries ran out while the process died each time: kind `crashed`).
+    pub const ADVISORY_STREAM: &'static str = super::ADVISORY_STREAM;
+
+    /// Every dead letter on `dlq_subject` (`jetfn.dlq.<function>` unless the function sets
+    /// `dlq`), oldest first, at most `limit`: what `dlq list` prints.
+    pub async fn list(
+        js: &jetstream::Context,
+        dlq_subject: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        list(js, dlq_subject, limit).await
+    }
+
+    /// Republishes at most `limit` dead letters of `dlq_subject` to their original subjects,
+    /// oldest first, each deleted once its republish is acknowledged; returns how many: what
+    /// `dlq replay` does.
+    pub async fn replay(
+        js: &jetstream::Context,
+        dlq_subject: &str,
+        limit: Option<usize>,
+    ) -> Result<usize, DeadLetterError> {
+        replay(js, dlq_subject, limit).await
+    }
+
+    /// The name of the durable consumer on [`DeadLetter::ADVISORY_STREAM`] through which the
+    /// pods running exactly these functions watch their advisories (one per set of functions,
+    /// whatever their order).
+    pub fn advisory_consumer<'a>(functions: impl IntoIterator<Item = &'a str>) -> String {
+        super::advisory::advisory_consumer(functions)
+    }
 }
 
 /// Every dead letter on `dlq_subject`, oldest first (at most `limit`).
-pub async fn list(
+pub(crate) async fn list(
     js: &jetstream::Context,
     dlq_subject: &str,
     limit: Option<usize>,
-) -> Result<Vec<DeadLetter>, ToolError> {
+) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let stream_name = js
         .stream_by_subject(dlq_subject.to_owned())
         .await
-        .map_err(|e| ToolError::NoStream {
+        .map_err(|e| DeadLetterError::NoStream {
             subject: dlq_subject.to_owned(),
             reason: e.to_string(),
         })?;
@@ -146,17 +182,17 @@ pub async fn list(
 
 /// Republishes up to `limit` dead letters to their original subjects, each removed from the
 /// dead-letter stream once the republish is acknowledged. Returns how many were replayed.
-pub async fn replay(
+pub(crate) async fn replay(
     js: &jetstream::Context,
     dlq_subject: &str,
     limit: Option<usize>,
-) -> Result<usize, ToolError> {
+) -> Result<usize, DeadLetterError> {
     let letters = list(js, dlq_subject, limit).await?;
     let mut replayed = 0;
     for letter in &letters {
         let subject = letter.header(h::SUBJECT);
         if subject.is_empty() {
-            return Err(ToolError::NoSubject(letter.sequence));
+            return Err(DeadLetterError::NoSubject(letter.sequence));
         }
         let mut headers = letter.original_headers();
         headers.insert(

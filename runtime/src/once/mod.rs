@@ -40,16 +40,16 @@ use record::{Found, Record, RecordError};
 
 #[cfg(feature = "deploy")]
 pub(crate) use crate::once_bucket::ensure as ensure_bucket;
-pub use crate::once_bucket::BUCKET;
+pub(crate) use crate::once_bucket::BUCKET;
 pub use key::OnceKey;
 
 /// How long a record lives when its function does not say (`once_retention`).
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a once-only step failed, besides an error of the step itself.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum OnceError {
+pub(crate) enum OnceError {
     /// The bucket did not answer: the step was not run, or its result could not be stored (then
     /// its claim ends with its lease and a later delivery runs it again with the same key).
     #[error("once-only step `{key}`: the KV bucket JETFN_ONCE is unavailable: {reason}")]

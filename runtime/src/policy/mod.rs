@@ -3,13 +3,13 @@
 //! [`retry`] holds the backoff schedule. `decide` turns a handler run into a `Verdict`:
 //! ack, retry after a delay, or dead-letter, from the failure's kind and the delivery count.
 
-pub mod retry;
+pub(crate) mod retry;
 
 use std::time::Duration;
 
-pub use retry::{RetryError, RetrySchedule};
+pub(crate) use retry::RetrySchedule;
 
-use crate::handler::{ErrorKind, HandlerError};
+use crate::handler::{FailureKind, HandlerError};
 
 /// Why a handler run did not succeed.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl Failure {
 
     /// Whether the payload did not decode into the handler's type (the handler never ran).
     pub(crate) fn is_undecodable(&self) -> bool {
-        matches!(self, Failure::Handler(error) if error.kind() == ErrorKind::Decode)
+        matches!(self, Failure::Handler(error) if error.kind() == FailureKind::Decode)
     }
 
     /// What the log line of this failure says: `undecodable payload` or `handler failed`.
@@ -49,7 +49,7 @@ impl Failure {
     /// Whether retrying may help; such failures also count against the circuit breaker.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            Failure::Handler(error) => error.kind() == ErrorKind::Retryable,
+            Failure::Handler(error) => error.kind() == FailureKind::Retryable,
             Failure::Panic(_) | Failure::Timeout(_) => true,
         }
     }
@@ -71,7 +71,7 @@ impl std::fmt::Display for Failure {
 
 /// Why a message is dead-lettered; the `Jetfn-Error-Kind` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadLetterKind {
+pub(crate) enum DeadLetterKind {
     /// The handler returned `HandlerError::permanent`.
     Permanent,
     /// The payload did not decode into the handler's type.
@@ -86,7 +86,7 @@ pub enum DeadLetterKind {
 
 impl DeadLetterKind {
     /// The header value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeadLetterKind::Permanent => "permanent",
             DeadLetterKind::Decode => "decode",
@@ -130,10 +130,10 @@ pub(crate) fn decide(
         Err(failure) => failure,
     };
     let kind = match &failure {
-        Failure::Handler(error) if error.kind() == ErrorKind::Decode => {
+        Failure::Handler(error) if error.kind() == FailureKind::Decode => {
             Some(DeadLetterKind::Decode)
         }
-        Failure::Handler(error) if error.kind() == ErrorKind::Invalid => {
+        Failure::Handler(error) if error.kind() == FailureKind::Invalid => {
             Some(DeadLetterKind::Invalid)
         }
         _ if !failure.is_retryable() => Some(DeadLetterKind::Permanent),

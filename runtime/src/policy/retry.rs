@@ -5,7 +5,7 @@ use std::time::Duration;
 /// A retry schedule that cannot be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RetryError {
+pub(crate) enum RetryError {
     /// The initial delay is zero.
     #[error("the initial backoff must be above zero")]
     ZeroInitial,
@@ -24,7 +24,7 @@ pub enum RetryError {
 
 /// Exponential backoff with proportional jitter, capped at `max`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetrySchedule {
+pub(crate) struct RetrySchedule {
     initial: Duration,
     max: Duration,
     jitter: f64,
@@ -32,10 +32,10 @@ pub struct RetrySchedule {
 
 impl RetrySchedule {
     /// The jitter the runtime uses: each delay varies by up to ±10%.
-    pub const DEFAULT_JITTER: f64 = 0.1;
+    pub(crate) const DEFAULT_JITTER: f64 = 0.1;
 
     /// The contract's default: `1s..60s`, ±10%.
-    pub const DEFAULT: Self = Self {
+    pub(crate) const DEFAULT: Self = Self {
         initial: Duration::from_secs(1),
         max: Duration::from_secs(60),
         jitter: Self::DEFAULT_JITTER,
@@ -43,7 +43,7 @@ impl RetrySchedule {
 
     /// A schedule from `initial` doubling up to `max`, each delay varied by up to `±jitter`
     /// of itself (and never above `max`).
-    pub fn new(initial: Duration, max: Duration, jitter: f64) -> Result<Self, RetryError> {
+    pub(crate) fn new(initial: Duration, max: Duration, jitter: f64) -> Result<Self, RetryError> {
         if initial.is_zero() {
             return Err(RetryError::ZeroInitial);
         }
@@ -62,7 +62,7 @@ impl RetrySchedule {
 
     /// The delay before the next delivery after delivery `attempt` (1-based) failed, without
     /// jitter.
-    pub fn base_delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn base_delay(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(31);
         self.initial
             .checked_mul(1u32 << doublings)
@@ -70,7 +70,7 @@ impl RetrySchedule {
     }
 
     /// The delay after delivery `attempt` failed, with jitter drawn from `rng`.
-    pub fn delay(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration {
         let base = self.base_delay(attempt);
         if self.jitter == 0.0 {
             return base;

@@ -25,7 +25,7 @@ use crate::state::RequestState;
 
 pub use reply::Reply;
 
-/// One request, decoded into the function's payload type `T` (see [`codec`](crate::codec):
+/// One request, decoded into the function's payload type `T` (see [the crate docs](crate#what-a-handler-gets-and-returns):
 /// `bytes::Bytes`, `String`, `jetfn::Protobuf<M>`, else JSON).
 #[derive(Debug)]
 #[non_exhaustive]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::codec::{Codec, Json, Raw, Text};
-use crate::handler::{ErrorKind, HandlerError};
+use crate::handler::{FailureKind, HandlerError};
 
 /// The header carrying an error's message (the NATS micro protocol).
 pub(crate) const SERVICE_ERROR: &str = "Nats-Service-Error";
@@ -14,8 +14,8 @@ pub(crate) const SERVICE_ERROR: &str = "Nats-Service-Error";
 pub(crate) const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
 
 /// A value a request function may return, encoded by codec `C`: `bytes::Bytes` as is
-/// ([`Raw`]), `String` as UTF-8 text ([`Text`]), `jetfn::Protobuf<M>` as protobuf, any other
-/// `T: Serialize` as JSON ([`Json`]). `#[request_handler]` picks the codec.
+/// (`Raw`), `String` as UTF-8 text (`Text`), `jetfn::Protobuf<M>` as protobuf, any other
+/// `T: Serialize` as JSON (`Json`). `#[request_handler]` picks the codec.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a reply",
     label = "not `bytes::Bytes`, `String`, `jetfn::Protobuf<M>` or `serde::Serialize`",
@@ -70,7 +70,7 @@ pub(crate) struct Failure {
 impl Failure {
     pub(crate) fn of_error(error: &HandlerError) -> Self {
         let code = match error.kind() {
-            ErrorKind::Permanent | ErrorKind::Decode | ErrorKind::Invalid => 400,
+            FailureKind::Permanent | FailureKind::Decode | FailureKind::Invalid => 400,
             _ => 500,
         };
         Self {

@@ -51,6 +51,25 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Installs the global subscriber (the log format, and the OpenTelemetry layer for the
+    /// handlers' own `tracing` spans) and the global tracer provider (exporting over OTLP when
+    /// the `OTEL_*` variables ask for it), which the delivery spans of runtimes started
+    /// afterwards use. A second call leaves the first subscriber in place and replaces the
+    /// tracer provider. `jetfn::main()` calls it first; call it yourself when you start a
+    /// [`Runtime`](crate::Runtime) from your own code.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), jetfn::ConfigError> {
+    /// let config = jetfn::Config::from_env()?;
+    /// let telemetry = jetfn::Telemetry::init(&config);
+    /// // ... run ...
+    /// telemetry.shutdown();
+    /// # Ok(()) }
+    /// ```
+    pub fn init(config: &Config) -> Self {
+        init(config)
+    }
+
     /// Exports what is still buffered (at most a few seconds).
     pub fn shutdown(self) {
         if let Err(error) = self.provider.shutdown() {
@@ -64,7 +83,7 @@ impl Telemetry {
 /// which the delivery spans of runtimes started afterwards use. A second call leaves the first
 /// subscriber in place and replaces the tracer provider. `jetfn::main()`
 /// calls it; call it yourself when you start a [`Runtime`](crate::Runtime) from your own code.
-pub fn init(config: &Config) -> Telemetry {
+pub(crate) fn init(config: &Config) -> Telemetry {
     let service = config
         .service_name
         .clone()

@@ -113,15 +113,15 @@ fn per_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::{ErrorKind, HandlerError};
+    use crate::handler::{FailureKind, HandlerError};
 
-    fn kinds(results: &[Result<(), Failure>]) -> Vec<Option<ErrorKind>> {
+    fn kinds(results: &[Result<(), Failure>]) -> Vec<Option<FailureKind>> {
         results
             .iter()
             .map(|r| match r {
                 Ok(()) => None,
                 Err(Failure::Handler(e)) => Some(e.kind()),
-                Err(_) => Some(ErrorKind::Retryable),
+                Err(_) => Some(FailureKind::Retryable),
             })
             .collect()
     }
@@ -133,14 +133,14 @@ mod tests {
         let items = Err(Failure::Handler(HandlerError::items_failed(1)));
         assert_eq!(
             kinds(&per_message(items, &slot, 3)),
-            [None, Some(ErrorKind::Decode), None]
+            [None, Some(FailureKind::Decode), None]
         );
         // A layer's own error (here: made permanent) is every message's.
         slot.put(vec![Ok(()), Err(HandlerError::decode("x")), Ok(())]);
         let layer = Err(Failure::Handler(HandlerError::permanent("tenant unknown")));
         assert_eq!(
             kinds(&per_message(layer, &slot, 3)),
-            [Some(ErrorKind::Permanent); 3]
+            [Some(FailureKind::Permanent); 3]
         );
         assert_eq!(kinds(&per_message(Ok(()), &slot, 2)), [None, None]);
     }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::hosts::{Hosts, HostsError};
-use crate::local_server::{find_nats_server, INSTALL_HINT};
+use crate::hosts::{Hosts, HostsError};
+use crate::tools::{find_nats_server, INSTALL_HINT};
 
 /// The servers of a cluster on hosts; each one's store is kept across [`NetNats::restart`].
 #[derive(Debug)]

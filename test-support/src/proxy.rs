@@ -26,7 +26,7 @@ struct Path {
 /// ```no_run
 /// # async fn example() {
 /// let server = jetfn::testing::NatsServer::start();
-/// let proxy = jetfn::testing::TcpProxy::start(server.port()).await;
+/// let proxy = jetfn_test_support::TcpProxy::start(server.port()).await;
 /// // Point the client at `proxy.url()`, then:
 /// proxy.freeze(); // the path goes dead without closing
 /// proxy.thaw();   // it comes back

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{NatsServer, NatsServerBuilder};
+use jetfn::testing::{NatsServer, NatsServerBuilder};
 
 /// Nodes of one JetStream cluster (`node0`, `node1`, ...), each killed on drop.
 #[derive(Debug)]
@@ -92,7 +92,7 @@ impl NatsCluster {
 }
 
 /// A loopback port nothing listens on now.
-pub(super) fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

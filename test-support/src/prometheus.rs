@@ -20,7 +20,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// `tool`, found through the variable `env`, then `PATH`, then `relative` (under `.tools/`) in
 /// the working directory, the workspace or any parent of them; panics with the install hint.
 fn find(tool: &str, env: &str, relative: &str) -> PathBuf {
-    crate::local_server::find_tool(
+    crate::tools::find_tool(
         tool,
         env,
         relative,
@@ -129,7 +129,7 @@ impl Prometheus {
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_file.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], super::cluster::free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], crate::cluster::free_port()));
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
