@@ -129,6 +129,7 @@ codecs! {
     /// The payload as is: `bytes::Bytes`.
     Raw => Bytes,
     /// Protobuf: `jetfn::Protobuf<M>` (feature `protobuf`).
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code, unreachable_pub))]
     Proto => Protobuf,
 }
 

@@ -522,7 +522,7 @@ async fn bench(settings: Settings, tracing: Option<&Tracing>) {
     }
     let (ordered, unordered) = (
         median(&mut rows[9].rates.clone()),
-        median(&mut rows[4].rates.clone()),
+        median(&mut rows[11].rates.clone()),
     );
     if ordered.is_finite() && unordered.is_finite() {
         println!(

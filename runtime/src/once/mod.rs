@@ -40,6 +40,7 @@ use record::{Found, Record, RecordError};
 
 #[cfg(feature = "deploy")]
 pub(crate) use crate::once_bucket::ensure as ensure_bucket;
+#[cfg(feature = "deploy")]
 pub(crate) use crate::once_bucket::BUCKET;
 pub use key::OnceKey;
 

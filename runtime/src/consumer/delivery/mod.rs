@@ -278,12 +278,6 @@ impl Deliverer {
             tracing::warn!(function = %self.name(), %error, ?outcome, "ack not sent; the server will redeliver");
             return false;
         }
-        self.count(outcome);
-        true
-    }
-
-    /// Counts a settled outcome in `jetfn_messages_total`.
-    fn count(&self, outcome: Outcome) {
         let metrics = &self.state.metrics;
         match outcome {
             Outcome::Acked => metrics.acked.inc(),
@@ -291,6 +285,7 @@ impl Deliverer {
             Outcome::DeadLettered => metrics.dead_lettered.inc(),
             Outcome::Released | Outcome::Deferred { .. } => 0,
         };
+        true
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::{ack_kind, meta, Deliverer, Outcome};
+use super::{meta, Deliverer, Outcome};
 use crate::codec::Incoming;
 use crate::handler::{HandlerError, InputRef};
 use crate::pipeline::{Call, Messages, Output};
@@ -23,21 +24,24 @@ pub(crate) enum Fate {
     Settled,
     /// It failed and runs again after `delay`, kept alive meanwhile; its key stays held.
     Retry { delay: Duration },
-    /// Handed back to the server, or not a JetStream delivery: the server redelivers it, and
-    /// its key stays held until then.
+    /// Not settled with the server (handed back, the ack not sent, or not a JetStream
+    /// delivery): the server redelivers it, and its key stays held until then.
     Unsettled,
 }
 
 impl Deliverer {
     /// Runs `message` once; `retries` earlier runs of it failed in this pod since the server
-    /// delivered it (they count as attempts toward `max_deliver`).
+    /// delivered it (they count as attempts toward `max_deliver`). `worker` is held while the
+    /// handler runs, not while the outcome is confirmed.
     pub(crate) async fn run_ordered(
         self: Arc<Self>,
         message: jetstream::Message,
         stream: Arc<str>,
         retries: u32,
+        worker: OwnedSemaphorePermit,
     ) -> Fate {
-        self.run_or_reject(message, stream, retries, None).await
+        self.run_or_reject(message, stream, retries, Err(worker))
+            .await
     }
 
     /// Dead-letters `message` as `permanent` with `reason` at once, without running it (an
@@ -48,7 +52,7 @@ impl Deliverer {
         stream: Arc<str>,
         reason: String,
     ) -> Fate {
-        self.run_or_reject(message, stream, 0, Some(reason)).await
+        self.run_or_reject(message, stream, 0, Ok(reason)).await
     }
 
     async fn run_or_reject(
@@ -56,7 +60,7 @@ impl Deliverer {
         message: jetstream::Message,
         stream: Arc<str>,
         retries: u32,
-        reject: Option<String>,
+        reject_or_run: Result<String, OwnedSemaphorePermit>,
     ) -> Fate {
         let (mut meta, pending) = match meta(&message, stream) {
             Ok(started) => started,
@@ -79,39 +83,20 @@ impl Deliverer {
             payload: message.payload.clone(),
             meta,
         };
-        let result = match reject {
-            Some(reason) => Err(Failure::Handler(HandlerError::permanent(reason))),
-            None => {
+        let result = match reject_or_run {
+            Ok(reason) => Err(Failure::Handler(HandlerError::permanent(reason))),
+            Err(worker) => {
                 let function = self.pipeline.function().clone();
                 let call = Call::new(function, input, Messages::One(incoming), Output::None);
                 let alive = std::slice::from_ref(&message);
-                self.pipeline.run(call, 1, alive).with_context(otel).await
+                let result = self.pipeline.run(call, 1, alive).with_context(otel).await;
+                drop(worker);
+                result
             }
         };
         let fate = self.settle_ordered(&message, attempt, result, &span).await;
         span.end();
         fate
-    }
-
-    /// Settles `message` and waits for the server to confirm it (a double ack), asking again
-    /// until it does: a key goes on only once its message is surely settled. Not confirmed is
-    /// ambiguous (the ack may have landed and its answer been lost in a leader election), and
-    /// asking again is safe either way: the server confirms an ack of a message it no longer
-    /// holds as pending. Should the message come back meanwhile, the loop settles that delivery
-    /// too when this one ends. Bounded by the lease: a holder that cannot reach the server
-    /// loses it, and its turns are aborted.
-    async fn settle_confirmed(&self, message: &jetstream::Message, outcome: Outcome) {
-        let mut pause = Duration::from_millis(100);
-        let mut warned = false;
-        while let Err(error) = message.double_ack_with(ack_kind(outcome)).await {
-            if !warned {
-                tracing::warn!(function = %self.name(), %error, ?outcome, "ack not confirmed; asking again (the key waits)");
-                warned = true;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
-        }
-        self.count(outcome);
     }
 
     async fn settle_ordered(
@@ -127,7 +112,12 @@ impl Deliverer {
             self.observe(message, attempt, judged);
             return Fate::Retry { delay };
         }
-        self.settle_confirmed(message, judged.outcome).await;
+        // Not waited for (a double ack per message costs the server more than the message
+        // itself): an ack lost on a leader change brings the message back, and the holder then
+        // settles it without running it (it remembers what it settled lately).
+        if !self.settle(message, judged.outcome).await {
+            return Fate::Unsettled;
+        }
         self.observe(message, attempt, judged);
         Fate::Settled
     }

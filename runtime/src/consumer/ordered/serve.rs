@@ -94,6 +94,7 @@ impl Holding<'_> {
         // request per settled message when the hand is full.
         let least = (max_ack_pending / 8).clamp(1, 256);
         // Before anything is pulled: nothing pending means nothing to fence.
+        self.ordered.connections.mark_unchanged();
         self.check_fence(puller).await;
         loop {
             if let Some(reason) = self.gone.take() {
@@ -164,10 +165,9 @@ impl Holding<'_> {
                 .map(|value| value.as_str().to_owned()),
         };
         if self.settled.contains(sequence) {
-            // A redelivery that crossed the confirmed ack of the same message (the server sent
-            // it before the ack landed): settled already, and running it now would run it
-            // after its key's later messages.
-            tokio::spawn(async move { message.double_ack_with(AckKind::Ack).await });
+            // Settled already, and back: its ack was lost (a consumer leader change) or crossed
+            // the redelivery. Running it now would run it after its key's later messages.
+            tokio::spawn(async move { message.ack_with(AckKind::Ack).await });
             return;
         }
         let Some(key) = key else {

@@ -41,12 +41,9 @@ impl Turns {
             let Some(permit) = permit else {
                 break self.hand_back(&message).await;
             };
-            let run =
-                self.deliverer
-                    .clone()
-                    .run_ordered(message.clone(), self.stream.clone(), retries);
-            let fate = run.await;
-            drop(permit);
+            let (again, stream) = (message.clone(), self.stream.clone());
+            let deliverer = self.deliverer.clone();
+            let fate = deliverer.run_ordered(again, stream, retries, permit).await;
             let Fate::Retry { delay } = fate else {
                 break fate;
             };
