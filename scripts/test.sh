@@ -36,6 +36,8 @@ python3 scripts/module_cycles.py runtime/src
 
 echo "==> cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# What a user's crate compiles: jetfn on its default features, warnings denied too.
+cargo clippy -p jetfn --locked -- -D warnings
 
 echo "==> deploy/: Dockerfile, manifests and compose stack, checked offline"
 # The same build of the binary that the tests use, so nothing is compiled twice.
