@@ -1,7 +1,7 @@
 //! The function's pull subscription and what it has asked the server for.
 //!
 //! One subscription on an inbox for the function's life; pull requests
-//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) keep what [`Prefetch`](super::prefetch)
+//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, `$JS.<domain>.API...` in a domain) keep what [`Prefetch`](super::prefetch)
 //! wants on its way, in messages and in bytes (`max_bytes`). A request that ends (expired,
 //! byte allowance used up, ...) is reported so the loop asks again at once: a pod with free
 //! workers always has a request waiting at the server.
@@ -72,6 +72,7 @@ impl Puller {
     pub(crate) async fn new(
         client: &async_nats::Client,
         context: &jetstream::Context,
+        api_prefix: &str,
         stream: &str,
         consumer: &str,
     ) -> Result<Self, async_nats::SubscribeError> {
@@ -83,7 +84,7 @@ impl Puller {
             context: context.clone(),
             subscriber,
             inbox,
-            request_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            request_subject: format!("{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             outstanding: 0,
             outstanding_bytes: 0,
             min_request_bytes: max_payload + ENVELOPE_BYTES,
