@@ -5,6 +5,10 @@
 //! dead-lettered. Each scenario prints its figures: inputs, outputs, duplicates, lost, longest
 //! processing stall (the largest gap between two stored outputs) and recovery after the heal.
 //!
+//! At the edge: a hub cluster in JetStream domain `hub` and a leaf server in domain `leaf` on a
+//! host of its own; a pod connected to the leaf with `NATS_JS_DOMAIN=hub` consumes the hub's
+//! stream and stores its outputs there, while the leaf link is cut and restored.
+//!
 //! Needs root, `ip` and `iptables` (fails in one line saying which is missing).
 
 mod common;
@@ -19,11 +23,16 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::{self, stream};
 use functions::{sample_order, subjects};
 use futures::StreamExt;
-use jetfn::testing::{eventually, http_get, Hosts, NetNats};
+use jetfn::testing::{eventually, http_get, Hosts, NetLeaf, NetNats};
 
 /// Servers on hosts 0..3, pods on hosts 3 and 4.
 const SERVERS: [usize; 3] = [0, 1, 2];
 const PODS: [usize; 2] = [3, 4];
+/// At the edge: the leaf server on host 3, one pod on host 4, the domains.
+const LEAF: usize = 3;
+const EDGE_POD: usize = 4;
+const HUB_DOMAIN: &str = "hub";
+const LEAF_DOMAIN: &str = "leaf";
 /// The steady load: orders per second, and how many.
 const RATE: u64 = 50;
 const ORDERS: u64 = 500;
@@ -41,12 +50,42 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Cluster {
     hosts: Hosts,
     nats: NetNats,
+    /// The test's JetStream, on the cluster's servers.
     js: jetstream::Context,
+    /// Where the pods connect: `NATS_URL`, and `NATS_JS_DOMAIN` if any.
+    pod_url: String,
+    pod_domain: Option<&'static str>,
+    leaf: Option<NetLeaf>,
+}
+
+/// Where the pods connect.
+enum Edge {
+    /// To the cluster's servers.
+    Direct,
+    /// To a leaf server of the cluster (the hub), in the hub's JetStream domain.
+    Leaf,
 }
 
 async fn cluster() -> Cluster {
+    cluster_with(Edge::Direct).await
+}
+
+async fn cluster_with(edge: Edge) -> Cluster {
     let mut hosts = Hosts::create(5).unwrap_or_else(|e| panic!("{e}"));
-    let nats = NetNats::start(&mut hosts, &SERVERS).unwrap_or_else(|e| panic!("{e}"));
+    let (nats, leaf, pods) = match edge {
+        Edge::Direct => (
+            NetNats::start(&mut hosts, &SERVERS).unwrap_or_else(|e| panic!("{e}")),
+            None,
+            PODS.to_vec(),
+        ),
+        Edge::Leaf => {
+            let hub = NetNats::start_in(&mut hosts, &SERVERS, Some(HUB_DOMAIN))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let leaf = NetLeaf::start(&mut hosts, LEAF, LEAF_DOMAIN, &hub)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (hub, Some(leaf), vec![EDGE_POD])
+        }
+    };
     let js = jetstream::new(nats.client(&hosts).await);
     let up = eventually(PATIENCE, || async { js.query_account().await.is_ok() }).await;
     assert!(up, "the cluster's JetStream answers");
@@ -71,11 +110,22 @@ async fn cluster() -> Cluster {
         });
         assert!(created.await, "stream {name} (R3)");
     }
-    let mut cluster = Cluster { hosts, nats, js };
-    for pod in PODS {
+    let (pod_url, pod_domain) = match &leaf {
+        Some(leaf) => (leaf.url(&hosts), Some(HUB_DOMAIN)),
+        None => (nats.urls(&hosts), None),
+    };
+    let mut cluster = Cluster {
+        hosts,
+        nats,
+        js,
+        pod_url,
+        pod_domain,
+        leaf,
+    };
+    for &pod in &pods {
         cluster.start_pod(pod);
     }
-    for pod in PODS {
+    for pod in pods {
         let addr = SocketAddr::from((cluster.hosts.addr(pod), 8080));
         let ready = eventually(PATIENCE, || async {
             matches!(http_get(addr, "/ready").await, Ok((200, _)))
@@ -92,7 +142,7 @@ impl Cluster {
             .arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NATS_URL", self.nats.urls(&self.hosts))
+            .env("NATS_URL", &self.pod_url)
             .env("JETFN_FUNCTIONS", "reserve_inventory")
             .env("JETFN_HTTP_ADDR", format!("{}:8080", self.hosts.addr(host)))
             .env("JETFN__FUNCTIONS__RESERVE_INVENTORY__ACK_WAIT", ACK_WAIT)
@@ -101,6 +151,9 @@ impl Cluster {
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
             .stdout(Stdio::null());
+        if let Some(domain) = self.pod_domain {
+            command.env("NATS_JS_DOMAIN", domain);
+        }
         self.hosts.spawn(command).expect("pod");
     }
 
@@ -354,4 +407,32 @@ async fn a_rolling_restart_of_the_servers() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cluster = cluster().await;
     scenario("rolling restart", &mut cluster, Fault::RollingRestart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_link_cut_under_a_pod_using_the_hubs_domain() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster_with(Edge::Leaf).await;
+    let leaf = cluster.leaf.as_ref().expect("a leaf").host();
+    let hub: Vec<usize> = (0..SERVERS.len()).map(|i| cluster.nats.host(i)).collect();
+    scenario("leaf link cut", &mut cluster, Fault::Partition(leaf, hub)).await;
+
+    // Everything the pod made is in the hub's domain: the leaf's own JetStream holds nothing
+    // (without the domain the pod would have made its own copy of the stream there).
+    let leaf_client = async_nats::connect(cluster.pod_url.as_str())
+        .await
+        .expect("connect to the leaf");
+    let leaf_js = jetstream::with_domain(leaf_client, LEAF_DOMAIN);
+    let account = leaf_js.query_account().await.expect("the leaf's JetStream");
+    assert_eq!(account.streams, 0, "streams in the leaf's own domain");
+    let stream = cluster
+        .js
+        .get_stream("SHOP")
+        .await
+        .expect("SHOP at the hub");
+    let consumer = stream
+        .consumer_info("reserve_inventory")
+        .await
+        .expect("the pod's consumer at the hub");
+    assert_eq!(consumer.num_pending, 0, "the hub's backlog consumed");
 }

@@ -48,7 +48,7 @@ pub use context::{Output, TestContext};
 #[doc(hidden)]
 pub use hosts::{Hosts, HostsError};
 #[doc(hidden)]
-pub use net_nats::NetNats;
+pub use net_nats::{NetLeaf, NetNats};
 #[doc(hidden)]
 pub use prometheus::{
     http_get_with, prometheus, prometheus_client_python, promtool, url_encode, HttpResponse,
