@@ -5,6 +5,10 @@
 //! wants on its way, in messages and in bytes (`max_bytes`). A request that ends (expired,
 //! byte allowance used up, ...) is reported so the loop asks again at once: a pod with free
 //! workers always has a request waiting at the server.
+//!
+//! A consumer leader change drops the waiting requests without a word. The new leader's
+//! advisory (`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.<stream>.<consumer>`) makes the loop
+//! ask again at once; the missing heartbeats are the fallback (an advisory can be lost too).
 
 use std::time::Duration;
 
@@ -51,6 +55,8 @@ pub(crate) struct Puller {
     client: async_nats::Client,
     context: jetstream::Context,
     subscriber: async_nats::Subscriber,
+    /// The consumer's leader-elected advisories.
+    elections: async_nats::Subscriber,
     inbox: async_nats::Subject,
     request_subject: String,
     /// Messages requested and not yet received.
@@ -78,11 +84,17 @@ impl Puller {
     ) -> Result<Self, async_nats::SubscribeError> {
         let inbox = async_nats::Subject::from(client.new_inbox());
         let subscriber = client.subscribe(inbox.clone()).await?;
+        let elections = client
+            .subscribe(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.{consumer}"
+            ))
+            .await?;
         let max_payload = client.server_info().max_payload.max(1 << 20);
         Ok(Self {
             client: client.clone(),
             context: context.clone(),
             subscriber,
+            elections,
             inbox,
             request_subject: format!("{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             outstanding: 0,
@@ -154,6 +166,13 @@ impl Puller {
         loop {
             let received = tokio::select! {
                 message = self.subscriber.next() => message,
+                Some(_) = self.elections.next() => {
+                    // The requests waited at the old leader: ask the new one.
+                    tracing::debug!("consumer leader elected; pulling again");
+                    self.reset();
+                    self.push_deadline(Instant::now());
+                    return Some(Pulled::Stale);
+                }
                 () = &mut self.deadline => {
                     self.push_deadline(Instant::now());
                     if self.outstanding == 0 {
@@ -232,6 +251,7 @@ impl Puller {
     /// [`Puller::next_buffered`].
     pub(crate) async fn stop(&mut self) {
         let _ = self.subscriber.unsubscribe().await;
+        let _ = self.elections.unsubscribe().await;
         let _ = self.client.flush().await;
     }
 
