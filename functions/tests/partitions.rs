@@ -174,6 +174,23 @@ impl Cluster {
         (stream_leader, leader(info.cluster.as_ref()))
     }
 
+    /// A JetStream context whose client knows every server but the one on `host` (if any): the
+    /// load's publisher, which must not sit on a server the fault cuts off from the cluster (its
+    /// own stall is not what is measured; the test process itself is never partitioned).
+    async fn js_avoiding(&self, host: usize) -> jetstream::Context {
+        let addrs: Vec<async_nats::ServerAddr> = (0..SERVERS.len())
+            .filter(|&i| self.nats.host(i) != host)
+            .map(|i| self.nats.url(&self.hosts, i).parse().expect("a server URL"))
+            .collect();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(addrs)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the cluster: {e}"));
+        jetstream::new(client)
+    }
+
     /// Every host but `host`.
     fn others(&self, host: usize) -> Vec<usize> {
         (0..self.hosts.len()).filter(|&h| h != host).collect()
@@ -196,8 +213,11 @@ async fn load(js: jetstream::Context) -> Vec<SystemTime> {
             let sent = js
                 .publish_with_headers(subjects::ORDER_CREATED, headers, body.clone().into())
                 .await;
+            // An ack not back within a second is sent again: a publish that reached a leader
+            // just before it was cut off is never answered, and waiting out the client's 5 s
+            // would stall the load itself, not what is measured.
             if let Ok(ack) = sent {
-                if ack.await.is_ok() {
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), ack).await {
                     break;
                 }
             }
@@ -209,15 +229,16 @@ async fn load(js: jetstream::Context) -> Vec<SystemTime> {
     acked
 }
 
-/// Every stored reservation: its order id and when it was stored.
+/// Every stored reservation (`subjects::INVENTORY_RESERVED`), or every stored order: its order
+/// id and when it was stored.
 ///
 /// Right after a fault the cluster may still be electing: a read that fails (the reader cannot
 /// be made, or its messages stop with an error) is made again from the start until the
 /// patience ends; an error past it fails the test (it never reads as "no output").
-async fn outputs(js: &jetstream::Context) -> Vec<(String, SystemTime)> {
+async fn outputs(js: &jetstream::Context, subject: &str) -> Vec<(String, SystemTime)> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        match read_outputs(js).await {
+        match read_outputs(js, subject).await {
             Ok(found) => return found,
             Err(error) if Instant::now() < deadline => {
                 println!("reading the outputs again: {error}");
@@ -228,14 +249,17 @@ async fn outputs(js: &jetstream::Context) -> Vec<(String, SystemTime)> {
     }
 }
 
-/// One read of every stored reservation.
-async fn read_outputs(js: &jetstream::Context) -> Result<Vec<(String, SystemTime)>, String> {
+/// One read of every message stored on `subject`.
+async fn read_outputs(
+    js: &jetstream::Context,
+    subject: &str,
+) -> Result<Vec<(String, SystemTime)>, String> {
     let consumer = js
         .get_stream("SHOP")
         .await
         .map_err(|e| e.to_string())?
         .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: subjects::INVENTORY_RESERVED.to_owned(),
+            filter_subject: subject.to_owned(),
             ack_policy: jetstream::consumer::AckPolicy::None,
             ..Default::default()
         })
@@ -293,6 +317,62 @@ async fn dead_letters(js: &jetstream::Context) -> u64 {
     }
 }
 
+/// When each order was first stored.
+async fn outputs_stored_first(
+    js: &jetstream::Context,
+    subject: &str,
+) -> BTreeMap<String, SystemTime> {
+    let mut first = BTreeMap::new();
+    for (order, at) in outputs(js, subject).await {
+        let slot = first.entry(order).or_insert(at);
+        *slot = (*slot).min(at);
+    }
+    first
+}
+
+/// The longest processing stall: the longest time during which a stored input waited for its
+/// output and no output was stored (the cluster itself refusing every write counts when an
+/// input was waiting); and the longest gap between two stored inputs (when the stream took no
+/// input at all, there is nothing to process).
+fn stalls(
+    inputs: &BTreeMap<String, SystemTime>,
+    outputs: &BTreeMap<&str, Vec<SystemTime>>,
+) -> (Duration, Duration) {
+    // Each input's store time and the time of its first output.
+    let pairs: Vec<(SystemTime, SystemTime)> = inputs
+        .iter()
+        .filter_map(|(order, &stored)| {
+            let first = outputs.get(order.as_str())?.iter().min()?;
+            Some((stored, *first))
+        })
+        .collect();
+    let mut times: Vec<SystemTime> = pairs.iter().map(|&(_, out)| out).collect();
+    times.sort();
+    times.dedup();
+    let processing = times
+        .windows(2)
+        .filter_map(|gap| {
+            let (a, b) = (gap[0], gap[1]);
+            // The earliest-stored input still waiting when the output at `b` came.
+            let waiting = pairs
+                .iter()
+                .filter(|&&(stored, out)| stored < b && out >= b)
+                .map(|&(stored, _)| stored)
+                .min()?;
+            b.duration_since(a.max(waiting)).ok()
+        })
+        .max()
+        .unwrap_or_default();
+    let mut stored: Vec<SystemTime> = inputs.values().copied().collect();
+    stored.sort();
+    let unstored = stored
+        .windows(2)
+        .filter_map(|gap| gap[1].duration_since(gap[0]).ok())
+        .max()
+        .unwrap_or_default();
+    (processing, unstored)
+}
+
 /// What goes wrong during the load.
 enum Fault {
     /// At `FAULT_AT`, cut host `.0` off from hosts `.1`; heal `FAULT_FOR` later.
@@ -303,8 +383,12 @@ enum Fault {
 
 /// Runs the load with `fault`; checks and prints.
 async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
+    let publisher = match &fault {
+        Fault::Partition(host, _) => cluster.js_avoiding(*host).await,
+        Fault::RollingRestart => cluster.js.clone(),
+    };
     let started = tokio::time::Instant::now();
-    let load = tokio::spawn(load(cluster.js.clone()));
+    let load = tokio::spawn(load(publisher));
     tokio::time::sleep_until(started + FAULT_AT).await; // the scenario's schedule, not a proof
     match fault {
         Fault::Partition(host, others) => {
@@ -325,14 +409,15 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
 
     let js = &cluster.js;
     let distinct = || async {
-        let outputs = outputs(js).await;
+        let outputs = outputs(js, subjects::INVENTORY_RESERVED).await;
         let mut orders: Vec<_> = outputs.into_iter().map(|(order, _)| order).collect();
         orders.sort();
         orders.dedup();
         orders.len() as u64
     };
     let all = eventually(PATIENCE, || async { distinct().await == ORDERS }).await;
-    let outputs = outputs(js).await;
+    let outputs = outputs(js, subjects::INVENTORY_RESERVED).await;
+    let inputs = outputs_stored_first(js, subjects::ORDER_CREATED).await;
     let mut per_order: BTreeMap<&str, Vec<SystemTime>> = BTreeMap::new();
     for (order, at) in &outputs {
         per_order.entry(order).or_default().push(*at);
@@ -360,12 +445,16 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
         .and_then(|last| last.duration_since(healed).ok())
         .unwrap_or_default();
     let dead = dead_letters(js).await;
+    let (processing, unstored) = stalls(&inputs, &per_order);
     println!(
         "{name}: inputs {ORDERS}, outputs {}, duplicates {duplicates}, lost {lost}, dead letters \
-         {dead}, longest stall {:.2} s (from {stall_from_heal:+.1} s of the heal), recovery \
+         {dead}, longest stall {:.2} s (from {stall_from_heal:+.1} s of the heal), longest \
+         processing stall {:.2} s, longest time no input could be stored {:.2} s, recovery \
          after heal {:.2} s",
         outputs.len(),
         stall.as_secs_f64(),
+        processing.as_secs_f64(),
+        unstored.as_secs_f64(),
         recovery.as_secs_f64()
     );
     assert!(all, "{name}: every order reserved ({lost} lost)");
@@ -377,7 +466,14 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
 async fn a_minority_server_partitioned() {
     let _one = ONE_AT_A_TIME.lock().await;
     let mut cluster = cluster().await;
-    let cut = cluster.nats.host(2);
+    // A follower of both the stream and the function's consumer (cutting a leader is the next
+    // scenario).
+    let (stream_leader, consumer_leader) = cluster.leaders().await;
+    let follower = (0..SERVERS.len())
+        .find(|&i| i != stream_leader && i != consumer_leader)
+        .expect("three servers, two leaders at most");
+    println!("leaders: stream s{stream_leader}, consumer s{consumer_leader}; cut s{follower}");
+    let cut = cluster.nats.host(follower);
     let fault = Fault::Partition(cut, cluster.others(cut));
     scenario("minority server partitioned", &mut cluster, fault).await;
 }
