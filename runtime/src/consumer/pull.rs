@@ -29,6 +29,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const SILENCE: Duration = Duration::from_millis(2500);
 /// How often a received message pushes the silence deadline back (not a timer per message).
 const PUSH_EVERY: Duration = Duration::from_millis(250);
+/// How soon a request that found no consumer leader ("no responders") is sent again: the
+/// fallback when the new leader's advisory does not come.
+const LEADERLESS_RETRY: Duration = Duration::from_millis(250);
 /// How long the server may take to answer the probe sent after a silence.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a request may take beyond the largest payload: subject, reply subject, headers.
@@ -72,6 +75,9 @@ pub(crate) struct Puller {
     /// [`PUSH_EVERY`], so the hot path does not re-register a timer per message.
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     deadline_set: Instant,
+    /// A request met no consumer leader: the deadline is [`LEADERLESS_RETRY`] away, and when it
+    /// passes the loop asks again (no probe: the path to the server is fine).
+    leaderless: bool,
 }
 
 impl Puller {
@@ -104,6 +110,7 @@ impl Puller {
             round_trip: None,
             deadline: Box::pin(tokio::time::sleep(SILENCE)),
             deadline_set: Instant::now(),
+            leaderless: false,
         })
     }
 
@@ -170,11 +177,15 @@ impl Puller {
                     // The requests waited at the old leader: ask the new one.
                     tracing::debug!("consumer leader elected; pulling again");
                     self.reset();
+                    self.leaderless = false;
                     self.push_deadline(Instant::now());
                     return Some(Pulled::Stale);
                 }
                 () = &mut self.deadline => {
                     self.push_deadline(Instant::now());
+                    if std::mem::take(&mut self.leaderless) {
+                        return Some(Pulled::Stale);
+                    }
                     if self.outstanding == 0 {
                         continue;
                     }
@@ -203,7 +214,7 @@ impl Puller {
     /// What a received message means; it also pushes back the silence deadline.
     fn received(&mut self, message: async_nats::Message) -> Option<Pulled> {
         let now = Instant::now();
-        if now.duration_since(self.deadline_set) >= PUSH_EVERY {
+        if !self.leaderless && now.duration_since(self.deadline_set) >= PUSH_EVERY {
             self.push_deadline(now);
         }
         self.classify(message)
@@ -272,6 +283,18 @@ impl Puller {
                 }))
             }
             Some(StatusCode::IDLE_HEARTBEAT) => None,
+            Some(StatusCode::NO_RESPONDERS) => {
+                // No consumer leader (an election): the request is gone. Ask again soon, not at
+                // once (it would only meet the same election), nor after a whole silence.
+                tracing::debug!("pull request met no consumer leader; asking again shortly");
+                self.reset();
+                self.probe = None;
+                self.leaderless = true;
+                let now = Instant::now();
+                self.deadline.as_mut().reset(now + LEADERLESS_RETRY);
+                self.deadline_set = now;
+                None
+            }
             Some(StatusCode::NOT_FOUND | StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED) => {
                 let description = message.description.clone().unwrap_or_default();
                 if description.contains("Consumer Deleted") || description.contains("push based") {
