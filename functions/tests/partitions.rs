@@ -377,7 +377,9 @@ fn stalls(
 enum Fault {
     /// At `FAULT_AT`, cut host `.0` off from hosts `.1`; heal `FAULT_FOR` later.
     Partition(usize, Vec<usize>),
-    /// Every server killed and restarted, one after another, 2 s apart, from `FAULT_AT`.
+    /// From `FAULT_AT`, every server restarted, one after another, as an orchestrator rolls a
+    /// StatefulSet: SIGTERM, start again, and the next only once this one reports healthy
+    /// (`/healthz`: JetStream caught up).
     RollingRestart,
 }
 
@@ -399,8 +401,18 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
         Fault::RollingRestart => {
             for index in 0..SERVERS.len() {
                 let Cluster { hosts, nats, .. } = cluster;
-                nats.restart(hosts, index).expect("restart");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                let grace = Duration::from_secs(10);
+                // It waits for the server to exit: not on the load's worker thread.
+                tokio::task::block_in_place(|| nats.restart_gracefully(hosts, index, grace))
+                    .expect("restart");
+                let health = nats.monitoring(hosts, index);
+                let healthy = eventually(PATIENCE, || async {
+                    matches!(http_get(health, "/healthz").await, Ok((200, _)))
+                });
+                assert!(
+                    healthy.await,
+                    "server s{index} healthy again after its restart"
+                );
             }
         }
     }

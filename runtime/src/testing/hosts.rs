@@ -155,6 +155,26 @@ impl Hosts {
         }
     }
 
+    /// Stops the process [`Hosts::spawn`] returned `index` for as an orchestrator does: SIGTERM,
+    /// then SIGKILL if it has not exited within `grace`. Waits for it.
+    pub fn terminate(&mut self, index: usize, grace: std::time::Duration) {
+        let Some(child) = self.children.get_mut(index) else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = std::time::Instant::now() + grace;
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Cuts `host` off from each of `others`, both ways.
     pub fn partition(&self, host: usize, others: &[usize]) -> Result<(), HostsError> {
         for &other in others {

@@ -203,6 +203,25 @@ impl NetNats {
         self.spawn(hosts, index)
     }
 
+    /// Stops server `index` gracefully (SIGTERM: it hands the leadership of its streams and
+    /// consumers over first; SIGKILL after `grace`) and starts it again with the same store.
+    pub fn restart_gracefully(
+        &mut self,
+        hosts: &mut Hosts,
+        index: usize,
+        grace: Duration,
+    ) -> Result<(), HostsError> {
+        if let Some(process) = self.processes[index].take() {
+            hosts.terminate(process, grace);
+        }
+        self.spawn(hosts, index)
+    }
+
+    /// Server `index`'s monitoring address (`/healthz`, `/jsz`).
+    pub fn monitoring(&self, hosts: &Hosts, index: usize) -> std::net::SocketAddr {
+        (hosts.addr(self.hosts[index]), 8222).into()
+    }
+
     /// A client (from the test process) that knows every server.
     pub async fn client(&self, hosts: &Hosts) -> async_nats::Client {
         let addrs: Vec<async_nats::ServerAddr> = (0..self.hosts.len())
