@@ -260,6 +260,20 @@ mod tests {
     }
 
     #[test]
+    fn the_jetstream_domain_prefixes_every_jetstream_request() {
+        let config = |vars: &[(&str, &str)]| {
+            crate::config::Config::from_vars(vars.iter().copied())
+                .expect("valid")
+                .nats
+        };
+        assert_eq!(api_prefix(&config(&[])), "$JS.API");
+        assert_eq!(
+            api_prefix(&config(&[("NATS_JS_DOMAIN", "hub")])),
+            "$JS.hub.API"
+        );
+    }
+
+    #[test]
     fn a_reconnect_tries_the_server_it_lost_after_every_other() {
         let mut choice = ServerChoice::default();
         let first = choice

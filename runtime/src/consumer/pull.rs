@@ -189,6 +189,7 @@ impl Puller {
                     if self.outstanding == 0 {
                         continue;
                     }
+                    tracing::debug!(silence = ?SILENCE, "no message or heartbeat; pulling again");
                     self.reset();
                     self.check_path().await;
                     return Some(Pulled::Stale);

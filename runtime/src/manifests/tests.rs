@@ -88,7 +88,16 @@ fn the_jetstream_domain_reaches_every_pod_through_the_config_map() {
     let documents = documents(&render(&options, &shop(), &[]).expect("renders"));
     let data = &find(&documents, "ConfigMap", "shop-config")["data"];
     assert_eq!(data["NATS_JS_DOMAIN"], "hub");
-    // The Deployment and the provision Job read their environment from that ConfigMap.
+    // The Deployments and the provision Job read their environment from that ConfigMap.
+    let pods = documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
+        .count();
+    assert_eq!(
+        pods,
+        shop().len() + 1,
+        "a Deployment per function and the Job"
+    );
     for document in documents
         .iter()
         .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
