@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::jetstream::{self, stream};
 use functions::{sample_order, subjects};
 use futures::StreamExt;
-use jetfn::testing::{eventually, http_get, Hosts, NetLeaf, NetNats};
+use jetfn::testing::{eventually, http_get, DelayRelay, Hosts, NetLeaf, NetNats};
 
 /// Servers on hosts 0..3, pods on hosts 3 and 4.
 const SERVERS: [usize; 3] = [0, 1, 2];
@@ -33,6 +33,10 @@ const LEAF: usize = 3;
 const EDGE_POD: usize = 4;
 const HUB_DOMAIN: &str = "hub";
 const LEAF_DOMAIN: &str = "leaf";
+/// The lossy, slow links: each packet into or out of every host dropped with this
+/// probability, and every route and pod connection delayed this long each way.
+const LOSS: f64 = 0.05;
+const DELAY: Duration = Duration::from_millis(50);
 /// The steady load: orders per second, and how many.
 const RATE: u64 = 50;
 const ORDERS: u64 = 500;
@@ -56,6 +60,8 @@ struct Cluster {
     pod_url: String,
     pod_domain: Option<&'static str>,
     leaf: Option<NetLeaf>,
+    /// The delay relays every route and pod connection goes through, if any.
+    relays: Vec<DelayRelay>,
 }
 
 /// Where the pods connect.
@@ -64,6 +70,8 @@ enum Edge {
     Direct,
     /// To a leaf server of the cluster (the hub), in the hub's JetStream domain.
     Leaf,
+    /// To the cluster's servers through delay relays; the routes go through relays too.
+    Relayed,
 }
 
 async fn cluster() -> Cluster {
@@ -72,7 +80,28 @@ async fn cluster() -> Cluster {
 
 async fn cluster_with(edge: Edge) -> Cluster {
     let mut hosts = Hosts::create(5).unwrap_or_else(|e| panic!("{e}"));
+    let mut relays = Vec::new();
     let (nats, leaf, pods) = match edge {
+        Edge::Relayed => {
+            // One relay in front of each server's cluster port and one in front of its client
+            // port, on the test process's address (reached from every host).
+            for port in [6222, 4222] {
+                for &host in &SERVERS {
+                    let upstream = SocketAddr::from((hosts.addr(host), port));
+                    let relay = DelayRelay::start(hosts.gateway().into(), upstream)
+                        .await
+                        .unwrap_or_else(|e| panic!("a relay: {e}"));
+                    relays.push(relay);
+                }
+            }
+            let routes = relays[..SERVERS.len()]
+                .iter()
+                .map(|relay| relay.addr().to_string())
+                .collect();
+            let nats = NetNats::start_routed(&mut hosts, &SERVERS, routes)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (nats, None, PODS.to_vec())
+        }
         Edge::Direct => (
             NetNats::start(&mut hosts, &SERVERS).unwrap_or_else(|e| panic!("{e}")),
             None,
@@ -112,6 +141,13 @@ async fn cluster_with(edge: Edge) -> Cluster {
     }
     let (pod_url, pod_domain) = match &leaf {
         Some(leaf) => (leaf.url(&hosts), Some(HUB_DOMAIN)),
+        None if !relays.is_empty() => {
+            let clients = relays[SERVERS.len()..]
+                .iter()
+                .map(|relay| format!("nats://{}", relay.addr()))
+                .collect::<Vec<_>>();
+            (clients.join(","), None)
+        }
         None => (nats.urls(&hosts), None),
     };
     let mut cluster = Cluster {
@@ -121,6 +157,7 @@ async fn cluster_with(edge: Edge) -> Cluster {
         pod_url,
         pod_domain,
         leaf,
+        relays,
     };
     for &pod in &pods {
         cluster.start_pod(pod);
@@ -381,13 +418,16 @@ enum Fault {
     /// StatefulSet: SIGTERM, start again, and the next only once this one reports healthy
     /// (`/healthz`: JetStream caught up).
     RollingRestart,
+    /// From `FAULT_AT` for `FAULT_FOR`: `LOSS` on every link and `DELAY` on every route and
+    /// pod connection.
+    LossAndDelay,
 }
 
 /// Runs the load with `fault`; checks and prints.
 async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
     let publisher = match &fault {
         Fault::Partition(host, _) => cluster.js_avoiding(*host).await,
-        Fault::RollingRestart => cluster.js.clone(),
+        Fault::RollingRestart | Fault::LossAndDelay => cluster.js.clone(),
     };
     let started = tokio::time::Instant::now();
     let load = tokio::spawn(load(publisher));
@@ -397,6 +437,17 @@ async fn scenario(name: &str, cluster: &mut Cluster, fault: Fault) {
             cluster.hosts.partition(host, &others).expect("partition");
             tokio::time::sleep(FAULT_FOR).await;
             cluster.hosts.heal().expect("heal");
+        }
+        Fault::LossAndDelay => {
+            for relay in &cluster.relays {
+                relay.set_delay(DELAY);
+            }
+            cluster.hosts.lose(LOSS).expect("loss");
+            tokio::time::sleep(FAULT_FOR).await;
+            cluster.hosts.heal().expect("heal");
+            for relay in &cluster.relays {
+                relay.set_delay(Duration::ZERO);
+            }
         }
         Fault::RollingRestart => {
             for index in 0..SERVERS.len() {
@@ -543,4 +594,36 @@ async fn a_leaf_link_cut_under_a_pod_using_the_hubs_domain() {
         .await
         .expect("the pod's consumer at the hub");
     assert_eq!(consumer.num_pending, 0, "the hub's backlog consumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_and_delay_on_every_link() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut cluster = cluster_with(Edge::Relayed).await;
+    // The delay applies only if nothing bypasses the relays: every route and every pod
+    // connection a server holds comes from the relays' address (the test process's), none
+    // straight from another server or a pod.
+    let relays = cluster.hosts.gateway().to_string();
+    for index in 0..SERVERS.len() {
+        let monitoring = cluster.nats.monitoring(&cluster.hosts, index);
+        for (path, list) in [("/routez", "routes"), ("/connz", "connections")] {
+            let (status, body) = http_get(monitoring, path).await.expect(path);
+            assert_eq!(status, 200, "s{index} {path}");
+            let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let peers: Vec<&str> = body[list]
+                .as_array()
+                .expect(list)
+                .iter()
+                .map(|peer| peer["ip"].as_str().expect("ip"))
+                .collect();
+            assert!(
+                peers.iter().all(|ip| *ip == relays),
+                "s{index} {path}: {peers:?}, all through {relays}"
+            );
+            if list == "routes" {
+                assert!(!peers.is_empty(), "s{index} has routes");
+            }
+        }
+    }
+    scenario("5 % loss + 50 ms delay", &mut cluster, Fault::LossAndDelay).await;
 }

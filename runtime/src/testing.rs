@@ -40,6 +40,7 @@ mod hosts;
 mod net_nats;
 mod prometheus;
 mod proxy;
+mod relay;
 
 pub use app::{RequestError, RunningApp, Settled, TestApp};
 #[doc(hidden)]
@@ -56,6 +57,7 @@ pub use prometheus::{
 };
 #[doc(hidden)]
 pub use proxy::TcpProxy;
+pub use relay::DelayRelay;
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

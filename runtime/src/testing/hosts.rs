@@ -204,20 +204,52 @@ impl Hosts {
         )
     }
 
+    /// Drops each packet into and out of every host with probability `probability` (loss on
+    /// every link, the test process's included), until [`Hosts::heal`].
+    pub fn lose(&self, probability: f64) -> Result<(), HostsError> {
+        let probability = probability.clamp(0.0, 1.0).to_string();
+        for host in 0..self.count {
+            for chain in ["INPUT", "OUTPUT"] {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.namespace(host),
+                        "iptables",
+                        "-A",
+                        chain,
+                        "-m",
+                        "statistic",
+                        "--mode",
+                        "random",
+                        "--probability",
+                        &probability,
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every DROP rule: all hosts reach each other again.
     pub fn heal(&self) -> Result<(), HostsError> {
         for host in 0..self.count {
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &self.namespace(host),
-                    "iptables",
-                    "-F",
-                    "INPUT",
-                ],
-            )?;
+            for chain in ["INPUT", "OUTPUT"] {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.namespace(host),
+                        "iptables",
+                        "-F",
+                        chain,
+                    ],
+                )?;
+            }
         }
         Ok(())
     }

@@ -21,6 +21,8 @@ pub struct NetNats {
     hosts: Vec<usize>,
     /// The cluster's JetStream domain, if any.
     domain: Option<String>,
+    /// The route URLs each server is given, when not the servers' own (through relays).
+    routes: Option<Vec<String>>,
     /// The index [`Hosts::spawn`] gave each server's process.
     processes: Vec<Option<usize>>,
 }
@@ -126,6 +128,31 @@ impl NetNats {
             store: temporary_store("jetfn-netnats-")?,
             hosts: on.to_vec(),
             domain: domain.map(str::to_owned),
+            routes: None,
+            processes: vec![None; on.len()],
+        };
+        for index in 0..on.len() {
+            cluster.spawn(hosts, index)?;
+        }
+        Ok(cluster)
+    }
+
+    /// As [`NetNats::start`], each server's routes going to `routes` (`host:port` each, e.g.
+    /// [`DelayRelay`](super::DelayRelay)s in front of the servers' cluster port 6222) instead
+    /// of the servers themselves.
+    pub fn start_routed(
+        hosts: &mut Hosts,
+        on: &[usize],
+        routes: Vec<String>,
+    ) -> Result<Self, HostsError> {
+        let binary = find_nats_server(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
+            .ok_or_else(|| HostsError::Missing(INSTALL_HINT.to_owned()))?;
+        let mut cluster = Self {
+            binary,
+            store: temporary_store("jetfn-netnats-")?,
+            hosts: on.to_vec(),
+            domain: None,
+            routes: Some(routes),
             processes: vec![None; on.len()],
         };
         for index in 0..on.len() {
@@ -136,10 +163,17 @@ impl NetNats {
 
     fn spawn(&mut self, hosts: &mut Hosts, index: usize) -> Result<(), HostsError> {
         let addr = hosts.addr(self.hosts[index]);
-        let routes = self
-            .hosts
+        let routes = match &self.routes {
+            Some(routes) => routes.clone(),
+            None => self
+                .hosts
+                .iter()
+                .map(|&h| format!("{}:6222", hosts.addr(h)))
+                .collect(),
+        };
+        let routes = routes
             .iter()
-            .map(|&h| format!("\"nats://{}:6222\"", hosts.addr(h)))
+            .map(|route| format!("\"nats://{route}\""))
             .collect::<Vec<_>>()
             .join(", ");
         let domain = self.domain.as_deref().unwrap_or_default();
@@ -151,7 +185,8 @@ impl NetNats {
         );
         let _ = writeln!(
             config,
-            "cluster {{ name: \"jetfn-hosts\", listen: \"{addr}:6222\", routes: [{routes}] }}\n\
+            "cluster {{ name: \"jetfn-hosts\", listen: \"{addr}:6222\", routes: [{routes}], \
+             no_advertise: true }}\n\
              leafnodes {{ listen: \"{addr}:{LEAF_PORT}\" }}"
         );
         let file = self.store.path().join(format!("s{index}.conf"));
