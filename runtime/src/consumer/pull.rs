@@ -25,15 +25,15 @@ const EXPIRES: Duration = Duration::from_secs(30);
 /// waiting requests without a word, and only the missing heartbeats tell.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence (no message, no heartbeat) after which outstanding requests are presumed gone: two
-/// heartbeats and a half, so that one late heartbeat on a busy machine is not taken for a loss.
-const SILENCE: Duration = Duration::from_millis(2500);
+/// heartbeats, so that one late heartbeat on a busy machine is not taken for a loss.
+const SILENCE: Duration = Duration::from_secs(2);
 /// How often a received message pushes the silence deadline back (not a timer per message).
 const PUSH_EVERY: Duration = Duration::from_millis(250);
 /// How soon a request that found no consumer leader ("no responders") is sent again: the
 /// fallback when the new leader's advisory does not come.
 const LEADERLESS_RETRY: Duration = Duration::from_millis(250);
 /// How long the server may take to answer the probe sent after a silence.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(750);
 /// What a request may take beyond the largest payload: subject, reply subject, headers.
 const ENVELOPE_BYTES: usize = 4096;
 /// A first message later than this after its request was waiting, not travelling: no sample.
