@@ -104,6 +104,8 @@ fn bad_configuration_exits_2_naming_the_variable() {
         ("JETFN_HTTP_ADDR", "everywhere"),
         // Shorter than charge_payment's retry schedule (6 deliveries of up to 30 s).
         ("JETFN__FUNCTIONS__CHARGE_PAYMENT__ONCE_RETENTION", "1m"),
+        // A domain is one subject token.
+        ("NATS_JS_DOMAIN", "hub.east"),
     ] {
         let output = run(&["run"], &[(var, value)]);
         assert_eq!(output.status.code(), Some(2), "{var}");

@@ -29,13 +29,21 @@ pub(crate) struct BucketError {
 pub(crate) struct Bucket {
     pub(crate) js: jetstream::Context,
     pub(crate) store: kv::Store,
+    /// `$JS.<domain>.API` when the context is bound to a JetStream domain (`NATS_JS_DOMAIN`).
+    api_prefix: Option<String>,
 }
 
 impl Bucket {
     /// The subject a record of `key` is written to (as `kv::Store` writes it).
+    ///
+    /// In a JetStream domain (`NATS_JS_DOMAIN`) that is `$JS.<domain>.API.$KV.<bucket>.<key>`:
+    /// the domain's servers map it onto the bucket's own subject, wherever the pod is connected.
     pub(crate) fn subject(&self, key: &str) -> String {
         let prefix = self.store.put_prefix.as_ref().unwrap_or(&self.store.prefix);
-        format!("{prefix}{key}")
+        match &self.api_prefix {
+            Some(api) => format!("{api}.{prefix}{key}"),
+            None => format!("{prefix}{key}"),
+        }
     }
 }
 
@@ -77,15 +85,24 @@ pub(crate) async fn ensure(
             .await
             .map_err(|e| error(e.to_string()))?
     };
-    if store.use_jetstream_prefix {
-        // jetfn does not bind to a JetStream domain; writing through one needs its API prefix.
-        return Err(error(
-            "a JetStream domain's bucket is not supported".to_owned(),
-        ));
-    }
+    // A context in a domain writes through its API prefix, as `kv::Store::put` does; the
+    // domain is the one that answers on it.
+    let api_prefix = if store.use_jetstream_prefix {
+        let account = js
+            .query_account()
+            .await
+            .map_err(|e| error(format!("reading the JetStream domain: {e}")))?;
+        let domain = account.domain.ok_or_else(|| {
+            error("the JetStream API answered through a prefix but names no domain".to_owned())
+        })?;
+        Some(format!("$JS.{domain}.API"))
+    } else {
+        None
+    };
     Ok(Bucket {
         js: js.clone(),
         store,
+        api_prefix,
     })
 }
 

@@ -292,7 +292,7 @@ fn dlq(mut config: Config, registry: &Registry, command: DlqCommand) -> ExitCode
         let client = crate::nats::connect_once(&config.nats, "jetfn-dlq", Duration::from_secs(10))
             .await
             .map_err(|e| e.to_string())?;
-        let js = async_nats::jetstream::new(client.clone());
+        let js = crate::nats::jetstream(&client, &config.nats);
         let outcome = match command {
             DlqCommand::List { .. } => crate::dlq::list(&js, &dlq_subject, None)
                 .await

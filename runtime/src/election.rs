@@ -22,6 +22,11 @@ pub(crate) const BUDGET: Duration = Duration::from_secs(90);
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// The longest pause between two attempts.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How long one attempt waits for its ack before it is sent again. A publish that reached a
+/// leader just before it was cut off or stepped down is never answered: waiting out the client's
+/// whole request timeout (5 s) would hold the output, and its input, well past the election.
+/// A resend that was stored after all is a duplicate the stream drops (same `Nats-Msg-Id`).
+pub(crate) const ATTEMPT_ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// What a failed JetStream publish says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

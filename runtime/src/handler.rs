@@ -528,14 +528,18 @@ impl Context {
             subject: subject.to_owned(),
             source,
         };
-        self.function
+        let ack = self
+            .function
             .jetstream
             .publish_with_headers(subject.to_owned(), headers, body)
             .await
-            .map_err(publish)?
-            .await
             .map_err(publish)?;
-        Ok(())
+        match tokio::time::timeout(election::ATTEMPT_ACK_WAIT, ack).await {
+            Ok(acked) => acked.map(drop).map_err(publish),
+            Err(_) => Err(publish(jetstream::context::PublishError::new(
+                jetstream::context::PublishErrorKind::TimedOut,
+            ))),
+        }
     }
 
     /// What every context of the function shares, and this context's input (for

@@ -145,6 +145,24 @@ impl ServerChoice {
     }
 }
 
+/// The JetStream context of every JetStream request jetfn makes: in `NATS_JS_DOMAIN` when set
+/// (`$JS.<domain>.API`), else the connected server's own.
+pub(crate) fn jetstream(
+    client: &async_nats::Client,
+    config: &NatsConfig,
+) -> async_nats::jetstream::Context {
+    async_nats::jetstream::with_prefix(client.clone(), &api_prefix(config))
+}
+
+/// The JetStream API prefix of [`jetstream`]'s contexts: `$JS.<domain>.API` in `NATS_JS_DOMAIN`,
+/// else `$JS.API`.
+pub(crate) fn api_prefix(config: &NatsConfig) -> String {
+    match &config.js_domain {
+        Some(domain) => format!("$JS.{domain}.API"),
+        None => "$JS.API".to_owned(),
+    }
+}
+
 /// Connects once, for a one-shot command: an error unless a server answers within `timeout`.
 pub(crate) async fn connect_once(
     config: &NatsConfig,
@@ -239,6 +257,20 @@ mod tests {
             is_discovered: false,
             last_error: None,
         }
+    }
+
+    #[test]
+    fn the_jetstream_domain_prefixes_every_jetstream_request() {
+        let config = |vars: &[(&str, &str)]| {
+            crate::config::Config::from_vars(vars.iter().copied())
+                .expect("valid")
+                .nats
+        };
+        assert_eq!(api_prefix(&config(&[])), "$JS.API");
+        assert_eq!(
+            api_prefix(&config(&[("NATS_JS_DOMAIN", "hub")])),
+            "$JS.hub.API"
+        );
     }
 
     #[test]

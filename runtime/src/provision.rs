@@ -35,7 +35,7 @@ pub(crate) fn command(args: &ProvisionArgs, config: &Config, registry: &Registry
             crate::nats::connect_once(&config.nats, "jetfn-provision", args.connect_timeout)
                 .await
                 .map_err(|e| e.to_string())?;
-        let js = jetstream::new(client.clone());
+        let js = crate::nats::jetstream(&client, &config.nats);
         let result = provision_all(&js, &functions, config.auto_create_streams).await;
         let _ = client.flush().await;
         result

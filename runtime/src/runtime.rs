@@ -233,7 +233,7 @@ async fn supervise(
     stop: CancellationToken,
     connections: tokio::sync::watch::Receiver<u64>,
 ) -> Result<(), RuntimeError> {
-    let js = async_nats::jetstream::new(state.client.clone());
+    let js = crate::nats::jetstream(&state.client, &config.nats);
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state.clone(), http_stop.clone()));
     let started = tokio::select! {
@@ -383,6 +383,7 @@ fn run_functions(
         state.functions.clone(),
         stop.clone(),
     ));
+    let api_prefix: Arc<str> = crate::nats::api_prefix(&config.nats).into();
     let runners = state
         .functions
         .iter()
@@ -390,6 +391,7 @@ fn run_functions(
             tokio::spawn(consumer::run(consumer::Runner {
                 state: function.clone(),
                 js: js.clone(),
+                api_prefix: api_prefix.clone(),
                 auto_create_streams: config.auto_create_streams,
                 cancel: stop.clone(),
                 shutdown_timeout: config.shutdown_timeout,

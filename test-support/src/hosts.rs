@@ -155,6 +155,26 @@ impl Hosts {
         }
     }
 
+    /// Stops the process [`Hosts::spawn`] returned `index` for as an orchestrator does: SIGTERM,
+    /// then SIGKILL if it has not exited within `grace`. Waits for it.
+    pub fn terminate(&mut self, index: usize, grace: std::time::Duration) {
+        let Some(child) = self.children.get_mut(index) else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = std::time::Instant::now() + grace;
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Cuts `host` off from each of `others`, both ways.
     pub fn partition(&self, host: usize, others: &[usize]) -> Result<(), HostsError> {
         for &other in others {
@@ -184,20 +204,52 @@ impl Hosts {
         )
     }
 
+    /// Drops each packet into and out of every host with probability `probability` (loss on
+    /// every link, the test process's included), until [`Hosts::heal`].
+    pub fn lose(&self, probability: f64) -> Result<(), HostsError> {
+        let probability = probability.clamp(0.0, 1.0).to_string();
+        for host in 0..self.count {
+            for chain in ["INPUT", "OUTPUT"] {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.namespace(host),
+                        "iptables",
+                        "-A",
+                        chain,
+                        "-m",
+                        "statistic",
+                        "--mode",
+                        "random",
+                        "--probability",
+                        &probability,
+                        "-j",
+                        "DROP",
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes every DROP rule: all hosts reach each other again.
     pub fn heal(&self) -> Result<(), HostsError> {
         for host in 0..self.count {
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &self.namespace(host),
-                    "iptables",
-                    "-F",
-                    "INPUT",
-                ],
-            )?;
+            for chain in ["INPUT", "OUTPUT"] {
+                run(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.namespace(host),
+                        "iptables",
+                        "-F",
+                        chain,
+                    ],
+                )?;
+            }
         }
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! A JetStream cluster with one nats-server per [`Hosts`] host (client port 4222, cluster port
-//! 6222, monitoring 8222 on the host's address), for partition tests.
+//! 6222, monitoring 8222, leaf nodes 7422 on the host's address), for partition tests; and a
+//! leaf server on another host, with a JetStream domain of its own, linked to that cluster.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,29 +10,149 @@ use std::time::Duration;
 use crate::hosts::{Hosts, HostsError};
 use crate::tools::{find_nats_server, INSTALL_HINT};
 
+/// The port leaf servers connect to on every cluster server.
+const LEAF_PORT: u16 = 7422;
+
 /// The servers of a cluster on hosts; each one's store is kept across [`NetNats::restart`].
 #[derive(Debug)]
 pub struct NetNats {
     binary: std::path::PathBuf,
     store: tempfile::TempDir,
     hosts: Vec<usize>,
+    /// The cluster's JetStream domain, if any.
+    domain: Option<String>,
+    /// The route URLs each server is given, when not the servers' own (through relays).
+    routes: Option<Vec<String>>,
     /// The index [`Hosts::spawn`] gave each server's process.
     processes: Vec<Option<usize>>,
+}
+
+/// A leaf server on a host of its own, with JetStream in its own domain, whose leaf link goes
+/// to every server of a [`NetNats`] cluster. Stops when its [`Hosts`] are dropped.
+#[derive(Debug)]
+pub struct NetLeaf {
+    host: usize,
+    _store: tempfile::TempDir,
+}
+
+impl NetLeaf {
+    /// Starts a leaf server on `host` in JetStream domain `domain`, linked to `hub`.
+    pub fn start(
+        hosts: &mut Hosts,
+        host: usize,
+        domain: &str,
+        hub: &NetNats,
+    ) -> Result<Self, HostsError> {
+        let store = temporary_store("jetfn-netleaf-")?;
+        let addr = hosts.addr(host);
+        let remotes = (0..hub.hosts.len())
+            .map(|index| {
+                format!(
+                    "\"nats-leaf://{}:{LEAF_PORT}\"",
+                    hosts.addr(hub.hosts[index])
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut config = common_config(&addr.to_string(), "leaf", domain, store.path());
+        let _ = writeln!(
+            config,
+            "leafnodes {{ reconnect: \"250ms\", remotes: [ {{ urls: [{remotes}] }} ] }}"
+        );
+        let file = store.path().join("leaf.conf");
+        std::fs::write(&file, config).map_err(|e| HostsError::Command {
+            command: format!("write {}", file.display()),
+            output: e.to_string(),
+        })?;
+        let mut command = hosts.command(host, &hub.binary.display().to_string());
+        command
+            .arg("-c")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        hosts.spawn(command)?;
+        Ok(Self {
+            host,
+            _store: store,
+        })
+    }
+
+    /// The host the leaf server runs on.
+    pub fn host(&self) -> usize {
+        self.host
+    }
+
+    /// The leaf server's client URL.
+    pub fn url(&self, hosts: &Hosts) -> String {
+        format!("nats://{}:4222", hosts.addr(self.host))
+    }
+}
+
+fn temporary_store(prefix: &str) -> Result<tempfile::TempDir, HostsError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| HostsError::Missing(format!("a temporary directory ({e})")))
+}
+
+/// What every server's configuration file starts with: listeners on `addr`, JetStream.
+fn common_config(addr: &str, name: &str, domain: &str, store: &Path) -> String {
+    let domain = if domain.is_empty() {
+        String::new()
+    } else {
+        format!(", domain: \"{domain}\"")
+    };
+    format!(
+        "server_name: \"{name}\"\nlisten: \"{addr}:4222\"\nhttp: \"{addr}:8222\"\n\
+         jetstream {{ store_dir: \"{}\"{domain} }}\n",
+        store.join(name).display()
+    )
 }
 
 impl NetNats {
     /// Starts one server on each of `on` (host numbers), routed to each other, with JetStream.
     pub fn start(hosts: &mut Hosts, on: &[usize]) -> Result<Self, HostsError> {
+        Self::start_in(hosts, on, None)
+    }
+
+    /// As [`NetNats::start`], with JetStream in `domain` (a hub for [`NetLeaf`] servers).
+    pub fn start_in(
+        hosts: &mut Hosts,
+        on: &[usize],
+        domain: Option<&str>,
+    ) -> Result<Self, HostsError> {
         let binary = find_nats_server(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
             .ok_or_else(|| HostsError::Missing(INSTALL_HINT.to_owned()))?;
-        let store = tempfile::Builder::new()
-            .prefix("jetfn-netnats-")
-            .tempdir()
-            .map_err(|e| HostsError::Missing(format!("a temporary directory ({e})")))?;
         let mut cluster = Self {
             binary,
-            store,
+            store: temporary_store("jetfn-netnats-")?,
             hosts: on.to_vec(),
+            domain: domain.map(str::to_owned),
+            routes: None,
+            processes: vec![None; on.len()],
+        };
+        for index in 0..on.len() {
+            cluster.spawn(hosts, index)?;
+        }
+        Ok(cluster)
+    }
+
+    /// As [`NetNats::start`], each server's routes going to `routes` (`host:port` each, e.g.
+    /// [`DelayRelay`](super::DelayRelay)s in front of the servers' cluster port 6222) instead
+    /// of the servers themselves.
+    pub fn start_routed(
+        hosts: &mut Hosts,
+        on: &[usize],
+        routes: Vec<String>,
+    ) -> Result<Self, HostsError> {
+        let binary = find_nats_server(Some(Path::new(env!("CARGO_MANIFEST_DIR"))))
+            .ok_or_else(|| HostsError::Missing(INSTALL_HINT.to_owned()))?;
+        let mut cluster = Self {
+            binary,
+            store: temporary_store("jetfn-netnats-")?,
+            hosts: on.to_vec(),
+            domain: None,
+            routes: Some(routes),
             processes: vec![None; on.len()],
         };
         for index in 0..on.len() {
@@ -40,31 +162,42 @@ impl NetNats {
     }
 
     fn spawn(&mut self, hosts: &mut Hosts, index: usize) -> Result<(), HostsError> {
-        let host = self.hosts[index];
-        let addr = hosts.addr(host);
-        let routes = self
-            .hosts
+        let addr = hosts.addr(self.hosts[index]);
+        let routes = match &self.routes {
+            Some(routes) => routes.clone(),
+            None => self
+                .hosts
+                .iter()
+                .map(|&h| format!("{}:6222", hosts.addr(h)))
+                .collect(),
+        };
+        let routes = routes
             .iter()
-            .map(|&h| format!("nats://{}:6222", hosts.addr(h)))
+            .map(|route| format!("\"nats://{route}\""))
             .collect::<Vec<_>>()
-            .join(",");
-        let mut command = hosts.command(host, &self.binary.display().to_string());
+            .join(", ");
+        let domain = self.domain.as_deref().unwrap_or_default();
+        let mut config = common_config(
+            &addr.to_string(),
+            &format!("s{index}"),
+            domain,
+            self.store.path(),
+        );
+        let _ = writeln!(
+            config,
+            "cluster {{ name: \"jetfn-hosts\", listen: \"{addr}:6222\", routes: [{routes}], \
+             no_advertise: true }}\n\
+             leafnodes {{ listen: \"{addr}:{LEAF_PORT}\" }}"
+        );
+        let file = self.store.path().join(format!("s{index}.conf"));
+        std::fs::write(&file, config).map_err(|e| HostsError::Command {
+            command: format!("write {}", file.display()),
+            output: e.to_string(),
+        })?;
+        let mut command = hosts.command(self.hosts[index], &self.binary.display().to_string());
         command
-            .args(["-a", &addr.to_string(), "-p", "4222", "-m", "8222", "-js"])
-            .args([
-                "--server_name",
-                &format!("s{index}"),
-                "--cluster_name",
-                "jetfn-hosts",
-            ])
-            .args([
-                "--cluster",
-                &format!("nats://{addr}:6222"),
-                "--routes",
-                &routes,
-            ])
-            .arg("-sd")
-            .arg(self.store.path().join(format!("s{index}")))
+            .arg("-c")
+            .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.processes[index] = Some(hosts.spawn(command)?);
@@ -103,6 +236,25 @@ impl NetNats {
             hosts.kill(process);
         }
         self.spawn(hosts, index)
+    }
+
+    /// Stops server `index` gracefully (SIGTERM: it hands the leadership of its streams and
+    /// consumers over first; SIGKILL after `grace`) and starts it again with the same store.
+    pub fn restart_gracefully(
+        &mut self,
+        hosts: &mut Hosts,
+        index: usize,
+        grace: Duration,
+    ) -> Result<(), HostsError> {
+        if let Some(process) = self.processes[index].take() {
+            hosts.terminate(process, grace);
+        }
+        self.spawn(hosts, index)
+    }
+
+    /// Server `index`'s monitoring address (`/healthz`, `/jsz`).
+    pub fn monitoring(&self, hosts: &Hosts, index: usize) -> std::net::SocketAddr {
+        (hosts.addr(self.hosts[index]), 8222).into()
     }
 
     /// A client (from the test process) that knows every server.

@@ -12,6 +12,7 @@
 //! | `NATS_USER` / `NATS_PASSWORD` | `nats.user` / `nats.password` | user and password | none |
 //! | `NATS_TOKEN` | `nats.token` | token | none |
 //! | `NATS_CA` / `NATS_CERT` / `NATS_KEY` | `nats.ca` / `nats.cert` / `nats.key` | TLS root and client certificate | none |
+//! | `NATS_JS_DOMAIN` | `nats.js_domain` | JetStream domain of the streams, consumers and KV buckets (a leaf node using a hub's JetStream) | none |
 //! | `JETFN_NATS_PING_INTERVAL` | `nats.ping_interval` | client ping period; a dead network path is noticed within three | `8s` |
 //! | `JETFN_FUNCTIONS` | `select` | function names to run, comma-separated; `*` = all | all |
 //! | `JETFN_HTTP_ADDR` | `http_addr` | health/metrics listener | `0.0.0.0:8080` |
@@ -72,6 +73,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("NATS_CERT", "nats.cert"),
     ("NATS_KEY", "nats.key"),
     ("JETFN_NATS_PING_INTERVAL", "nats.ping_interval"),
+    ("NATS_JS_DOMAIN", "nats.js_domain"),
     ("JETFN_FUNCTIONS", "select"),
     ("JETFN_HTTP_ADDR", "http_addr"),
     ("JETFN_SHUTDOWN_TIMEOUT", "shutdown_timeout"),

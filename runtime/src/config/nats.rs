@@ -33,6 +33,10 @@ pub struct NatsConfig {
     /// network path that dies without closing (no FIN, no RST) is noticed within three intervals
     /// and the client reconnects; the server's traffic postpones the pings.
     pub ping_interval: Duration,
+    /// The JetStream domain of the streams, consumers and KV buckets (`NATS_JS_DOMAIN`; default
+    /// none: the domain of the server connected to). Set it for functions on a leaf node that use
+    /// a hub's JetStream: every JetStream request then goes to `$JS.<domain>.API`.
+    pub js_domain: Option<String>,
 }
 
 impl NatsConfig {
@@ -52,6 +56,7 @@ impl NatsConfig {
             "cert",
             "key",
             "ping_interval",
+            "js_domain",
         ];
         if let Some(key) = raw.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(ConfigError::invalid(
@@ -122,6 +127,7 @@ impl NatsConfig {
             }
         };
         Ok(Self {
+            js_domain: get("js_domain").map(|d| js_domain(d)).transpose()?,
             urls,
             creds: file("creds")?,
             nkey: file("nkey")?,
@@ -143,5 +149,22 @@ impl NatsConfig {
                 }
             },
         })
+    }
+}
+
+/// A JetStream domain: one subject token (it becomes `$JS.<domain>.API`), as nats-server
+/// accepts in its `jetstream.domain`.
+fn js_domain(text: &str) -> Result<String, ConfigError> {
+    let bad = text
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>'));
+    match bad {
+        None => Ok(text.to_owned()),
+        Some(c) => Err(ConfigError::invalid(
+            "nats.js_domain",
+            format!(
+                "expected one subject token (no `.`, `*`, `>` or whitespace), got {text:?} ({c:?})"
+            ),
+        )),
     }
 }

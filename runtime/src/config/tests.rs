@@ -124,6 +124,21 @@ fn the_ping_interval_defaults_to_eight_seconds_and_is_configurable() {
 }
 
 #[test]
+fn the_jetstream_domain_is_none_unless_set() {
+    assert_eq!(load(&[]).expect("defaults").nats.js_domain, None);
+    let config = load(&[("NATS_JS_DOMAIN", "hub")]).expect("valid");
+    assert_eq!(config.nats.js_domain.as_deref(), Some("hub"));
+    // Empty is unset, as for every other variable.
+    assert_eq!(
+        load(&[("NATS_JS_DOMAIN", "")])
+            .expect("valid")
+            .nats
+            .js_domain,
+        None
+    );
+}
+
+#[test]
 fn bad_values_name_their_variable() {
     let cases: &[(&str, &str, &str)] = &[
         ("JETFN_SHUTDOWN_TIMEOUT", "soon", "JETFN_SHUTDOWN_TIMEOUT"),
@@ -147,6 +162,9 @@ fn bad_values_name_their_variable() {
             "10ms",
             "JETFN_NATS_PING_INTERVAL",
         ),
+        ("NATS_JS_DOMAIN", "hub.east", "NATS_JS_DOMAIN"),
+        ("NATS_JS_DOMAIN", "hub east", "NATS_JS_DOMAIN"),
+        ("NATS_JS_DOMAIN", "*", "NATS_JS_DOMAIN"),
     ];
     for (var, value, named) in cases {
         let error = load(&[(var, value)]).expect_err(var);

@@ -49,6 +49,9 @@ const TRIAL_DEFER: Duration = Duration::from_secs(1);
 pub(crate) struct Runner {
     pub(crate) state: Arc<FunctionState>,
     pub(crate) js: jetstream::Context,
+    /// The JetStream API prefix of `js` (`$JS.API`, or `$JS.<domain>.API`): pull requests go
+    /// to `<prefix>.CONSUMER.MSG.NEXT.<stream>.<consumer>`.
+    pub(crate) api_prefix: Arc<str>,
     pub(crate) auto_create_streams: bool,
     pub(crate) cancel: CancellationToken,
     pub(crate) shutdown_timeout: Duration,
@@ -70,8 +73,9 @@ pub(crate) async fn run(runner: Runner) {
         else {
             break;
         };
+        let api = &pulling.api_prefix;
         let mut puller =
-            match Puller::new(&js.client(), js, &bound.stream, &state.config.name).await {
+            match Puller::new(&js.client(), js, api, &bound.stream, &state.config.name).await {
                 Ok(puller) => puller,
                 Err(error) => {
                     state.set_unbound(format!("pull subscription failed: {error}"));

@@ -1,10 +1,14 @@
 //! The function's pull subscription and what it has asked the server for.
 //!
 //! One subscription on an inbox for the function's life; pull requests
-//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) keep what [`Prefetch`](super::prefetch)
+//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`, `$JS.<domain>.API...` in a domain) keep what [`Prefetch`](super::prefetch)
 //! wants on its way, in messages and in bytes (`max_bytes`). A request that ends (expired,
 //! byte allowance used up, ...) is reported so the loop asks again at once: a pod with free
 //! workers always has a request waiting at the server.
+//!
+//! A consumer leader change drops the waiting requests without a word. The new leader's
+//! advisory (`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.<stream>.<consumer>`) makes the loop
+//! ask again at once; the missing heartbeats are the fallback (an advisory can be lost too).
 
 use std::time::Duration;
 
@@ -21,12 +25,15 @@ const EXPIRES: Duration = Duration::from_secs(30);
 /// waiting requests without a word, and only the missing heartbeats tell.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence (no message, no heartbeat) after which outstanding requests are presumed gone: two
-/// heartbeats and a half, so that one late heartbeat on a busy machine is not taken for a loss.
-const SILENCE: Duration = Duration::from_millis(2500);
+/// heartbeats, so that one late heartbeat on a busy machine is not taken for a loss.
+const SILENCE: Duration = Duration::from_secs(2);
 /// How often a received message pushes the silence deadline back (not a timer per message).
 const PUSH_EVERY: Duration = Duration::from_millis(250);
+/// How soon a request that found no consumer leader ("no responders") is sent again: the
+/// fallback when the new leader's advisory does not come.
+const LEADERLESS_RETRY: Duration = Duration::from_millis(250);
 /// How long the server may take to answer the probe sent after a silence.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(750);
 /// What a request may take beyond the largest payload: subject, reply subject, headers.
 const ENVELOPE_BYTES: usize = 4096;
 /// A first message later than this after its request was waiting, not travelling: no sample.
@@ -51,6 +58,8 @@ pub(crate) struct Puller {
     client: async_nats::Client,
     context: jetstream::Context,
     subscriber: async_nats::Subscriber,
+    /// The consumer's leader-elected advisories.
+    elections: async_nats::Subscriber,
     inbox: async_nats::Subject,
     request_subject: String,
     /// Messages requested and not yet received.
@@ -66,24 +75,34 @@ pub(crate) struct Puller {
     /// [`PUSH_EVERY`], so the hot path does not re-register a timer per message.
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     deadline_set: Instant,
+    /// A request met no consumer leader: the deadline is [`LEADERLESS_RETRY`] away, and when it
+    /// passes the loop asks again (no probe: the path to the server is fine).
+    leaderless: bool,
 }
 
 impl Puller {
     pub(crate) async fn new(
         client: &async_nats::Client,
         context: &jetstream::Context,
+        api_prefix: &str,
         stream: &str,
         consumer: &str,
     ) -> Result<Self, async_nats::SubscribeError> {
         let inbox = async_nats::Subject::from(client.new_inbox());
         let subscriber = client.subscribe(inbox.clone()).await?;
+        let elections = client
+            .subscribe(format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.{consumer}"
+            ))
+            .await?;
         let max_payload = client.server_info().max_payload.max(1 << 20);
         Ok(Self {
             client: client.clone(),
             context: context.clone(),
             subscriber,
+            elections,
             inbox,
-            request_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            request_subject: format!("{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             outstanding: 0,
             outstanding_bytes: 0,
             min_request_bytes: max_payload + ENVELOPE_BYTES,
@@ -91,6 +110,7 @@ impl Puller {
             round_trip: None,
             deadline: Box::pin(tokio::time::sleep(SILENCE)),
             deadline_set: Instant::now(),
+            leaderless: false,
         })
     }
 
@@ -153,11 +173,23 @@ impl Puller {
         loop {
             let received = tokio::select! {
                 message = self.subscriber.next() => message,
+                Some(_) = self.elections.next() => {
+                    // The requests waited at the old leader: ask the new one.
+                    tracing::debug!("consumer leader elected; pulling again");
+                    self.reset();
+                    self.leaderless = false;
+                    self.push_deadline(Instant::now());
+                    return Some(Pulled::Stale);
+                }
                 () = &mut self.deadline => {
                     self.push_deadline(Instant::now());
+                    if std::mem::take(&mut self.leaderless) {
+                        return Some(Pulled::Stale);
+                    }
                     if self.outstanding == 0 {
                         continue;
                     }
+                    tracing::debug!(silence = ?SILENCE, "no message or heartbeat; pulling again");
                     self.reset();
                     self.check_path().await;
                     return Some(Pulled::Stale);
@@ -183,7 +215,7 @@ impl Puller {
     /// What a received message means; it also pushes back the silence deadline.
     fn received(&mut self, message: async_nats::Message) -> Option<Pulled> {
         let now = Instant::now();
-        if now.duration_since(self.deadline_set) >= PUSH_EVERY {
+        if !self.leaderless && now.duration_since(self.deadline_set) >= PUSH_EVERY {
             self.push_deadline(now);
         }
         self.classify(message)
@@ -231,6 +263,7 @@ impl Puller {
     /// [`Puller::next_buffered`].
     pub(crate) async fn stop(&mut self) {
         let _ = self.subscriber.unsubscribe().await;
+        let _ = self.elections.unsubscribe().await;
         let _ = self.client.flush().await;
     }
 
@@ -251,6 +284,18 @@ impl Puller {
                 }))
             }
             Some(StatusCode::IDLE_HEARTBEAT) => None,
+            Some(StatusCode::NO_RESPONDERS) => {
+                // No consumer leader (an election): the request is gone. Ask again soon, not at
+                // once (it would only meet the same election), nor after a whole silence.
+                tracing::debug!("pull request met no consumer leader; asking again shortly");
+                self.reset();
+                self.probe = None;
+                self.leaderless = true;
+                let now = Instant::now();
+                self.deadline.as_mut().reset(now + LEADERLESS_RETRY);
+                self.deadline_set = now;
+                None
+            }
             Some(StatusCode::NOT_FOUND | StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED) => {
                 let description = message.description.clone().unwrap_or_default();
                 if description.contains("Consumer Deleted") || description.contains("push based") {

@@ -41,6 +41,7 @@ pub(super) enum Turn {
 pub(super) struct Loop {
     pub(super) state: Arc<FunctionState>,
     pub(super) js: jetstream::Context,
+    pub(super) api_prefix: Arc<str>,
     pub(super) auto_create_streams: bool,
     pub(super) cancel: CancellationToken,
     pub(super) shutdown_timeout: Duration,
@@ -64,6 +65,7 @@ impl Loop {
         let Runner {
             state,
             js,
+            api_prefix,
             auto_create_streams,
             cancel,
             shutdown_timeout,
@@ -88,6 +90,7 @@ impl Loop {
             deliverer: Arc::new(deliverer),
             state,
             js,
+            api_prefix,
             auto_create_streams,
             cancel,
             shutdown_timeout,

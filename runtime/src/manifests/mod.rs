@@ -104,6 +104,8 @@ pub(crate) struct Options {
     pub(crate) app: String,
     pub(crate) namespace: Option<String>,
     pub(crate) nats_url: String,
+    /// `NATS_JS_DOMAIN` of the pods (from the configuration `manifests` runs with).
+    pub(crate) js_domain: Option<String>,
     pub(crate) monitoring_endpoint: String,
     pub(crate) account: String,
     pub(crate) max_replicas: u32,
@@ -244,6 +246,7 @@ fn options(args: &ManifestsArgs, config: &Config) -> Options {
         app: args.app.clone().unwrap_or_else(|| binary.clone()),
         namespace: args.namespace.clone(),
         nats_url: args.nats_url.clone(),
+        js_domain: config.nats.js_domain.clone(),
         monitoring_endpoint: args.nats_monitoring_endpoint.clone(),
         account: args.nats_account.clone(),
         max_replicas: args.max_replicas,

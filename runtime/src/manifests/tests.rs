@@ -11,6 +11,7 @@ fn options() -> Options {
         app: "shop".to_owned(),
         namespace: None,
         nats_url: "nats://nats.nats.svc.cluster.local:4222".to_owned(),
+        js_domain: None,
         monitoring_endpoint: "nats-headless.nats.svc.cluster.local:8222".to_owned(),
         account: "$G".to_owned(),
         max_replicas: 10,
@@ -71,6 +72,49 @@ fn find<'a>(documents: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn the_jetstream_domain_reaches_every_pod_through_the_config_map() {
+    let plain = documents(&render(&options(), &shop(), &[]).expect("renders"));
+    let data = &find(&plain, "ConfigMap", "shop-config")["data"];
+    assert!(
+        data.get("NATS_JS_DOMAIN").is_none(),
+        "no domain unless configured: {data}"
+    );
+
+    let options = Options {
+        js_domain: Some("hub".to_owned()),
+        ..options()
+    };
+    let documents = documents(&render(&options, &shop(), &[]).expect("renders"));
+    let data = &find(&documents, "ConfigMap", "shop-config")["data"];
+    assert_eq!(data["NATS_JS_DOMAIN"], "hub");
+    // The Deployments and the provision Job read their environment from that ConfigMap.
+    let pods = documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
+        .count();
+    assert_eq!(
+        pods,
+        shop().len() + 1,
+        "a Deployment per function and the Job"
+    );
+    for document in documents
+        .iter()
+        .filter(|d| d["kind"] == "Deployment" || d["kind"] == "Job")
+    {
+        let containers = document["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .expect("containers");
+        for container in containers {
+            assert_eq!(
+                container["envFrom"][0]["configMapRef"]["name"], "shop-config",
+                "{}",
+                document["metadata"]["name"]
+            );
+        }
+    }
 }
 
 #[test]

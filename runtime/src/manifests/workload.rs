@@ -47,16 +47,21 @@ fn secret_name(options: &Options) -> String {
     format!("{}-nats", options.app)
 }
 
-/// `NATS_URL` and JSON logs for every pod.
+/// `NATS_URL`, `NATS_JS_DOMAIN` when one is configured, and JSON logs for every pod (the
+/// Deployments and the provision Job take their environment from it).
 pub(super) fn config_map(options: &Options) -> Value {
+    let mut data = json!({
+        "NATS_URL": options.nats_url,
+        "JETFN_LOG_FORMAT": "json",
+    });
+    if let (Some(domain), Some(map)) = (&options.js_domain, data.as_object_mut()) {
+        map.insert("NATS_JS_DOMAIN".to_owned(), domain.as_str().into());
+    }
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(options, &config_map_name(options), labels(options)),
-        "data": {
-            "NATS_URL": options.nats_url,
-            "JETFN_LOG_FORMAT": "json",
-        },
+        "data": data,
     })
 }
 

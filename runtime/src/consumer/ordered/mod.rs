@@ -64,6 +64,8 @@ pub(super) struct Ordered {
     connections: watch::Receiver<u64>,
     /// This pod's name in the lease.
     owner: String,
+    /// `$JS.API`, or `$JS.<domain>.API` in a JetStream domain.
+    api_prefix: Arc<str>,
 }
 
 /// Runs an ordered function until `cancel` fires; on shutdown the holder drains and hands over.
@@ -83,6 +85,7 @@ pub(crate) async fn run(runner: Runner, by: OrderedBy) {
         cancel: runner.cancel,
         shutdown_timeout: runner.shutdown_timeout,
         connections: runner.connections,
+        api_prefix: runner.api_prefix,
     };
     let auto_create = runner.auto_create_streams;
     while !ordered.cancel.is_cancelled() {
@@ -137,7 +140,8 @@ impl Ordered {
     ) -> Ended {
         let config = self.state.config.clone();
         let client = self.js.client();
-        let mut puller = match Puller::new(&client, &self.js, stream, &config.name).await {
+        let api = &self.api_prefix;
+        let mut puller = match Puller::new(&client, &self.js, api, stream, &config.name).await {
             Ok(puller) => puller,
             Err(error) => {
                 lease.release().await;
