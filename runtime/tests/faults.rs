@@ -201,7 +201,7 @@ async fn publishes_through_an_election(
     Ok(())
 }
 
-/// The output stream (R1) loses its only server for ~8 s: while it has no leader, a publish gets
+/// The output stream (R1) loses its only server for 30 s: while it has no leader, a publish gets
 /// "no responders", the answer a missing stream gets too. Before, jetfn read it as a missing
 /// stream: it asked to create the stream (which existed), logged `created stream`, published
 /// once more, failed the handler, and with `max_deliver = 1` dead-lettered the job. Now the
@@ -279,7 +279,9 @@ async fn a_publish_to_a_stream_without_a_leader_waits_instead_of_creating_it() {
         })
         .await
     );
-    tokio::time::sleep(Duration::from_secs(8)).await; // the outage, not a proof
+    // A 30 s election (the outage; not a proof of anything by itself): the handlers wait in
+    // ctx.publish, their messages kept alive, none dead-lettered.
+    tokio::time::sleep(Duration::from_secs(30)).await;
     cluster.node_mut(&host).expect("node").restart();
     // Back once it answers stream info again (`stored` fails the test on any other error).
     for stream in ["ELECTOUT", "JETFN_DLQ"] {
