@@ -59,6 +59,10 @@ fn nanos_now() -> u64 {
 static RECORDS: OnceCell<jetstream::Context> = OnceCell::const_new();
 
 async fn record(step: &Step, phase: &str, attempt: u32) -> Result<(), HandlerError> {
+    record_at(step, phase, attempt, nanos_now()).await
+}
+
+async fn record_at(step: &Step, phase: &str, attempt: u32, nanos: u64) -> Result<(), HandlerError> {
     let js = RECORDS
         .get_or_init(|| async {
             let url = std::env::var(CHILD_URL).expect("child url");
@@ -71,7 +75,7 @@ async fn record(step: &Step, phase: &str, attempt: u32) -> Result<(), HandlerErr
         phase: phase.to_owned(),
         pod: std::env::var(CHILD_POD).unwrap_or_default(),
         attempt,
-        nanos: nanos_now(),
+        nanos,
     };
     let payload = serde_json::to_vec(&record).expect("json");
     js.publish("ordlog", payload.into())
@@ -94,12 +98,43 @@ async fn apply_step(_ctx: Context, event: Event<Step>) -> Result<(), HandlerErro
     let attempt = event.attempt();
     let step = event.data;
     record(&step, "start", attempt).await?;
+    // A run its pod aborts (a lease it could not renew in time) records when it stopped.
+    let mut aborted = Aborted {
+        step: step.clone(),
+        attempt,
+        armed: true,
+    };
     tokio::time::sleep(Duration::from_millis(step.millis)).await;
-    if step.poison || (step.fail_twice && attempt <= 2) {
-        record(&step, "fail", attempt).await?;
+    let failed = step.poison || (step.fail_twice && attempt <= 2);
+    let phase = if failed { "fail" } else { "end" };
+    let recorded = record(&step, phase, attempt).await;
+    aborted.armed = false;
+    recorded?;
+    if failed {
         return Err(HandlerError::retryable("this step fails"));
     }
-    record(&step, "end", attempt).await
+    Ok(())
+}
+
+/// Records `aborted` (with the time it was dropped) for a run dropped before it finished.
+struct Aborted {
+    step: Step,
+    attempt: u32,
+    armed: bool,
+}
+
+impl Drop for Aborted {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (step, attempt, nanos) = (self.step.clone(), self.attempt, nanos_now());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = record_at(&step, "aborted", attempt, nanos).await;
+            });
+        }
+    }
 }
 
 #[test]
@@ -286,8 +321,9 @@ fn check(records: &[Record], killed: &str, killed_at: u64, took: Duration) {
     let (mut reruns, mut ended_twice) = (0, 0);
     for (key, mut runs) in by_key {
         runs.sort_by_key(|r| r.nanos);
-        // Overlap: after a start, the next record of the key is that run's end or fail, or the
-        // run died with the killed pod (then the next start comes after the kill).
+        // Overlap: after a start, the next record of the key is that run's end, fail or
+        // aborted (its pod lost the lease and dropped it), or the run died with the killed pod
+        // (then the next start comes after the kill).
         let mut open: Option<&Record> = None;
         let mut ended: Vec<(u32, &str)> = Vec::new();
         for record in &runs {
