@@ -48,7 +48,9 @@ impl Bucket {
 }
 
 /// The bucket of `config`, created when missing (by any pod or by `provision`; creating it again
-/// with the same configuration changes nothing).
+/// with the same configuration changes nothing). In a cluster it is created with three replicas
+/// (one when the cluster cannot place three): a lease or a once-only record must outlive the
+/// loss of one server as the streams do.
 ///
 /// A bucket made by hand without per-message TTL gets it turned on: without it every write
 /// (each carries a TTL) would be refused.
@@ -63,7 +65,7 @@ pub(crate) async fn ensure(
     };
     let store = match js.get_key_value(&name).await {
         Ok(store) => store,
-        Err(_) => match js.create_key_value(config).await {
+        Err(_) => match create(js, config).await {
             Ok(store) => store,
             // Created meanwhile by another pod with another configuration, or a lookup that
             // failed for a passing reason: one more look.
@@ -104,6 +106,27 @@ pub(crate) async fn ensure(
         store,
         api_prefix,
     })
+}
+
+/// Creates the bucket: with three replicas in a cluster, else (or when three cannot be placed)
+/// with one.
+async fn create(
+    js: &jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, jetstream::context::CreateKeyValueError> {
+    if js.client().server_info().cluster.is_some() {
+        let replicated = kv::Config {
+            num_replicas: 3,
+            ..config.clone()
+        };
+        match js.create_key_value(replicated).await {
+            Ok(store) => return Ok(store),
+            Err(error) => {
+                tracing::debug!(bucket = %config.bucket, %error, "three replicas refused; creating one");
+            }
+        }
+    }
+    js.create_key_value(config).await
 }
 
 /// A compare-and-set write that did not happen.

@@ -545,6 +545,13 @@ async fn ordered_keys_keep_order_through_consumer_and_stream_leader_changes() {
     assert!(created, "R3 stream");
     let runtime = common::start_unready(&cluster.urls(), "ordered_through_elections", &[]).await;
     assert!(runtime.wait_ready(PATIENCE).await, "ready");
+    // The lease outlives the loss of a server, as the stream does.
+    let mut leases = js
+        .get_stream("KV_JETFN_ORDERED")
+        .await
+        .expect("lease bucket");
+    let replicas = leases.info().await.expect("info").config.num_replicas;
+    assert_eq!(replicas, 3, "the lease bucket is replicated in a cluster");
     let publisher = {
         let js = js.clone();
         tokio::spawn(async move {
