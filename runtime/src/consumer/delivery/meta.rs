@@ -74,11 +74,23 @@ impl<'a> AckReply<'a> {
     /// or with `<domain>.<account hash>.` before the stream and any tokens after `<pending>`.
     fn parse(reply: &'a str) -> Result<Self, NotJetStream> {
         let rest = reply.strip_prefix("$JS.ACK.").ok_or(NotJetStream::Prefix)?;
-        // The first 10 tokens, as `info()` looks at no more.
+        // The first 10 tokens, as `info()` looks at no more. A plain byte loop: `split('.')`
+        // searches for each dot with a call of its own.
         let mut tokens = [""; 10];
         let mut count = 0;
-        for (slot, token) in tokens.iter_mut().zip(rest.split('.')) {
-            *slot = token;
+        let mut start = 0;
+        for (at, byte) in rest.bytes().enumerate() {
+            if byte == b'.' {
+                tokens[count] = &rest[start..at];
+                count += 1;
+                start = at + 1;
+                if count == tokens.len() {
+                    break;
+                }
+            }
+        }
+        if count < tokens.len() {
+            tokens[count] = &rest[start..];
             count += 1;
         }
         let fields = match count {
@@ -101,7 +113,12 @@ impl<'a> AckReply<'a> {
         let delivered = number(delivered, "delivery count")?;
         let stream_sequence = number(stream_sequence, "stream sequence")?;
         number::<u64>(consumer_sequence, "consumer sequence")?;
-        let published = number(published, "publish time")?;
+        // Nanoseconds fit a u64 until the year 2554; an i128 is parsed only past that (or
+        // before the epoch), as `info()` parses one.
+        let published = match published.parse::<u64>() {
+            Ok(nanos) => i128::from(nanos),
+            Err(_) => number(published, "publish time")?,
+        };
         let pending = number(pending, "pending count")?;
         Ok(Self {
             stream,
@@ -191,6 +208,7 @@ mod tests {
             "$JS.ACK._.ACCHASH.S.c.1.1.1.0.0",
             "$JS.ACK.S.c.18446744073709551615.1.1.1.0",
             "$JS.ACK.S.c.-1.1.1.-5.0",
+            "$JS.ACK.S.c.1.1.1.18446744073709551616.0",
             "$JS.ACK.S.c.+2.+3.4.5.6",
             "$JS.ACK.S.c.1.1.1.1",
             "$JS.ACK.S.c.1.1.1.1.1.1",
