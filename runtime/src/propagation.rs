@@ -4,13 +4,17 @@
 //! Below the handler (whose `Context::publish` injects) and telemetry (whose delivery span
 //! extracts its parent), so both use one implementation.
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
+/// The W3C trace context header, made once: looking a `&str` name up makes a `HeaderName` of it,
+/// an allocation per delivery (a clone of this one is not).
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// The trace context the headers carry; an empty context when they carry none.
 pub(crate) fn extract(headers: &HeaderMap) -> opentelemetry::Context {
-    if headers.get("traceparent").is_some() {
+    if !headers.is_empty() && headers.get(TRACEPARENT.clone()).is_some() {
         TraceContextPropagator::new().extract(&HeaderExtractor(headers))
     } else {
         opentelemetry::Context::new()

@@ -84,15 +84,16 @@ impl Loop {
     fn run_delivery(&mut self, mut delivery: Delivery, replies: Replies) {
         let count = replies.count();
         let started = std::time::Instant::now();
-        let done = self.inline.allowed() && {
+        if self.inline.allowed() {
             let done = (&mut delivery).now_or_never().is_some();
-            self.inline.observe(started.elapsed());
-            done
-        };
-        if done {
-            self.prefetch.observe_service(started.elapsed() / count);
-            self.parallel = 1;
-            return;
+            // One clock read for both (a few per delivery add up).
+            let took = started.elapsed();
+            self.inline.observe(took);
+            if done {
+                self.prefetch.observe_service(took / count);
+                self.parallel = 1;
+                return;
+            }
         }
         self.parallel = self.workers.target();
         let busy = self.workers.start();
