@@ -99,7 +99,7 @@ impl ServiceTimes {
 ///
 /// Two, not one: the time is wall-clock time, and on a busy machine the loop's thread is
 /// preempted in the middle of a 2 µs poll every few hundred deliveries. Counting that one poll
-/// sent the next 256 deliveries to tasks each time: 30–45 % of all deliveries of a no-op handler
+/// sent the next 256 deliveries to tasks each time: 20–45 % of all deliveries of a no-op handler
 /// in the benchmark on a shared 2-core machine, each paying a spawn and its wake-ups. A handler
 /// that is slow before its first `.await` is slow more than once in 16.
 #[derive(Debug, Default)]
