@@ -47,6 +47,20 @@ impl Bucket {
     }
 }
 
+/// A bucket of `name`: one value per key (no history), file storage, per-message TTL on (each
+/// revision carries its own); the markers the server leaves when a record expires live one
+/// second.
+pub(crate) fn config(name: &str, description: &str) -> kv::Config {
+    kv::Config {
+        bucket: name.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        storage: jetstream::stream::StorageType::File,
+        limit_markers: Some(Duration::from_secs(1)),
+        ..Default::default()
+    }
+}
+
 /// The bucket of `config`, created when missing (by any pod or by `provision`; creating it again
 /// with the same configuration changes nothing). In a cluster it is created with three replicas
 /// (one when the cluster cannot place three): a lease or a once-only record must outlive the

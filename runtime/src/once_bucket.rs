@@ -10,18 +10,13 @@ use crate::bucket::{self, Bucket, BucketError};
 /// The bucket's name.
 pub(crate) const BUCKET: &str = "JETFN_ONCE";
 
-/// The bucket: one value per key (no history), file storage, per-message TTL on. No `max_age`:
-/// each record expires by the TTL its last revision carries (`once_retention` of its
-/// function), and the markers the server leaves when one expires live one second.
+/// The bucket ([`bucket::config`]). No `max_age`: each record expires by the TTL its last
+/// revision carries (`once_retention` of its function).
 pub(crate) fn config() -> kv::Config {
-    kv::Config {
-        bucket: BUCKET.to_owned(),
-        description: "jetfn once-only steps: a claim or the stored result per step".to_owned(),
-        history: 1,
-        storage: jetstream::stream::StorageType::File,
-        limit_markers: Some(Duration::from_secs(1)),
-        ..Default::default()
-    }
+    bucket::config(
+        BUCKET,
+        "jetfn once-only steps: a claim or the stored result per step",
+    )
 }
 
 /// `JETFN_ONCE`, created when missing.

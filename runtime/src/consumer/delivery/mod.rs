@@ -27,7 +27,7 @@ use crate::breaker::{Admission, Gate, SharedBreaker};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
 use crate::dlq::{DeadLetters, Lettered};
-use crate::handler::{Function, InputRef};
+use crate::handler::{EventMeta, Function, InputRef};
 use crate::pipeline::{Call, Entry, Guard, Instruments, Messages, Output, Pipeline};
 use crate::policy::{self, Failure, RetrySchedule, Verdict};
 use crate::state::FunctionState;
@@ -154,22 +154,27 @@ impl Deliverer {
                 }
             };
             let attempt = meta.attempt;
-            let input = InputRef::Message {
-                stream: meta.stream.clone(),
-                sequence: meta.stream_sequence,
-            };
-            let incoming = Incoming {
-                payload: message.payload.clone(),
-                meta,
-            };
-            let function = self.pipeline.function().clone();
-            let call = Call::new(function, input, Messages::One(incoming), Output::None);
+            let call = self.call(&message, meta);
             let alive = std::slice::from_ref(&message);
             let result = self.pipeline.run(call, 1, alive).await;
             self.conclude(&message, attempt, result, &span).await;
             span.end();
         }
         .with_context(otel)
+    }
+
+    /// The pipeline's call for one message delivered with `meta`.
+    fn call(&self, message: &jetstream::Message, meta: EventMeta) -> Call {
+        let input = InputRef::Message {
+            stream: meta.stream.clone(),
+            sequence: meta.stream_sequence,
+        };
+        let incoming = Incoming {
+            payload: message.payload.clone(),
+            meta,
+        };
+        let function = self.pipeline.function().clone();
+        Call::new(function, input, Messages::One(incoming), Output::None)
     }
 
     /// Settles one message after its handler ran: records the run for the breaker, decides

@@ -11,9 +11,7 @@ use opentelemetry::context::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{meta, Deliverer, Outcome};
-use crate::codec::Incoming;
-use crate::handler::{HandlerError, InputRef};
-use crate::pipeline::{Call, Messages, Output};
+use crate::handler::HandlerError;
 use crate::policy::Failure;
 use crate::telemetry::DeliverySpan;
 
@@ -75,19 +73,10 @@ impl Deliverer {
         let span = DeliverySpan::start(&self.tracer, self.name(), &self.span_names, &meta);
         let otel = span.otel.clone();
         let attempt = meta.attempt;
-        let input = InputRef::Message {
-            stream: meta.stream.clone(),
-            sequence: meta.stream_sequence,
-        };
-        let incoming = Incoming {
-            payload: message.payload.clone(),
-            meta,
-        };
         let result = match reject_or_run {
             Ok(reason) => Err(Failure::Handler(HandlerError::permanent(reason))),
             Err(worker) => {
-                let function = self.pipeline.function().clone();
-                let call = Call::new(function, input, Messages::One(incoming), Output::None);
+                let call = self.call(&message, meta);
                 let alive = std::slice::from_ref(&message);
                 let result = self.pipeline.run(call, 1, alive).with_context(otel).await;
                 drop(worker);

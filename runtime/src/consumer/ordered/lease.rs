@@ -19,17 +19,12 @@ use crate::bucket::{self, Bucket, BucketError, WriteError};
 /// The bucket's name.
 pub(crate) const BUCKET: &str = "JETFN_ORDERED";
 
-/// The bucket: one value per key (no history), file storage, per-message TTL on; the markers
-/// the server leaves when a lease expires live one second.
+/// The bucket ([`bucket::config`]): a lease expires by the TTL its last revision carries.
 pub(crate) fn config() -> kv::Config {
-    kv::Config {
-        bucket: BUCKET.to_owned(),
-        description: "jetfn ordered functions: which pod holds each function's consumer".to_owned(),
-        history: 1,
-        storage: jetstream::stream::StorageType::File,
-        limit_markers: Some(Duration::from_secs(1)),
-        ..Default::default()
-    }
+    bucket::config(
+        BUCKET,
+        "jetfn ordered functions: which pod holds each function's consumer",
+    )
 }
 
 /// `JETFN_ORDERED`, created when missing.
