@@ -431,6 +431,109 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order_and_logs_carry
     );
 }
 
+/// Without an OTLP endpoint nothing records the delivery spans (jetfn skips building them), but
+/// a delivery still continues the message's trace: its log line and its output carry the
+/// message's trace id under a span id of the delivery's own.
+#[tokio::test]
+async fn without_an_exporter_a_delivery_continues_the_messages_trace_in_logs_and_outputs() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+    let server = NatsServer::start();
+    let addr = free_addr();
+    let mut child = shop_command(
+        &server.url(),
+        addr,
+        &[
+            ("JETFN_FUNCTIONS", "reserve_inventory"),
+            ("JETFN_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+    .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    .env_remove("OTEL_TRACES_SAMPLER")
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    assert!(ready(addr).await, "the binary got ready");
+    let js = async_nats::jetstream::new(server.client().await);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", format!("00-{TRACE}-{PARENT}-01").as_str());
+    js.publish_with_headers(
+        subjects::ORDER_CREATED,
+        headers,
+        serde_json::to_vec(&sample_order(1)).expect("JSON").into(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    assert!(
+        eventually(PATIENCE, || async {
+            stored(&js, subjects::INVENTORY_RESERVED).await == 1
+        })
+        .await,
+        "the output stored"
+    );
+    let output = js
+        .stream_by_subject(subjects::INVENTORY_RESERVED)
+        .await
+        .expect("the output's stream");
+    let output = js
+        .get_stream(output)
+        .await
+        .expect("stream")
+        .get_last_raw_message_by_subject(subjects::INVENTORY_RESERVED)
+        .await
+        .expect("the output");
+    let traceparent = output
+        .headers
+        .get("traceparent")
+        .map(|value| value.as_str().to_owned())
+        .expect("the output carries a traceparent");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(
+        (parts[1], parts[3]),
+        (TRACE, "01"),
+        "the message's trace, sampled: {traceparent}"
+    );
+    assert_ne!(
+        parts[2], PARENT,
+        "a span id of the delivery's own: {traceparent}"
+    );
+    assert_eq!(parts[2].len(), 16, "{traceparent}");
+
+    let pid = child.id().expect("pid").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(status.success());
+    let logs = logs.await.expect("stderr read");
+    let reserved: serde_json::Value = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "inventory reserved")
+        .unwrap_or_else(|| panic!("an `inventory reserved` JSON line in:\n{logs}"));
+    assert_eq!(reserved["trace_id"], TRACE, "{reserved}");
+    assert_eq!(
+        reserved["span_id"], parts[2],
+        "the span the output names: {reserved}"
+    );
+}
+
 /// Runs the shop (`functions run`) against `url`, serving HTTP on `addr`, with `env` on top of
 /// a payment gateway given room to recover every time (it fails one time in five).
 fn spawn_shop(url: &str, addr: SocketAddr, env: &[(&str, &str)]) -> tokio::process::Child {

@@ -577,8 +577,36 @@ async fn a_leaf_link_cut_under_a_pod_using_the_hubs_domain() {
     let hub: Vec<usize> = (0..SERVERS.len()).map(|i| cluster.nats.host(i)).collect();
     scenario("leaf link cut", &mut cluster, Fault::Partition(leaf, hub)).await;
 
-    // Everything the pod made is in the hub's domain: the leaf's own JetStream holds nothing
-    // (without the domain the pod would have made its own copy of the stream there).
+    // The commands take the domain too: through the leaf, `provision` makes the runtime's
+    // streams and buckets at the hub and `dlq list` reads the hub's dead letters.
+    let env = [
+        ("NATS_URL", cluster.pod_url.as_str()),
+        ("NATS_JS_DOMAIN", HUB_DOMAIN),
+    ];
+    for args in [&["provision"][..], &["dlq", "list", "reserve_inventory"]] {
+        let output = common::run(args, &env);
+        assert!(
+            output.status.success(),
+            "`{}` through the leaf: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    for name in [
+        "KV_JETFN_ONCE",
+        "KV_JETFN_ORDERED",
+        "JETFN_DLQ",
+        "JETFN_ADVISORIES",
+    ] {
+        cluster
+            .js
+            .get_stream(name)
+            .await
+            .unwrap_or_else(|error| panic!("{name} at the hub: {error}"));
+    }
+
+    // Everything the pod and the commands made is in the hub's domain: the leaf's own JetStream
+    // holds nothing (without the domain the pod would have made its own copy of the stream there).
     let leaf_client = async_nats::connect(cluster.pod_url.as_str())
         .await
         .expect("connect to the leaf");

@@ -5,6 +5,12 @@
 //! server's consumers per function (`/jsz`), the nats-server's CPU (`/proc/<pid>/stat`), this
 //! process's CPU and its RSS at the end. Not part of `cargo test`.
 //!
+//! Then cold starts: the benchmark execs itself as a pod running one function
+//! (`jetfn::main()`, `JETFN_FUNCTIONS=idle_template`) while a message waits on its subject, and
+//! times exec → that message's ack (seen on the ack subject by a plain subscriber) and exec →
+//! `/ready` answering 200; the first pod creates its consumer, the next ones bind it (a pod
+//! scaled from zero). SIGTERM after each, and the next waits for the exit.
+//!
 //! ```text
 //! cargo bench -p jetfn --features testing --bench idle
 //! JETFN_IDLE_FUNCTIONS=50 JETFN_IDLE_WINDOW=1m cargo bench -p jetfn --features testing --bench idle
@@ -14,10 +20,12 @@
 //! |---|---|---|
 //! | `JETFN_IDLE_FUNCTIONS` | event functions in the pod | `200` |
 //! | `JETFN_IDLE_WINDOW` | how long the idle pod is measured | `30s` |
+//! | `JETFN_IDLE_COLD_STARTS` | pods exec'd for the cold-start rows | `7` |
 //!
 //! The functions are copies of one registered handler, each on its own subject (`idle.<n>`) of one
 //! stream (`IDLE`), as a Deployment of many functions would bind them.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -30,6 +38,8 @@ use jetfn_test_support::http_get_with;
 
 /// After ready and before the window: the start-up's own requests are not idle cost.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Set when the benchmark execs itself as a pod for the cold-start rows.
+const POD: &str = "JETFN_IDLE_POD";
 
 #[derive(serde::Deserialize)]
 struct Nothing {}
@@ -102,8 +112,19 @@ async fn jsz(server: &NatsServer) -> (u64, u64) {
     (number(&jsz["api"]["total"]), number(&jsz["consumers"]))
 }
 
-#[tokio::main]
-async fn main() {
+fn main() -> ExitCode {
+    if std::env::var_os(POD).is_some() {
+        return jetfn::main();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench());
+    ExitCode::SUCCESS
+}
+
+async fn bench() {
     let functions: usize = std::env::var("JETFN_IDLE_FUNCTIONS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -158,6 +179,111 @@ async fn main() {
         100.0 * pod_cpu.as_secs_f64() / seconds,
         rss,
     );
+
+    let runs: usize = std::env::var("JETFN_IDLE_COLD_STARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(7);
+    let starts = cold_starts(&server, runs.max(2)).await;
+    let (first, rest) = starts.split_first().expect("at least two");
+    let median = |pick: fn(&ColdStart) -> Duration| {
+        let mut times: Vec<Duration> = rest.iter().map(pick).collect();
+        times.sort();
+        times[times.len() / 2]
+    };
+    println!();
+    println!("| cold start, exec → | first pod (creates its consumer) | next pods (consumer exists), median of {} |", rest.len());
+    println!("|---|---|---|");
+    println!(
+        "| a waiting message acked | {:.1} ms | {:.1} ms |",
+        ms(first.acked),
+        ms(median(|s| s.acked))
+    );
+    println!(
+        "| `/ready` 200 | {:.1} ms | {:.1} ms |",
+        ms(first.ready),
+        ms(median(|s| s.ready))
+    );
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// One exec'd pod: from exec to its ack of the waiting message, and to `/ready`.
+struct ColdStart {
+    acked: Duration,
+    ready: Duration,
+}
+
+/// `runs` pods exec'd one after the other, each with one message waiting for it.
+async fn cold_starts(server: &NatsServer, runs: usize) -> Vec<ColdStart> {
+    use futures::StreamExt;
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let mut acks = client
+        .subscribe("$JS.ACK.IDLE.idle_template.>")
+        .await
+        .expect("subscribe to the acks");
+    client.flush().await.expect("flush");
+    let exe = std::env::current_exe().expect("the benchmark's path");
+    let mut starts = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        js.publish("idle.template", "{}".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let started = Instant::now();
+        let mut pod = tokio::process::Command::new(&exe)
+            .env(POD, "1")
+            .env("NATS_URL", server.url())
+            .env("JETFN_FUNCTIONS", "idle_template")
+            .env("JETFN_HTTP_ADDR", addr.to_string())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("exec the pod");
+        let acked = async {
+            tokio::time::timeout(Duration::from_secs(30), acks.next())
+                .await
+                .expect("the waiting message acked within 30 s")
+                .expect("the ack subscription");
+            started.elapsed()
+        };
+        let ready = async {
+            loop {
+                let ready = http_get_with(addr, "/ready", &[]).await;
+                if matches!(ready, Ok(ref response) if response.status == 200) {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "not ready within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let (acked, ready) = tokio::join!(acked, ready);
+        let pid = pod.id().expect("the pod's pid").to_string();
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(term.success(), "SIGTERM to the pod");
+        let exit = tokio::time::timeout(Duration::from_secs(30), pod.wait())
+            .await
+            .expect("the pod exits within 30 s of SIGTERM")
+            .expect("the pod's exit status");
+        assert!(exit.success(), "the pod exits 0 after SIGTERM: {exit}");
+        starts.push(ColdStart { acked, ready });
+    }
+    starts
 }
 
 /// Starts a runtime of `registry`; returns it and how long `/ready` took to answer 200.

@@ -12,7 +12,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, ErrorCode};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, publish::PublishAck, ErrorCode};
+use async_nats::HeaderMap;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 /// How long a publish waits for a leader in all: well above a 30 s election. A handler's own
@@ -26,7 +29,36 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// leader just before it was cut off or stepped down is never answered: waiting out the client's
 /// whole request timeout (5 s) would hold the output, and its input, well past the election.
 /// A resend that was stored after all is a duplicate the stream drops (same `Nats-Msg-Id`).
-pub(crate) const ATTEMPT_ACK_WAIT: Duration = Duration::from_secs(1);
+const ATTEMPT_ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// One JetStream publish, its ack awaited at most [`ATTEMPT_ACK_WAIT`] (then `TimedOut`, which
+/// [`classify`] reads as transient). Every publish jetfn waits on goes through here: outputs,
+/// dead letters, delayed outputs when due.
+pub(crate) async fn send(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<PublishAck, PublishError> {
+    let ack = js
+        .publish_with_headers(subject.to_owned(), headers, body)
+        .await?;
+    match tokio::time::timeout(ATTEMPT_ACK_WAIT, ack).await {
+        Ok(acked) => acked,
+        Err(_) => Err(PublishError::new(PublishErrorKind::TimedOut)),
+    }
+}
+
+/// Whether a failed publish to `subject` means that no stream captures it, so that creating
+/// one is the remedy: a "no responders" that the meta layer confirms. A stream without a leader
+/// answers "no responders" too; creating it again would only load a cluster mid-election.
+pub(crate) async fn stream_missing(
+    js: &jetstream::Context,
+    subject: &str,
+    error: &PublishError,
+) -> bool {
+    classify(error) == Failure::NoResponders && lookup(js, subject).await == Lookup::Missing
+}
 
 /// What a failed JetStream publish says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +72,7 @@ pub(crate) enum Failure {
 }
 
 /// Classifies a publish error.
-pub(crate) fn classify(error: &jetstream::context::PublishError) -> Failure {
+pub(crate) fn classify(error: &PublishError) -> Failure {
     match error.kind() {
         PublishErrorKind::StreamNotFound => Failure::NoResponders,
         PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => Failure::Transient,
@@ -50,7 +82,7 @@ pub(crate) fn classify(error: &jetstream::context::PublishError) -> Failure {
 }
 
 /// A JetStream API error that an election or a lost quorum explains.
-fn server_unavailable(error: &jetstream::context::PublishError) -> bool {
+fn server_unavailable(error: &PublishError) -> bool {
     let Some(api) = std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<jetstream::Error>())
     else {
@@ -123,14 +155,14 @@ mod tests {
 
     #[test]
     fn no_responders_is_not_read_as_a_missing_stream() {
-        let error = jetstream::context::PublishError::new(PublishErrorKind::StreamNotFound);
+        let error = PublishError::new(PublishErrorKind::StreamNotFound);
         assert_eq!(classify(&error), Failure::NoResponders);
     }
 
     #[test]
     fn timeouts_and_lost_connections_pass_with_time_but_a_wrong_sequence_does_not() {
         for kind in [PublishErrorKind::TimedOut, PublishErrorKind::BrokenPipe] {
-            let error = jetstream::context::PublishError::new(kind);
+            let error = PublishError::new(kind);
             assert_eq!(classify(&error), Failure::Transient, "{kind:?}");
         }
         for kind in [
@@ -138,7 +170,7 @@ mod tests {
             PublishErrorKind::MaxPayloadExceeded,
             PublishErrorKind::Other,
         ] {
-            let error = jetstream::context::PublishError::new(kind);
+            let error = PublishError::new(kind);
             assert_eq!(classify(&error), Failure::Final, "{kind:?}");
         }
     }

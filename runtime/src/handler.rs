@@ -499,16 +499,15 @@ impl Context {
             if election::classify(&error) == election::Failure::Final {
                 return Err(publish_error(subject, error));
             }
-            if election::classify(&error) == election::Failure::NoResponders {
-                let js = &self.function.jetstream;
-                if election::lookup(js, subject).await == election::Lookup::Missing {
-                    if let Some(create) = create.take() {
-                        create().await.map_err(|reason| PublishError::NoStream {
-                            subject: subject.to_owned(),
-                            reason,
-                        })?;
-                        continue;
-                    }
+            if create.is_some()
+                && election::stream_missing(&self.function.jetstream, subject, &error).await
+            {
+                if let Some(create) = create.take() {
+                    create().await.map_err(|reason| PublishError::NoStream {
+                        subject: subject.to_owned(),
+                        reason,
+                    })?;
+                    continue;
                 }
             }
             tracing::debug!(function = %self.function.name, subject, %error, "publish not acknowledged; sending again");
@@ -524,22 +523,13 @@ impl Context {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<(), PublishError> {
-        let publish = |source| PublishError::Publish {
-            subject: subject.to_owned(),
-            source,
-        };
-        let ack = self
-            .function
-            .jetstream
-            .publish_with_headers(subject.to_owned(), headers, body)
+        election::send(&self.function.jetstream, subject, headers, body)
             .await
-            .map_err(publish)?;
-        match tokio::time::timeout(election::ATTEMPT_ACK_WAIT, ack).await {
-            Ok(acked) => acked.map(drop).map_err(publish),
-            Err(_) => Err(publish(jetstream::context::PublishError::new(
-                jetstream::context::PublishErrorKind::TimedOut,
-            ))),
-        }
+            .map(drop)
+            .map_err(|source| PublishError::Publish {
+                subject: subject.to_owned(),
+                source,
+            })
     }
 
     /// What every context of the function shares, and this context's input (for

@@ -71,7 +71,7 @@ impl DeadLetters {
                         retry_in = %humantime::format_duration(delay),
                         "dead-letter publish failed on the last delivery; keeping the message and retrying"
                     );
-                    if dlq_error.is_stream_not_found() {
+                    if dlq_error.is_stream_missing(&self.jetstream).await {
                         // JETFN_DLQ was deleted: make it again (a custom `dlq` subject's stream is
                         // the operator's to restore).
                         let _ = ensure_stream(&self.jetstream, &self.subject).await;

@@ -138,9 +138,15 @@ pub(crate) enum DlqError {
 
 impl DlqError {
     /// No stream captures the dead-letter subject (for instance, `JETFN_DLQ` was deleted).
-    pub(crate) fn is_stream_not_found(&self) -> bool {
-        matches!(self, Self::Publish { source, .. }
-            if source.kind() == jetstream::context::PublishErrorKind::StreamNotFound)
+    /// Whether no stream captures the dead-letter subject (the meta layer says so: a
+    /// dead-letter stream without a leader answers "no responders" too).
+    pub(crate) async fn is_stream_missing(&self, js: &jetstream::Context) -> bool {
+        match self {
+            Self::Publish { subject, source } => {
+                crate::election::stream_missing(js, subject, source).await
+            }
+            _ => false,
+        }
     }
 }
 
@@ -213,7 +219,8 @@ pub(crate) fn dead_letter_headers(
     headers
 }
 
-/// Publishes a dead letter and waits for the stream's ack. A `Jetfn-Error` too long for the
+/// Publishes a dead letter and waits for the stream's ack (at most a second: a publish that met
+/// an election is sent again by the caller). A `Jetfn-Error` too long for the
 /// server's `max_payload` is cut to fit (the payload and the other headers are kept as they are).
 pub(crate) async fn publish(
     js: &jetstream::Context,
@@ -234,9 +241,7 @@ pub(crate) async fn publish(
         subject: dlq_subject.to_owned(),
         source,
     };
-    js.publish_with_headers(dlq_subject.to_owned(), headers, payload)
-        .await
-        .map_err(error)?
+    crate::election::send(js, dlq_subject, headers, payload)
         .await
         .map_err(error)?;
     Ok(())

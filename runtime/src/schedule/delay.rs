@@ -141,16 +141,13 @@ async fn forward_one(
             .any(|h| h.eq_ignore_ascii_case(name))
     });
     headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
-    let publish = || async {
-        js.publish_with_headers(subject.clone(), headers.clone(), message.payload.clone())
-            .await?
-            .await
-    };
+    let publish = || crate::election::send(js, &subject, headers.clone(), message.payload.clone());
     let mut published = publish().await;
-    // As `Context::publish`: a subject no stream captures gets the auto-created stream.
+    // As `Context::publish`: a subject no stream captures gets the auto-created stream (not one
+    // whose stream is only without a leader for now).
     if let Err(error) = &published {
-        if error.kind() == jetstream::context::PublishErrorKind::StreamNotFound
-            && auto_create_streams
+        if auto_create_streams
+            && crate::election::stream_missing(js, &subject, error).await
             && crate::topology::create_stream_for(js, &subject)
                 .await
                 .is_ok()

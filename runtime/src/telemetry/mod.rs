@@ -23,11 +23,13 @@ mod log;
 mod otlp;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
-    Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+    Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{KeyValue, StringValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -43,6 +45,13 @@ use log::{Layout, WithTraceIds};
 
 /// The name of jetfn's tracer (its instrumentation scope).
 const TRACER: &str = "jetfn";
+
+/// Whether deliveries make their spans through the global tracer provider. [`init`] turns it
+/// off when the provider it installs exports nothing (no `OTEL_*` endpoint) and samples as by
+/// default: a delivery's span would then be built, attributes and all, only to be dropped
+/// unread. Its context still gets ids (see [`unrecorded`]), so logs carry them and outputs carry
+/// the trace on. A provider set by other code than [`init`] is always used.
+static RECORD_DELIVERY_SPANS: AtomicBool = AtomicBool::new(true);
 
 /// The installed tracer provider; [`Telemetry::shutdown`] flushes pending spans.
 #[derive(Debug)]
@@ -113,8 +122,12 @@ pub(crate) fn init(config: &Config) -> Telemetry {
             OtlpProtocol::Grpc => export_error = Some(crate::config::GRPC_NEEDS_FEATURE.to_owned()),
         }
     }
+    let exporting = config.otlp.is_some() && export_error.is_none();
+    let default_sampler = std::env::var("OTEL_TRACES_SAMPLER")
+        .map_or(true, |sampler| sampler.trim() == "parentbased_always_on");
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
+    RECORD_DELIVERY_SPANS.store(exporting || !default_sampler, Ordering::Relaxed);
     // Spans the user opens in a handler become OpenTelemetry spans too (children of the delivery
     // span: the layer takes the current OpenTelemetry context as the parent).
     let otel = tracing_opentelemetry::layer()
@@ -243,6 +256,36 @@ impl SpanNames {
     }
 }
 
+/// The context of a delivery whose span nobody records: as the default sampler with no exporter
+/// would make it, a child of `parent` (its trace, its sampling decision and trace state, a new
+/// span id) or the root of a new, sampled trace; without the span record.
+fn unrecorded(parent: opentelemetry::Context) -> opentelemetry::Context {
+    let mut rng = rand::rng();
+    let span_id = SpanId::from(rand::Rng::random::<u64>(&mut rng));
+    let context = {
+        let span = parent.span();
+        let of_parent = span.span_context();
+        if of_parent.is_valid() {
+            SpanContext::new(
+                of_parent.trace_id(),
+                span_id,
+                of_parent.trace_flags(),
+                false,
+                of_parent.trace_state().clone(),
+            )
+        } else {
+            SpanContext::new(
+                TraceId::from(rand::Rng::random::<u128>(&mut rng)),
+                span_id,
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            )
+        }
+    };
+    parent.with_remote_span_context(context)
+}
+
 impl DeliverySpan {
     pub(crate) fn start(
         tracer: &BoxedTracer,
@@ -251,6 +294,11 @@ impl DeliverySpan {
         meta: &EventMeta,
     ) -> Self {
         let parent = propagation::extract(&meta.headers);
+        if !RECORD_DELIVERY_SPANS.load(Ordering::Relaxed) {
+            return Self {
+                otel: unrecorded(parent),
+            };
+        }
         let (name, destination) = names.of(&meta.subject);
         let mut attributes = common_attributes(function, destination, 8);
         attributes.extend([
@@ -367,5 +415,46 @@ impl DeliverySpan {
     /// Ends the OpenTelemetry span (it is exported, when export is on).
     pub(crate) fn end(&self) {
         self.otel.span().end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unrecorded_delivery_continues_its_parents_trace_under_a_span_id_of_its_own() {
+        let parent = SpanContext::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128),
+            SpanId::from(0x00f0_67aa_0ba9_02b7_u64),
+            TraceFlags::NOT_SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "value")]).expect("trace state"),
+        );
+        let context =
+            unrecorded(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+        let span = context.span();
+        let child = span.span_context();
+        assert!(child.is_valid());
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        assert_eq!(
+            child.trace_flags(),
+            TraceFlags::NOT_SAMPLED,
+            "the parent's decision"
+        );
+        assert_eq!(child.trace_state(), parent.trace_state());
+        assert!(!child.is_remote());
+        assert!(!span.is_recording());
+    }
+
+    #[test]
+    fn an_unrecorded_delivery_without_a_parent_starts_a_sampled_trace() {
+        let first = unrecorded(opentelemetry::Context::new());
+        let second = unrecorded(opentelemetry::Context::new());
+        let (first, second) = (first.span(), second.span());
+        let (first, second) = (first.span_context(), second.span_context());
+        assert!(first.is_valid() && first.is_sampled());
+        assert_ne!(first.trace_id(), second.trace_id(), "a new trace each");
     }
 }
