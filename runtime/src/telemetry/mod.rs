@@ -123,8 +123,9 @@ pub(crate) fn init(config: &Config) -> Telemetry {
         }
     }
     let exporting = config.otlp.is_some() && export_error.is_none();
-    let default_sampler = std::env::var("OTEL_TRACES_SAMPLER")
-        .map_or(true, |sampler| sampler.trim() == "parentbased_always_on");
+    let default_sampler = std::env::var("OTEL_TRACES_SAMPLER").map_or(true, |sampler| {
+        matches!(sampler.trim(), "" | "parentbased_always_on")
+    });
     let provider = builder.build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     RECORD_DELIVERY_SPANS.store(exporting || !default_sampler, Ordering::Relaxed);
