@@ -49,11 +49,13 @@ async fn idle_template(_ctx: Context, _event: Event<Nothing>) -> Result<(), Hand
     Ok(())
 }
 
-fn env_duration(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| humantime::parse_duration(&value).ok())
-        .unwrap_or(default)
+/// `name`'s value parsed by `parse`, or `default` when unset; a value that does not parse ends
+/// the benchmark naming the variable (a typo must not measure the default silently).
+fn env_or<T>(name: &str, default: T, parse: impl Fn(&str) -> Option<T>) -> T {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(value) => parse(&value).unwrap_or_else(|| panic!("{name}: cannot parse {value:?}")),
+    }
 }
 
 /// `functions` copies of the template, `idle_<n>` on `idle.<n>`.
@@ -125,11 +127,10 @@ fn main() -> ExitCode {
 }
 
 async fn bench() {
-    let functions: usize = std::env::var("JETFN_IDLE_FUNCTIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
-    let window = env_duration("JETFN_IDLE_WINDOW", Duration::from_secs(30));
+    let functions: usize = env_or("JETFN_IDLE_FUNCTIONS", 200, |n| n.parse().ok());
+    let window = env_or("JETFN_IDLE_WINDOW", Duration::from_secs(30), |d| {
+        humantime::parse_duration(d).ok()
+    });
     let server = NatsServer::start();
     let js = jetstream::new(server.client().await);
     js.get_or_create_stream(jetstream::stream::Config {
@@ -180,10 +181,7 @@ async fn bench() {
         rss,
     );
 
-    let runs: usize = std::env::var("JETFN_IDLE_COLD_STARTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(7);
+    let runs: usize = env_or("JETFN_IDLE_COLD_STARTS", 7, |n| n.parse().ok());
     let starts = cold_starts(&server, runs.max(2)).await;
     let (first, rest) = starts.split_first().expect("at least two");
     let median = |pick: fn(&ColdStart) -> Duration| {

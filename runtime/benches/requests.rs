@@ -48,10 +48,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let requests: usize = std::env::var("JETFN_BENCH_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if full { 20_000 } else { 200 });
+    let requests: usize = match std::env::var("JETFN_BENCH_REQUESTS") {
+        Err(_) => {
+            if full {
+                20_000
+            } else {
+                200
+            }
+        }
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("JETFN_BENCH_REQUESTS: not a number: {v:?}")),
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

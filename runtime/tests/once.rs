@@ -550,10 +550,12 @@ async fn bench_once(ctx: Context, _event: Event<Value>) -> Result<(), HandlerErr
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement: prints figures"]
 async fn once_cost() {
-    let n: usize = std::env::var("JETFN_ONCE_BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = match std::env::var("JETFN_ONCE_BENCH_N") {
+        Err(_) => 2000,
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("JETFN_ONCE_BENCH_N: not a number: {v:?}")),
+    };
     let server = NatsServer::start();
     let js = jetstream::new(server.client().await);
     js.get_or_create_stream(jetstream::stream::Config {
