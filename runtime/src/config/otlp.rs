@@ -1,6 +1,7 @@
 //! Span export from the standard `OTEL_*` variables.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
@@ -20,6 +21,9 @@ pub struct OtlpConfig {
     /// The most time one export may take, retries included
     /// (`OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, milliseconds; default 10 s).
     pub timeout: Duration,
+    /// A PEM file of certificates trusted for an `https://` endpoint besides the system's
+    /// (`OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`): a private collector's CA.
+    pub certificate: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for OtlpConfig {
@@ -30,6 +34,7 @@ impl std::fmt::Debug for OtlpConfig {
             .field("protocol", &self.protocol)
             .field("headers", &header_names)
             .field("timeout", &self.timeout)
+            .field("certificate", &self.certificate)
             .finish()
     }
 }
@@ -123,11 +128,25 @@ pub(super) fn from_vars(
             })
         }
     }
+    let (certificate_var, certificate) = signal_or_general(&get, "CERTIFICATE");
+    let certificate = certificate.map(PathBuf::from);
+    if let Some(path) = &certificate {
+        if !path.is_file() {
+            return Err(ConfigError::Invalid {
+                key: certificate_var,
+                message: format!(
+                    "{} is not a file (expected PEM certificates)",
+                    path.display()
+                ),
+            });
+        }
+    }
     Ok(Some(OtlpConfig {
         endpoint,
         protocol,
         headers,
         timeout,
+        certificate,
     }))
 }
 

@@ -257,6 +257,7 @@ fn otlp_export_follows_the_standard_variables() {
             protocol: OtlpProtocol::HttpProtobuf,
             headers: Vec::new(),
             timeout: Duration::from_secs(10),
+            certificate: None,
         })
     );
     let grpc = load(&[
@@ -315,6 +316,31 @@ fn otlp_compression_none_is_read_and_gzip_is_refused_by_name() {
         .to_string();
     assert!(
         line.starts_with("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION") && line.contains("\"gzip\""),
+        "{line}"
+    );
+}
+
+#[test]
+fn otlp_certificate_names_a_file_or_exits_naming_the_variable() {
+    let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "not checked here: the exporter reads it").expect("write");
+    let pem_text = pem.to_str().expect("utf-8 path");
+    let config = load(&[base, ("OTEL_EXPORTER_OTLP_CERTIFICATE", pem_text)]).expect("valid");
+    assert_eq!(config.otlp.and_then(|o| o.certificate), Some(pem.clone()));
+    let missing = dir.path().join("missing.pem");
+    let line = load(&[
+        base,
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            missing.to_str().expect("utf-8 path"),
+        ),
+    ])
+    .expect_err("a missing file")
+    .to_string();
+    assert!(
+        line.starts_with("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE") && line.contains("missing.pem"),
         "{line}"
     );
 }

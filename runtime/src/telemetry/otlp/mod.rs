@@ -8,10 +8,13 @@
 //! timeout for the whole export, and up to three retries of what the OTLP specification calls
 //! retryable (429, 502, 503, 504, or no answer), after 100 ms, 200 ms, 400 ms (plus jitter) or
 //! the server's `Retry-After`, within that deadline. Endpoints are `http://` (a collector or
-//! agent beside the process); `grpc` goes through `opentelemetry-otlp`'s tonic exporter
-//! instead (cargo feature `otlp-grpc`).
+//! agent beside the process) or `https://` (a hosted collector: rustls, the one async-nats
+//! brings, trusting the system's roots and `OTEL_EXPORTER_OTLP_CERTIFICATE`'s); `grpc` goes
+//! through `opentelemetry-otlp`'s tonic exporter instead (cargo feature `otlp-grpc`).
 
 mod encode;
+
+mod tls;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use opentelemetry_sdk::Resource;
 
 use crate::config::OtlpConfig;
 use encode::EncodedResource;
+use tls::Tls;
 
 /// Retries after the first attempt.
 const RETRIES: u32 = 3;
@@ -43,6 +47,8 @@ pub(crate) struct HttpExporter {
     target: Uri,
     /// `host:port` to connect to.
     address: String,
+    /// For an `https://` endpoint.
+    tls: Option<Tls>,
     headers: HeaderMap,
     timeout: Duration,
     /// Made on first use, on the exporting thread: a current-thread runtime, which must not be
@@ -80,30 +86,30 @@ impl HttpExporter {
             .endpoint
             .parse()
             .map_err(|e| format!("OTLP endpoint {:?}: {e}", config.endpoint))?;
-        match endpoint.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "OTLP endpoint {:?}: https is not supported by the OTLP/HTTP exporter; \
-                     export to a collector or agent over http://",
-                    config.endpoint
-                ))
-            }
+        let https = match endpoint.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             _ => {
                 return Err(format!(
-                    "OTLP endpoint {:?}: expected an http:// URL",
+                    "OTLP endpoint {:?}: expected an http:// or https:// URL",
                     config.endpoint
                 ))
             }
-        }
+        };
         let authority = endpoint
             .authority()
             .ok_or_else(|| format!("OTLP endpoint {:?}: no host", config.endpoint))?;
+        let default_port = if https { 443 } else { 80 };
         let address = format!(
             "{}:{}",
             authority.host(),
-            authority.port_u16().unwrap_or(80)
+            authority.port_u16().unwrap_or(default_port)
         );
+        let tls = if https {
+            Some(Tls::new(authority.host(), config.certificate.as_deref())?)
+        } else {
+            None
+        };
         headers.insert(
             HOST,
             HeaderValue::from_str(authority.as_str())
@@ -116,6 +122,7 @@ impl HttpExporter {
             endpoint,
             target,
             address,
+            tls,
             headers,
             timeout: config.timeout,
             runtime: OnceLock::new(),
@@ -180,9 +187,21 @@ impl HttpExporter {
         let Ok(stream) = tokio::net::TcpStream::connect(&self.address).await else {
             return Attempt::Retry(None);
         };
-        let Ok((mut sender, connection)) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-        else {
+        match &self.tls {
+            None => self.post(TokioIo::new(stream), body).await,
+            Some(tls) => match tls.connect(stream).await {
+                Ok(stream) => self.post(TokioIo::new(stream), body).await,
+                Err(attempt) => attempt,
+            },
+        }
+    }
+
+    /// POSTs `body` over `io`, a connection just made.
+    async fn post<T>(&self, io: T, body: Bytes) -> Attempt
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(io).await else {
             return Attempt::Retry(None);
         };
         // Drives the connection while the request is answered; ends with it.
@@ -305,7 +324,7 @@ mod tests {
     }
 
     fn exporter_for(url: &str, headers: &[(&str, &str)], timeout: Duration) -> HttpExporter {
-        let mut exporter = HttpExporter::new(&OtlpConfig {
+        exporter_with(OtlpConfig {
             endpoint: url.to_owned(),
             protocol: OtlpProtocol::HttpProtobuf,
             headers: headers
@@ -313,10 +332,16 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             timeout,
+            certificate: None,
         })
-        .expect("exporter");
+        .expect("exporter")
+    }
+
+    /// The exporter of `config`, with a resource.
+    pub(super) fn exporter_with(config: OtlpConfig) -> Result<HttpExporter, String> {
+        let mut exporter = HttpExporter::new(&config)?;
         exporter.set_resource(&Resource::builder().with_service_name("svc").build());
-        exporter
+        Ok(exporter)
     }
 
     fn one_span() -> Vec<SpanData> {
@@ -344,7 +369,7 @@ mod tests {
         }]
     }
 
-    fn export(exporter: &HttpExporter) -> OTelSdkResult {
+    pub(super) fn export(exporter: &HttpExporter) -> OTelSdkResult {
         futures_executor::block_on(exporter.export(one_span()))
     }
 
