@@ -137,9 +137,8 @@ pub(crate) enum DlqError {
 }
 
 impl DlqError {
-    /// No stream captures the dead-letter subject (for instance, `JETFN_DLQ` was deleted).
-    /// Whether no stream captures the dead-letter subject (the meta layer says so: a
-    /// dead-letter stream without a leader answers "no responders" too).
+    /// Whether no stream captures the dead-letter subject, `JETFN_DLQ` deleted for instance (the
+    /// meta layer says so: a dead-letter stream without a leader answers "no responders" too).
     pub(crate) async fn is_stream_missing(&self, js: &jetstream::Context) -> bool {
         match self {
             Self::Publish { subject, source } => {
