@@ -335,12 +335,7 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order_and_logs_carry
     .stderr(Stdio::piped())
     .spawn()
     .expect("spawn");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
+    let logs = stderr_of(&mut child);
     assert!(ready(addr).await, "the binary got ready");
     let js = async_nats::jetstream::new(server.client().await);
     js.publish(
@@ -455,12 +450,7 @@ async fn without_an_exporter_a_delivery_continues_the_messages_trace_in_logs_and
     .stderr(Stdio::piped())
     .spawn()
     .expect("spawn");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
+    let logs = stderr_of(&mut child);
     assert!(ready(addr).await, "the binary got ready");
     let js = async_nats::jetstream::new(server.client().await);
     let mut headers = async_nats::HeaderMap::new();
@@ -532,6 +522,16 @@ async fn without_an_exporter_a_delivery_continues_the_messages_trace_in_logs_and
         reserved["span_id"], parts[2],
         "the span the output names: {reserved}"
     );
+}
+
+/// Everything `child` writes to its (piped) stderr until it exits.
+fn stderr_of(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    })
 }
 
 /// Runs the shop (`functions run`) against `url`, serving HTTP on `addr`, with `env` on top of

@@ -86,30 +86,10 @@ impl HttpExporter {
             .endpoint
             .parse()
             .map_err(|e| format!("OTLP endpoint {:?}: {e}", config.endpoint))?;
-        let https = match endpoint.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(format!(
-                    "OTLP endpoint {:?}: expected an http:// or https:// URL",
-                    config.endpoint
-                ))
-            }
-        };
+        let (address, tls) = connection(&endpoint, config)?;
         let authority = endpoint
             .authority()
             .ok_or_else(|| format!("OTLP endpoint {:?}: no host", config.endpoint))?;
-        let default_port = if https { 443 } else { 80 };
-        let address = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(default_port)
-        );
-        let tls = if https {
-            Some(Tls::new(authority.host(), config.certificate.as_deref())?)
-        } else {
-            None
-        };
         headers.insert(
             HOST,
             HeaderValue::from_str(authority.as_str())
@@ -256,6 +236,31 @@ impl SpanExporter for HttpExporter {
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = EncodedResource::new(resource);
     }
+}
+
+/// Where `endpoint` is reached, `host:port`, and its TLS when it is `https://`.
+fn connection(endpoint: &Uri, config: &OtlpConfig) -> Result<(String, Option<Tls>), String> {
+    let https = match endpoint.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "OTLP endpoint {:?}: expected an http:// or https:// URL",
+                config.endpoint
+            ))
+        }
+    };
+    let authority = endpoint
+        .authority()
+        .ok_or_else(|| format!("OTLP endpoint {:?}: no host", config.endpoint))?;
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let address = format!("{}:{port}", authority.host());
+    let tls = if https {
+        Some(Tls::new(authority.host(), config.certificate.as_deref())?)
+    } else {
+        None
+    };
+    Ok((address, tls))
 }
 
 #[cfg(test)]
