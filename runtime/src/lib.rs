@@ -172,6 +172,7 @@ mod codec;
 mod command;
 mod config;
 mod consumer;
+mod delivered;
 mod deploy;
 mod dlq;
 mod election;

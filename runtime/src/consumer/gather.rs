@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use super::delivery::{Deliverer, Outcome};
@@ -10,6 +9,7 @@ use super::prefetch;
 use super::pull::{Pulled, Puller};
 use super::TRIAL_DEFER;
 use crate::breaker::Admission;
+use crate::delivered::Delivered;
 
 /// How gathering a batch ended.
 pub(super) enum Gathered {
@@ -28,7 +28,7 @@ pub(super) enum Gathered {
 pub(super) async fn gather(
     puller: &mut Puller,
     deliverer: &Deliverer,
-    batch: &mut Vec<jetstream::Message>,
+    batch: &mut Vec<Delivered>,
     size: usize,
     bytes: usize,
     batch_wait: Duration,

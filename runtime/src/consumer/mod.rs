@@ -75,7 +75,7 @@ pub(crate) async fn run(runner: Runner) {
         };
         let api = &pulling.api_prefix;
         let mut puller =
-            match Puller::new(&js.client(), js, api, &bound.stream, &state.config.name).await {
+            match Puller::new(&js.client(), api, &bound.stream, &state.config.name).await {
                 Ok(puller) => puller,
                 Err(error) => {
                     state.set_unbound(format!("pull subscription failed: {error}"));

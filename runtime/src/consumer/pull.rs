@@ -10,14 +10,15 @@
 //! advisory (`$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.<stream>.<consumer>`) makes the loop
 //! ask again at once; the missing heartbeats are the fallback (an advisory can be lost too).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::StatusCode;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::prefetch::Want;
+use crate::delivered::Delivered;
 
 /// How long one pull request waits on the server.
 const EXPIRES: Duration = Duration::from_secs(30);
@@ -44,7 +45,7 @@ const MAX_ROUND_TRIP_SAMPLE: Duration = Duration::from_millis(50);
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Pulled {
     /// A message to run.
-    Message(jetstream::Message),
+    Message(Delivered),
     /// A request ended (expired, or its byte allowance is used up): ask again.
     Ended,
     /// Nothing came for [`SILENCE`] (missed heartbeats): outstanding requests are presumed gone.
@@ -56,7 +57,8 @@ pub(crate) enum Pulled {
 /// A function's pull subscription and what is requested but not yet received.
 pub(crate) struct Puller {
     client: async_nats::Client,
-    context: jetstream::Context,
+    /// The client every delivered message acks through (shared, not cloned per message).
+    acks: Arc<async_nats::Client>,
     subscriber: async_nats::Subscriber,
     /// The consumer's leader-elected advisories.
     elections: async_nats::Subscriber,
@@ -83,7 +85,6 @@ pub(crate) struct Puller {
 impl Puller {
     pub(crate) async fn new(
         client: &async_nats::Client,
-        context: &jetstream::Context,
         api_prefix: &str,
         stream: &str,
         consumer: &str,
@@ -98,7 +99,7 @@ impl Puller {
         let max_payload = client.server_info().max_payload.max(1 << 20);
         Ok(Self {
             client: client.clone(),
-            context: context.clone(),
+            acks: Arc::new(client.clone()),
             subscriber,
             elections,
             inbox,
@@ -250,7 +251,7 @@ impl Puller {
     }
 
     /// A message already received, without waiting.
-    pub(crate) fn next_buffered(&mut self) -> Option<jetstream::Message> {
+    pub(crate) fn next_buffered(&mut self) -> Option<Delivered> {
         while let Some(Some(message)) = self.subscriber.next().now_or_never() {
             if let Some(Pulled::Message(message)) = self.classify(message) {
                 return Some(message);
@@ -278,10 +279,7 @@ impl Puller {
                         self.round_trip = Some(took);
                     }
                 }
-                Some(Pulled::Message(jetstream::Message {
-                    message,
-                    context: self.context.clone(),
-                }))
+                Some(Pulled::Message(Delivered::new(message, self.acks.clone())))
             }
             Some(StatusCode::IDLE_HEARTBEAT) => None,
             Some(StatusCode::NO_RESPONDERS) => {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use async_nats::jetstream;
 use futures::FutureExt;
 
 use super::drain::{Delivery, Replies};
@@ -12,6 +11,7 @@ use super::pull::Puller;
 use super::pulling::{Loop, Served, Turn};
 use super::{Outcome, TRIAL_DEFER};
 use crate::breaker::Admission;
+use crate::delivered::Delivered;
 
 impl Loop {
     /// Starts a delivery of `message` (with what else a batch gathers): inline when it finishes
@@ -19,7 +19,7 @@ impl Loop {
     pub(super) async fn start(
         &mut self,
         puller: &mut Puller,
-        message: jetstream::Message,
+        message: Delivered,
         per_worker: usize,
         bytes: usize,
         stream: &Arc<str>,

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, AckKind};
 use tokio::time::Instant;
 
 use super::{dead_letter_headers, ensure_stream, publish, DlqError, Provenance};
+use crate::delivered::Delivered;
 use crate::policy::{DeadLetterKind, RetrySchedule};
 
 /// What dead-lettering a message came to.
@@ -42,7 +43,7 @@ impl DeadLetters {
     /// take it over.
     pub(crate) async fn letter(
         &self,
-        message: &jetstream::Message,
+        message: &Delivered,
         kind: DeadLetterKind,
         error: &str,
         attempt: u32,
@@ -86,7 +87,7 @@ impl DeadLetters {
     /// Publishes one dead letter of `message` and waits for the stream's ack.
     async fn store(
         &self,
-        message: &jetstream::Message,
+        message: &Delivered,
         kind: DeadLetterKind,
         error: &str,
     ) -> Result<(), DlqError> {
@@ -111,7 +112,7 @@ impl DeadLetters {
     }
 
     /// Waits `delay` while keeping `message` from redelivery with in-progress acks.
-    async fn hold(&self, message: &jetstream::Message, delay: Duration) {
+    async fn hold(&self, message: &Delivered, delay: Duration) {
         let until = Instant::now() + delay;
         loop {
             if let Err(error) = message.ack_with(AckKind::Progress).await {

@@ -4,10 +4,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::AckKind;
 use futures::FutureExt;
 use tokio::time::Instant;
 
+use crate::delivered::Delivered;
 use crate::policy::Failure;
 
 /// A function's bounds on one call.
@@ -26,7 +27,7 @@ impl Guard {
     pub(crate) async fn run<R, Fut>(
         &self,
         make: impl FnOnce() -> Fut,
-        alive: &[jetstream::Message],
+        alive: &[Delivered],
     ) -> Result<R, Failure>
     where
         Fut: Future<Output = R>,
@@ -54,7 +55,7 @@ impl Guard {
     async fn supervise<T>(
         &self,
         mut future: std::pin::Pin<&mut impl Future<Output = T>>,
-        alive: &[jetstream::Message],
+        alive: &[Delivered],
     ) -> Result<T, Failure> {
         let keep_alive = self.keep_alive;
         let mut progress = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
@@ -71,7 +72,7 @@ impl Guard {
 }
 
 /// Sends an in-progress ack for each message (a failure only means the server may redeliver).
-pub(crate) async fn keep_alive_all(messages: &[jetstream::Message]) {
+pub(crate) async fn keep_alive_all(messages: &[Delivered]) {
     for message in messages {
         if let Err(error) = message.ack_with(AckKind::Progress).await {
             tracing::debug!(%error, "in-progress ack failed");

@@ -27,7 +27,6 @@ pub mod middleware;
 
 use std::sync::Arc;
 
-use async_nats::jetstream;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::time::Instant;
@@ -40,6 +39,7 @@ pub(crate) use middleware::LayerFn;
 use middleware::{CallFuture, Inner, Shared};
 
 use crate::batch::{BatchFn, BatchResults};
+use crate::delivered::Delivered;
 use crate::handler::{Context, Function, HandlerError};
 use crate::policy::Failure;
 use crate::registry::{HandlerFn, RequestFn};
@@ -205,7 +205,7 @@ impl Pipeline {
         &self,
         call: Call,
         count: usize,
-        alive: &[jetstream::Message],
+        alive: &[Delivered],
     ) -> Result<(), Failure> {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         if let Some(in_flight) = &self.instruments.in_flight {

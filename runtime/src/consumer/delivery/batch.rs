@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
 
 use super::{meta, Deliverer, Outcome};
 use crate::codec::Incoming;
+use crate::delivered::Delivered;
 use crate::handler::{EventMeta, InputRef};
 use crate::pipeline::{Call, Messages, Output, Slot};
 use crate::policy::Failure;
@@ -18,7 +18,7 @@ use crate::telemetry::DeliverySpan;
 impl Deliverer {
     /// Runs one batch to its end: every message is acked, NAKed or dead-lettered. `messages` is
     /// not empty; `stream` as in [`Deliverer::deliver`].
-    pub(crate) async fn deliver_batch(&self, messages: Vec<jetstream::Message>, stream: Arc<str>) {
+    pub(crate) async fn deliver_batch(&self, messages: Vec<Delivered>, stream: Arc<str>) {
         let mut kept = Vec::with_capacity(messages.len());
         let mut metas = Vec::with_capacity(messages.len());
         let mut pending = None;
@@ -47,7 +47,7 @@ impl Deliverer {
 
     async fn deliver_batch_in(
         &self,
-        messages: Vec<jetstream::Message>,
+        messages: Vec<Delivered>,
         metas: Vec<EventMeta>,
         span: &DeliverySpan,
     ) {

@@ -26,6 +26,7 @@ use crate::app::{Application, Observer, Settlement};
 use crate::breaker::{Admission, Gate, SharedBreaker};
 use crate::codec::Incoming;
 use crate::config::FunctionConfig;
+use crate::delivered::Delivered;
 use crate::dlq::{DeadLetters, Lettered};
 use crate::handler::{EventMeta, Function, InputRef};
 use crate::pipeline::{Call, Entry, Guard, Instruments, Messages, Output, Pipeline};
@@ -132,7 +133,7 @@ impl Deliverer {
     /// future the loop boxes once, so the future is not moved level by level.
     pub(crate) fn deliver(
         self: Arc<Self>,
-        message: jetstream::Message,
+        message: Delivered,
         stream: Arc<str>,
     ) -> impl std::future::Future<Output = ()> + Send {
         let started = meta(&message, stream).map(|(meta, pending)| {
@@ -164,7 +165,7 @@ impl Deliverer {
     }
 
     /// The pipeline's call for one message delivered with `meta`.
-    fn call(&self, message: &jetstream::Message, meta: EventMeta) -> Call {
+    fn call(&self, message: &Delivered, meta: EventMeta) -> Call {
         let input = InputRef::Message {
             stream: meta.stream.clone(),
             sequence: meta.stream_sequence,
@@ -181,7 +182,7 @@ impl Deliverer {
     /// retry or dead letter by the policy, and tells the server.
     pub(super) async fn conclude(
         &self,
-        message: &jetstream::Message,
+        message: &Delivered,
         attempt: u32,
         result: Result<(), Failure>,
         span: &DeliverySpan,
@@ -196,7 +197,7 @@ impl Deliverer {
     /// stored (and only then the outcome says so). Nothing is told to the server yet.
     async fn judge(
         &self,
-        message: &jetstream::Message,
+        message: &Delivered,
         attempt: u32,
         result: Result<(), Failure>,
         span: &DeliverySpan,
@@ -245,7 +246,7 @@ impl Deliverer {
     }
 
     /// Tells the observer (the test harness), if any, how a delivery was settled.
-    fn observe(&self, message: &jetstream::Message, attempt: u32, judged: Judged) {
+    fn observe(&self, message: &Delivered, attempt: u32, judged: Judged) {
         let Some(observer) = &self.observer else {
             return;
         };
@@ -277,7 +278,7 @@ impl Deliverer {
     }
 
     /// Tells the server the outcome and counts it; false when the ack could not be sent.
-    pub(crate) async fn settle(&self, message: &jetstream::Message, outcome: Outcome) -> bool {
+    pub(crate) async fn settle(&self, message: &Delivered, outcome: Outcome) -> bool {
         if let Err(error) = message.ack_with(ack_kind(outcome)).await {
             // The server redelivers an unacknowledged message after ack_wait: nothing is lost.
             tracing::warn!(function = %self.name(), %error, ?outcome, "ack not sent; the server will redeliver");
@@ -308,7 +309,7 @@ mod tests {
     /// 8 KiB, and moving it cost more than a microsecond per message).
     #[test]
     fn a_delivery_future_stays_small() {
-        type M = jetstream::Message;
+        type M = Delivered;
         let deliver = |(d, m, s): (Arc<Deliverer>, M, Arc<str>)| d.deliver(m, s);
         let conclude = |(d, m, s): (&'static Deliverer, &'static M, &'static DeliverySpan)| {
             d.conclude(m, 1, Ok(()), s)

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use opentelemetry::context::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{meta, Deliverer, Outcome};
+use crate::delivered::Delivered;
 use crate::handler::HandlerError;
 use crate::policy::Failure;
 use crate::telemetry::DeliverySpan;
@@ -33,7 +33,7 @@ impl Deliverer {
     /// handler runs, not while the outcome is confirmed.
     pub(crate) async fn run_ordered(
         self: Arc<Self>,
-        message: jetstream::Message,
+        message: Delivered,
         stream: Arc<str>,
         retries: u32,
         worker: OwnedSemaphorePermit,
@@ -46,7 +46,7 @@ impl Deliverer {
     /// ordered function's message without its key).
     pub(crate) async fn reject(
         self: Arc<Self>,
-        message: jetstream::Message,
+        message: Delivered,
         stream: Arc<str>,
         reason: String,
     ) -> Fate {
@@ -55,7 +55,7 @@ impl Deliverer {
 
     async fn run_or_reject(
         self: Arc<Self>,
-        message: jetstream::Message,
+        message: Delivered,
         stream: Arc<str>,
         retries: u32,
         reject_or_run: Result<String, OwnedSemaphorePermit>,
@@ -90,7 +90,7 @@ impl Deliverer {
 
     async fn settle_ordered(
         &self,
-        message: &jetstream::Message,
+        message: &Delivered,
         attempt: u32,
         result: Result<(), Failure>,
         span: &DeliverySpan,

@@ -141,7 +141,7 @@ impl Ordered {
         let config = self.state.config.clone();
         let client = self.js.client();
         let api = &self.api_prefix;
-        let mut puller = match Puller::new(&client, &self.js, api, stream, &config.name).await {
+        let mut puller = match Puller::new(&client, api, stream, &config.name).await {
             Ok(puller) => puller,
             Err(error) => {
                 lease.release().await;

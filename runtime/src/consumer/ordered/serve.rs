@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use async_nats::jetstream::{consumer::PullConsumer, AckKind};
 use jetfn_grammar::order::OrderedBy;
 use tokio::task::JoinSet;
 use tokio::time::{interval_at, sleep_until, Instant};
@@ -19,6 +19,7 @@ use crate::consumer::delivery::{Fate, Outcome};
 use crate::consumer::drain::release_fetched;
 use crate::consumer::prefetch::Want;
 use crate::consumer::pull::{Pulled, Puller};
+use crate::delivered::Delivered;
 
 /// How often the fence asks the server while it waits.
 const FENCE_POLL: Duration = Duration::from_millis(250);
@@ -42,9 +43,9 @@ pub(super) struct Holding<'a> {
     pub(super) ordered: &'a mut Ordered,
     pub(super) consumer: PullConsumer,
     pub(super) turns: Turns,
-    pub(super) queues: Queues<jetstream::Message>,
+    pub(super) queues: Queues<Delivered>,
     /// Redeliveries of running messages, settled as their run ends.
-    pub(super) shadows: HashMap<u64, jetstream::Message>,
+    pub(super) shadows: HashMap<u64, Delivered>,
     pub(super) tasks: JoinSet<Ended_>,
     pub(super) fence: Fence,
     /// The consumer went away while the fence read the subscription.
@@ -147,7 +148,7 @@ impl Holding<'_> {
     }
 
     /// Holds a pulled message under its key (a message without one is dead-lettered at once).
-    fn hold(&mut self, message: jetstream::Message) {
+    fn hold(&mut self, message: Delivered) {
         let Ok((sequence, delivered)) = message
             .info()
             .map(|info| (info.stream_sequence, info.consumer_sequence))

@@ -5,12 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::AckKind;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::delivery::{Deliverer, Fate};
+use crate::delivered::Delivered;
 
 /// What a turn needs besides its message.
 #[derive(Clone)]
@@ -28,7 +29,7 @@ pub(super) struct Turns {
 
 impl Turns {
     /// Runs `message` until it is settled (or handed back on shutdown: `Unsettled`).
-    pub(super) async fn run(self, message: jetstream::Message) -> Fate {
+    pub(super) async fn run(self, message: Delivered) -> Fate {
         let mut retries = 0;
         let mut failing = false;
         let fate = loop {
@@ -65,7 +66,7 @@ impl Turns {
     }
 
     /// Hands `message` back for the next holder (who counts from the server's attempts).
-    async fn hand_back(&self, message: &jetstream::Message) -> Fate {
+    async fn hand_back(&self, message: &Delivered) -> Fate {
         if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
             tracing::debug!(%error, "not handed back; the server redelivers it after ack_wait");
         }
@@ -75,7 +76,7 @@ impl Turns {
 
 /// Runs `work` while telling the server every `keep_alive` that `message` is in progress.
 pub(super) async fn alive<T>(
-    message: &jetstream::Message,
+    message: &Delivered,
     keep_alive: Duration,
     work: impl Future<Output = T>,
 ) -> T {
