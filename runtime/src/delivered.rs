@@ -35,12 +35,7 @@ impl Delivered {
     /// Tells the server `kind` for this delivery (as `jetstream::Message::ack_with`: a plain
     /// publish to the reply subject, not confirmed).
     pub(crate) async fn ack_with(&self, kind: AckKind) -> Result<(), async_nats::Error> {
-        let reply = self
-            .message
-            .reply
-            .clone()
-            .ok_or(NotJetStream::NoReply)
-            .map_err(Box::new)?;
+        let reply = self.message.reply.clone().ok_or(NotJetStream::NoReply)?;
         self.client.publish(reply, kind.into()).await?;
         Ok(())
     }
