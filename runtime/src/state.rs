@@ -83,6 +83,10 @@ pub(crate) struct Pulling {
     pub(crate) round_trip_us: AtomicU64,
     /// Deliveries that reported the consumer's `num_pending` so far.
     pub(crate) pending_reports: AtomicU64,
+    /// Every worker is busy and messages asked for are not yet taken (fetched ahead: on their
+    /// way or waiting in the subscription): backlog for the autoscaler that the server's
+    /// `num_pending` no longer shows.
+    pub(crate) waiting: AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

@@ -168,7 +168,14 @@ impl Loop {
             return Turn::End(Served::Stop);
         }
         // Fast path: a message already here is taken without waiting on anything. What was
-        // fetched ahead waits in the subscription until a worker is free.
+        // fetched ahead waits in the subscription until a worker is free; the autoscaler counts
+        // it (asked for and not yet taken: on its way, or waiting here).
+        let waiting = &self.state.pulling().waiting;
+        if free == 0 {
+            waiting.store(puller.outstanding() > 0, Ordering::Relaxed);
+        } else if waiting.load(Ordering::Relaxed) {
+            waiting.store(false, Ordering::Relaxed);
+        }
         let ready = if free > 0 { puller.try_next() } else { None };
         let pulled = match ready {
             Some(pulled) if !self.cancel.is_cancelled() => Some(pulled),

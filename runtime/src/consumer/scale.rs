@@ -58,9 +58,14 @@ pub(super) async fn scale(
                 }
             }
         }
+        // Messages fetched ahead and waiting for a busy worker are backlog too: the server
+        // counts them delivered, not pending.
+        let fetched_waiting = u64::from(state.pulling().waiting.load(Ordering::Relaxed));
         let seen = Observation {
             busy: u32::try_from(busy).unwrap_or(u32::MAX),
-            backlog: u64::try_from(metrics.pending.get()).unwrap_or(0),
+            backlog: u64::try_from(metrics.pending.get())
+                .unwrap_or(0)
+                .max(fetched_waiting),
         };
         let target = scaler.observe(seen, Instant::now());
         if target as usize != workers.target() {
