@@ -200,6 +200,9 @@ impl NatsServer {
                 p.to_string()
             }
         };
+        let log_path = self.store.path().join("nats-server.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let child = Command::new(&self.binary)
             .args(["-a", "127.0.0.1", "-js"])
             .args(["-p", &port(self.port), "-m", &port(self.monitor_port)])
@@ -209,7 +212,7 @@ impl NatsServer {
             .arg(&ports_dir)
             .args(&self.extra_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.binary.display()));
         let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
@@ -221,8 +224,9 @@ impl NatsServer {
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
-                    "nats-server exited at start ({status}); args: {:?}",
-                    self.extra_args
+                    "nats-server exited at start ({status}); args: {:?}; its log ends:\n{}",
+                    self.extra_args,
+                    log_tail(&log_path)
                 );
             }
             assert!(
@@ -238,6 +242,17 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The last lines of the server's log (why it exited), or why there are none.
+fn log_tail(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(5)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
 }
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use jetfn::testing::{NatsServer, NatsServerBuilder};
 
+use crate::port::free_port;
+
 /// Nodes of one JetStream cluster (`node0`, `node1`, ...), each killed on drop.
 #[derive(Debug)]
 pub struct NatsCluster {
@@ -89,12 +91,4 @@ impl NatsCluster {
         }
         false
     }
-}
-
-/// A loopback port nothing listens on now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }

@@ -129,7 +129,7 @@ impl Prometheus {
         let config_file = dir.path().join("prometheus.yml");
         std::fs::write(&config_file, config)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_file.display()));
-        let addr = SocketAddr::from(([127, 0, 0, 1], crate::cluster::free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], crate::port::free_port()));
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(

@@ -35,8 +35,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// A loopback address nothing listens on (for `JETFN_HTTP_ADDR`).
 pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    SocketAddr::from(([127, 0, 0, 1], jetfn_test_support::free_port()))
 }
 
 /// Whether the binary at `addr` answers `/ready` with 200 within [`PATIENCE`].
