@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{free_addr, ready, run, stored, BINARY, PATIENCE, SHOP_FUNCTIONS};
+use common::{free_addr, ready, run, stored, terminate, BINARY, PATIENCE, SHOP_FUNCTIONS};
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -357,7 +357,7 @@ async fn spans_reach_an_otlp_http_receiver_as_one_trace_per_order_and_logs_carry
         .await
     );
     // SIGTERM flushes the batch exporter.
-    terminate(&mut child).await;
+    assert!(terminate(&mut child).await.success());
 
     let spans: Vec<(String, Vec<u8>, String)> = received
         .lock()
@@ -490,7 +490,7 @@ async fn without_an_exporter_a_delivery_continues_the_messages_trace_in_logs_and
     );
     assert_eq!(parts[2].len(), 16, "{traceparent}");
 
-    terminate(&mut child).await;
+    assert!(terminate(&mut child).await.success());
     let logs = logs.await.expect("stderr read");
     let reserved: serde_json::Value = logs
         .lines()
@@ -502,21 +502,6 @@ async fn without_an_exporter_a_delivery_continues_the_messages_trace_in_logs_and
         reserved["span_id"], parts[2],
         "the span the output names: {reserved}"
     );
-}
-
-/// SIGTERMs `child` and asserts that it exits successfully within [`PATIENCE`].
-async fn terminate(child: &mut tokio::process::Child) {
-    let pid = child.id().expect("pid").to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
-    assert!(status.success());
 }
 
 /// Everything `child` writes to its (piped) stderr until it exits.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jetfn::testing::{http_get, NatsServer};
 
-use common::{free_addr, PATIENCE};
+use common::{exit_status, free_addr, sigterm, PATIENCE};
 
 const LIFECYCLE: &str = env!("CARGO_BIN_EXE_lifecycle");
 
@@ -126,20 +126,12 @@ async fn not_ready_during_a_slow_hook_then_serves_and_sigterm_runs_the_shutdown_
         Some("\"hello ada\""),
         "the hook's state reached the handler"
     );
-    let pid = child.id().expect("pid").to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    sigterm(&child);
     let bye = tokio::time::timeout(PATIENCE, stopped.next())
         .await
         .expect("the shutdown hook published")
         .expect("message");
     assert_eq!(bye.payload, "bye".as_bytes());
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("exits")
-        .expect("status");
+    let status = exit_status(&mut child).await;
     assert!(status.success(), "SIGTERM exits 0: {status}");
 }

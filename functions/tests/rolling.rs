@@ -7,11 +7,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use common::{free_addr, ready, stored, PATIENCE, SHOP_FUNCTIONS};
+use common::{free_addr, ready, stored, terminate, PATIENCE, SHOP_FUNCTIONS};
 use functions::{sample_order, subjects, ShopEvent};
 use futures::StreamExt;
 use jetfn::testing::{eventually, NatsServer};
@@ -33,20 +33,6 @@ fn pod(url: &str, addr: SocketAddr) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn a pod")
-}
-
-/// SIGTERM, then the exit status within `PATIENCE`.
-async fn terminate(mut pod: tokio::process::Child) -> std::process::ExitStatus {
-    let pid = pod.id().expect("running").to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    tokio::time::timeout(PATIENCE, pod.wait())
-        .await
-        .expect("exits within the drain budget")
-        .expect("status")
 }
 
 /// Every message stored on `subject` in SHOP: order id -> how many.
@@ -116,8 +102,8 @@ async fn a_rolling_restart_of_two_pods_under_load_loses_nothing_and_stores_outpu
         let done = stored(&js, subjects::NOTIFICATION_SENT).await;
         let replacement_addr = free_addr();
         let replacement = pod(&server.url(), replacement_addr);
-        let old = std::mem::replace(&mut pods[index], replacement);
-        let status = terminate(old).await;
+        let mut old = std::mem::replace(&mut pods[index], replacement);
+        let status = terminate(&mut old).await;
         assert!(
             status.success(),
             "pod {index} drained and exited 0: {status}"
@@ -168,7 +154,7 @@ async fn a_rolling_restart_of_two_pods_under_load_loses_nothing_and_stores_outpu
         "rolling restart: {ORDERS} of {ORDERS} orders completed; each output stored once \
          ({ORDERS} distinct = {ORDERS} stored, for each of 3 output subjects)"
     );
-    for pod in pods {
-        assert!(terminate(pod).await.success());
+    for mut pod in pods {
+        assert!(terminate(&mut pod).await.success());
     }
 }

@@ -33,6 +33,30 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run the functions binary")
 }
 
+/// Sends SIGTERM to `child` (the signal a pod gets when Kubernetes stops it).
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+}
+
+/// SIGTERM, then `child`'s exit status within [`PATIENCE`] (its drain budget).
+pub async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    sigterm(child);
+    exit_status(child).await
+}
+
+/// `child`'s exit status, within [`PATIENCE`].
+pub async fn exit_status(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits within the drain budget")
+        .expect("status")
+}
+
 /// A loopback address nothing listens on (for `JETFN_HTTP_ADDR`).
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], jetfn_test_support::free_port()))
