@@ -285,6 +285,55 @@ fn definitions(jsz: &Value) -> BTreeMap<String, Value> {
 }
 
 #[tokio::test]
+async fn provision_gives_an_earlier_jetfn_s_per_function_advisory_consumers_a_lifetime() {
+    use async_nats::jetstream;
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    let advisories = js
+        .create_stream(jetstream::stream::Config {
+            name: jetfn::DeadLetter::ADVISORY_STREAM.to_owned(),
+            subjects: vec!["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("advisory stream");
+    // What a jetfn before one consumer per pod made for each function, kept for ever.
+    for function in ["audit_log", "charge_payment"] {
+        advisories
+            .create_consumer(jetstream::consumer::pull::Config {
+                durable_name: Some(format!("jetfn_advisories_{function}")),
+                filter_subject: format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{function}"),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("a per-function advisory consumer");
+    }
+
+    let first = stdout(&run(&["provision"], &[("NATS_URL", &server.url())]));
+    for function in ["audit_log", "charge_payment"] {
+        let name = format!("jetfn_advisories_{function}");
+        assert!(
+            first.contains(&format!(
+                "durable consumer {name} on JETFN_ADVISORIES (one per"
+            )),
+            "{first}"
+        );
+        let info = advisories.consumer_info(&name).await.expect("still there");
+        assert_eq!(
+            info.config.inactive_threshold,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(
+            info.config.filter_subject,
+            format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{function}")
+        );
+    }
+    let second = stdout(&run(&["provision"], &[("NATS_URL", &server.url())]));
+    assert!(!second.contains("one per function"), "said once: {second}");
+}
+
+#[tokio::test]
 async fn provision_twice_changes_nothing_the_second_time() {
     let server = NatsServer::start();
     let url = server.url();
@@ -325,8 +374,14 @@ async fn provision_twice_changes_nothing_the_second_time() {
         ]
     );
     for (name, definition) in &before {
-        if name.contains('/') {
-            let config = &definition[1];
+        let config = &definition[1];
+        if *name == advisories {
+            // Advisories are kept 7 days; so is the consumer of a set of functions no pod runs.
+            assert_eq!(
+                config["inactive_threshold"],
+                7 * 24 * 3600 * 1_000_000_000_u64
+            );
+        } else if name.contains('/') {
             assert!(
                 config.get("inactive_threshold").is_none_or(|t| t == 0),
                 "{name} must outlive every pod: {config}"

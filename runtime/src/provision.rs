@@ -87,8 +87,14 @@ async fn provision_all(
         advisory::bind(js, &names).await?;
         println!(
             "crashed dead letters: durable consumer {} on {ADVISORY_STREAM}",
-            advisory_consumer(names)
+            advisory_consumer(names.iter().copied())
         );
+        for retired in advisory::retire_per_function(js, &names).await? {
+            println!(
+                "crashed dead letters: durable consumer {retired} on {ADVISORY_STREAM} (one per \
+                 function, from an earlier jetfn) goes after 7 days without a pod pulling from it"
+            );
+        }
     }
     Ok(())
 }

@@ -153,6 +153,61 @@ async fn store(js: &jetstream::Context, subject: &str, payload: &'static str) ->
 }
 
 #[tokio::test]
+async fn an_advisory_consumer_kept_for_ever_by_an_older_jetfn_is_given_the_stream_s_lifetime() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    let name = jetfn::DeadLetter::advisory_consumer(["dies_on_poison"]);
+    let advisories = js
+        .create_stream(jetstream::stream::Config {
+            name: jetfn::DeadLetter::ADVISORY_STREAM.to_owned(),
+            subjects: vec!["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>".to_owned()],
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .expect("advisory stream");
+    advisories
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.dies_on_poison"
+                .to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("an advisory consumer without an inactive threshold");
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: "CRASH".to_owned(),
+        subjects: vec!["crash.>".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
+
+    let runtime = common::start(&server, "dies_on_poison", &[]).await;
+    // The pod binds its advisory consumer in the background, once ready or soon after.
+    let given = eventually(PATIENCE, || async {
+        let mut consumer: jetstream::consumer::PullConsumer =
+            advisories.get_consumer(&name).await.expect("consumer");
+        let info = consumer.info().await.expect("info");
+        info.config.inactive_threshold == Duration::from_secs(7 * 24 * 3600)
+    })
+    .await;
+    assert!(
+        given,
+        "the consumer lives as long as the stream keeps advisories"
+    );
+    let consumer: jetstream::consumer::PullConsumer =
+        advisories.get_consumer(&name).await.expect("consumer");
+    assert_eq!(
+        consumer.cached_info().config.filter_subject,
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.dies_on_poison",
+        "the rest of its configuration is kept"
+    );
+    runtime.stop().await;
+}
+
+#[tokio::test]
 async fn one_advisory_consumer_per_pod_dead_letters_each_function_s_advisories() {
     let server = NatsServer::start();
     let js = jetstream::new(server.client().await);
@@ -193,6 +248,14 @@ async fn one_advisory_consumer_per_pod_dead_letters_each_function_s_advisories()
     assert_eq!(
         info.state.consumer_count, 1,
         "one advisory consumer for the pod"
+    );
+    let kept = info.config.max_age;
+    let consumer: jetstream::consumer::PullConsumer =
+        advisories.get_consumer(&name).await.expect("consumer");
+    assert_eq!(
+        consumer.cached_info().config.inactive_threshold,
+        kept,
+        "the consumer of a set no pod runs any more goes with the advisories it could read"
     );
 
     for (function, payload) in [

@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::FromConsumer;
 use async_nats::jetstream::{self, consumer, stream};
 use serde::Deserialize;
 
@@ -31,6 +32,10 @@ pub(crate) const ADVISORY_STREAM: &str = "JETFN_ADVISORIES";
 const ADVISORY_SUBJECTS: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>";
 const CRASHED: &str = "deliveries exhausted without a settled outcome: the process ended during \
      every delivery (or the dead-letter publish failed)";
+/// How long `JETFN_ADVISORIES` keeps an advisory, and how long an advisory consumer no pod pulls
+/// from lives on: a set of functions no pod runs any more leaves no consumer behind, and the one
+/// deleted had nothing left to read that the stream still holds.
+const KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How far back a new advisory consumer starts: advisories older than the dead-letter stream's
 /// duplicate window (less a margin) were handled by the consumer of an earlier set of functions;
 /// younger ones handled twice store one dead letter.
@@ -67,7 +72,7 @@ pub(crate) async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Str
         name: ADVISORY_STREAM.to_owned(),
         subjects: vec![ADVISORY_SUBJECTS.to_owned()],
         storage: stream::StorageType::File,
-        max_age: Duration::from_secs(7 * 24 * 3600),
+        max_age: KEPT,
         description: Some("jetfn: MAX_DELIVERIES advisories, for crashed dead letters".to_owned()),
         ..Default::default()
     })
@@ -92,6 +97,7 @@ fn consumer_config(functions: &[&str]) -> consumer::pull::Config {
         deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time },
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
+        inactive_threshold: KEPT,
         ..Default::default()
     }
 }
@@ -103,11 +109,63 @@ pub(crate) async fn bind(
 ) -> Result<consumer::PullConsumer, String> {
     let config = consumer_config(functions);
     let name = config.durable_name.clone().unwrap_or_default();
-    ensure_stream(js)
-        .await?
-        .get_or_create_consumer(&name, config)
+    let stream = ensure_stream(js).await?;
+    let mut consumer: consumer::PullConsumer =
+        stream
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(|e| format!("creating the advisory consumer {name} failed: {e}"))?;
+    if consumer.cached_info().config.inactive_threshold != KEPT {
+        // Made by a jetfn that kept advisory consumers for ever: given the same lifetime.
+        consumer = give_lifetime(&stream, consumer.cached_info().config.clone()).await?;
+    }
+    Ok(consumer)
+}
+
+/// The advisory consumers of `functions` that a jetfn before one consumer per pod made, one per
+/// function (`jetfn_advisories_<function>`), that have no lifetime yet, given the stream's:
+/// they go once no pod of that version pulls from them. Returns their names.
+pub(crate) async fn retire_per_function(
+    js: &jetstream::Context,
+    functions: &[&str],
+) -> Result<Vec<String>, String> {
+    let stream = ensure_stream(js).await?;
+    let mut retired = Vec::new();
+    for function in functions {
+        let name = format!("jetfn_advisories_{function}");
+        let info = match stream.consumer_info(&name).await {
+            Ok(info) => info,
+            Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+                continue;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "reading the advisory consumer {name} failed: {error}"
+                ))
+            }
+        };
+        if info.config.inactive_threshold != KEPT {
+            give_lifetime(&stream, info.config).await?;
+            retired.push(name);
+        }
+    }
+    Ok(retired)
+}
+
+/// Updates the advisory consumer `found` to live [`KEPT`] without pulls, the rest unchanged.
+async fn give_lifetime(
+    stream: &stream::Stream,
+    found: consumer::Config,
+) -> Result<consumer::PullConsumer, String> {
+    let name = found.durable_name.clone().unwrap_or_default();
+    let config = consumer::pull::Config {
+        inactive_threshold: KEPT,
+        ..consumer::pull::Config::try_from_consumer_config(found).map_err(|e| e.to_string())?
+    };
+    stream
+        .update_consumer(config)
         .await
-        .map_err(|e| format!("creating the advisory consumer {name} failed: {e}"))
+        .map_err(|e| format!("updating the advisory consumer {name} failed: {e}"))
 }
 
 /// Dead-letters, as `crashed`, the message `advisory` is about. `Err` when it should be tried
@@ -213,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn the_consumer_filters_each_function_on_any_stream_and_replays_the_duplicate_window() {
+    fn the_consumer_filters_each_function_replays_a_day_and_lives_as_long_as_advisories() {
         let config = consumer_config(&["orders", "emails"]);
         assert_eq!(
             config.filter_subjects,
@@ -228,5 +286,7 @@ mod tests {
         };
         let back = time::OffsetDateTime::now_utc() - start_time;
         assert!(back < DUPLICATE_WINDOW && back >= REPLAY, "{back}");
+        assert_eq!(config.inactive_threshold, KEPT);
+        assert!(REPLAY < KEPT);
     }
 }
