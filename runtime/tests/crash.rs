@@ -63,10 +63,8 @@ fn spawn_child(url: &str) -> tokio::process::Child {
         .expect("spawn the child")
 }
 
-#[tokio::test]
-async fn a_message_that_kills_every_process_is_dead_lettered_as_crashed_once() {
-    let server = NatsServer::start();
-    let js = jetstream::new(server.client().await);
+/// The stream the crashing functions read (`crash.>`).
+async fn crash_stream(js: &jetstream::Context) {
     js.get_or_create_stream(jetstream::stream::Config {
         name: "CRASH".to_owned(),
         subjects: vec!["crash.>".to_owned()],
@@ -74,6 +72,13 @@ async fn a_message_that_kills_every_process_is_dead_lettered_as_crashed_once() {
     })
     .await
     .expect("stream");
+}
+
+#[tokio::test]
+async fn a_message_that_kills_every_process_is_dead_lettered_as_crashed_once() {
+    let server = NatsServer::start();
+    let js = jetstream::new(server.client().await);
+    crash_stream(&js).await;
     js.publish("crash.jobs", r#"{"poison":true}"#.into())
         .await
         .expect("publish")
@@ -176,13 +181,7 @@ async fn an_advisory_consumer_kept_for_ever_by_an_older_jetfn_is_given_the_strea
         })
         .await
         .expect("an advisory consumer without an inactive threshold");
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: "CRASH".to_owned(),
-        subjects: vec!["crash.>".to_owned()],
-        ..Default::default()
-    })
-    .await
-    .expect("stream");
+    crash_stream(&js).await;
 
     let runtime = common::start(&server, "dies_on_poison", &[]).await;
     // The pod binds its advisory consumer in the background, once ready or soon after.
