@@ -125,6 +125,7 @@ pub(crate) async fn bind(
 /// The advisory consumers of `functions` that a jetfn before one consumer per pod made, one per
 /// function (`jetfn_advisories_<function>`), that have no lifetime yet, given the stream's:
 /// they go once no pod of that version pulls from them. Returns their names.
+#[cfg(feature = "deploy")]
 pub(crate) async fn retire_per_function(
     js: &jetstream::Context,
     functions: &[&str],
