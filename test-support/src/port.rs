@@ -7,7 +7,7 @@
 //! These ports come from below that range, where neither happens; each is handed out once per
 //! process and is free when handed out.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::net::TcpListener;
 use std::sync::Mutex;
@@ -18,12 +18,11 @@ const LOWEST: u16 = 10_000;
 /// A loopback port below the ephemeral range that nothing listens on now and this process has
 /// not handed out before.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let top = ephemeral_low();
     assert!(top > LOWEST, "the ephemeral range starts at {top}");
     let random = RandomState::new();
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for attempt in 0u64..10_000 {
         let port = LOWEST + (random.hash_one(attempt) % u64::from(top - LOWEST)) as u16;
         if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -55,7 +54,7 @@ mod tests {
     #[test]
     fn ports_are_below_the_ephemeral_range_bindable_and_never_handed_out_twice() {
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len());
         for port in ports {
             assert!((LOWEST..ephemeral_low()).contains(&port), "{port}");
